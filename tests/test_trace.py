@@ -1,0 +1,135 @@
+import gzip
+import hashlib
+
+import numpy as np
+import pytest
+
+from replayer.errors import InputError
+from replayer.trace import read_trace, resolve_path, sniff_format
+
+BURSTGPT_V1_HEADER = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+
+
+@pytest.mark.parametrize(("spec", "fmt", "rows", "span_s"), [
+    ("sample:burstgpt-1", "burstgpt", 400, 37_269.0),
+    ("sample:burstgpt-3", "burstgpt", 400, 41_453.0),
+    ("sample:azure-2023-conv", "azure", 19_366, 3_501.72),
+])
+def test_bundled_samples_read_with_documented_rows_and_span(spec, fmt, rows, span_s):
+    trace = read_trace(spec)
+    assert trace.format == fmt
+    assert len(trace) == rows
+    assert trace.span_s == pytest.approx(span_s, abs=0.01)
+    assert np.all(np.diff(trace.arrival_s) >= 0)
+    assert trace.warnings == ()
+
+
+@pytest.mark.parametrize(("name", "sha256"), [
+    ("burstgpt-1", "7865fda5dac50938a84dfccb06c405e2f5202969ecfbd671c8399de00f4335f0"),
+    ("burstgpt-3", "5465fc4c38b0815b8f75d126a120c229ae93632d62e3adf1792f5e8401a73559"),
+    ("azure-2023-conv", "2f1e5b666d4e3055fdbba98598ce2ec307767b9064e03e2fa46676dbcc7d0bf8"),
+])
+def test_bundled_samples_are_the_unmodified_public_files(name, sha256):
+    assert hashlib.sha256(resolve_path(f"sample:{name}").read_bytes()).hexdigest() == sha256
+
+
+def test_burstgpt_v1_columns_and_failure_rows():
+    trace = read_trace("sample:burstgpt-1")
+    assert trace.origin_s == 5.0
+    assert trace.models.labels == ("ChatGPT", "GPT-4")
+    assert list(trace.input_tokens[:3]) == [472, 1087, 417]
+    assert list(trace.output_tokens[:3]) == [18, 230, 276]
+    assert trace.models.values()[2] == "GPT-4"
+    assert int(np.count_nonzero(trace.output_tokens == 0)) == 17
+    assert trace.sessions is None
+
+
+def test_burstgpt_v3_keeps_sessions_parsed_by_name():
+    trace = read_trace("sample:burstgpt-3")
+    labels = trace.sessions.values()
+    with_session = labels[labels != ""]
+    assert len(with_session) == 394
+    assert len(set(with_session)) == 135
+    assert trace.origin_s == 19_440_110.0
+    assert int(trace.input_tokens[0]) == 906
+
+
+def test_azure_timestamps_keep_sub_millisecond_precision():
+    trace = read_trace("sample:azure-2023-conv")
+    # 18:15:46.6805900 -> 18:15:50.9951690
+    assert trace.arrival_s[1] == pytest.approx(4.314579, abs=1e-7)
+    assert trace.origin_is_epoch
+    assert trace.origin_s == pytest.approx(1_700_158_546.68059, abs=1e-5)
+
+
+def test_azure_2024_zone_suffix_and_missing_fraction(write_file):
+    path = write_file("az24.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+                                  "2024-05-10 00:00:00+00:00,10,2\n2024-05-10 00:00:00.500000+00:00,20,3\n")
+    trace = read_trace(str(path))
+    assert trace.format == "azure"
+    assert list(trace.arrival_s) == [0.0, 0.5]
+
+
+def test_gzip_input_is_read_transparently(write_file):
+    path = write_file("t.csv.gz", gzip.compress((BURSTGPT_V1_HEADER + "1,ChatGPT,5,6,11,API log\n").encode()))
+    assert list(read_trace(str(path)).input_tokens) == [5]
+
+
+def test_unsorted_rows_are_sorted_with_a_warning(write_file):
+    path = write_file("u.csv", BURSTGPT_V1_HEADER + "10,ChatGPT,1,1,2,API log\n5,GPT-4,2,2,4,API log\n")
+    trace = read_trace(str(path))
+    assert list(trace.row_ids) == [1, 0]
+    assert list(trace.input_tokens) == [2, 1]
+    assert trace.models.values().tolist() == ["GPT-4", "ChatGPT"]
+    assert "not in time order" in trace.warnings[0]
+
+
+@pytest.mark.parametrize(("body", "line", "field", "fragment"), [
+    ("5,ChatGPT,12,x,13,API log\n", 2, "Response tokens", "not an integer: 'x'"),
+    ("5,ChatGPT,12,3,15,API log\n6,ChatGPT,-1,3,2,API log\n", 3, "Request tokens", "negative"),
+    ("nan,ChatGPT,12,3,15,API log\n", 2, "Timestamp", "finite"),
+    ("-4,ChatGPT,12,3,15,API log\n", 2, "Timestamp", "finite"),
+    ("5,ChatGPT,12,3\n", 2, None, "expected 6 fields"),
+])
+def test_malformed_rows_name_file_line_and_field(write_file, body, line, field, fragment):
+    path = write_file("bad.csv", BURSTGPT_V1_HEADER + body)
+    with pytest.raises(InputError) as caught:
+        read_trace(str(path))
+    error = caught.value
+    assert (error.line, error.field) == (line, field)
+    assert fragment in str(error)
+    assert str(error).startswith(f"{path}:{line}: ")
+
+
+def test_missing_column_is_named(write_file):
+    path = write_file("m.csv", "Timestamp,Model,Request tokens,Total tokens\n1,ChatGPT,2,3\n")
+    with pytest.raises(InputError, match="Response tokens: missing column"):
+        read_trace(str(path), "burstgpt")
+
+
+def test_azure_bad_timestamp_names_its_line(write_file):
+    path = write_file("a.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\r\n2023-11-16 18:15:46.1,1,2\r\nyesterday,1,2")
+    with pytest.raises(InputError, match=r":3: TIMESTAMP: not a timestamp: 'yesterday'"):
+        read_trace(str(path))
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("", "empty file"),
+    (BURSTGPT_V1_HEADER, "no data rows"),
+    ("a,b,c\n1,2,3\n", "unrecognised trace format"),
+])
+def test_empty_headerless_and_unknown_files(write_file, content, message):
+    path = write_file("e.csv", content)
+    with pytest.raises(InputError, match=message):
+        read_trace(str(path))
+
+
+def test_unknown_sample_and_missing_file():
+    with pytest.raises(InputError, match="unknown sample"):
+        read_trace("sample:nope")
+    with pytest.raises(InputError, match="no such file"):
+        read_trace("/nonexistent/trace.csv")
+
+
+def test_sniffing_names_the_format(write_file):
+    assert sniff_format(write_file("b.csv", BURSTGPT_V1_HEADER + "1,ChatGPT,1,1,2,API log\n")) == "burstgpt"
