@@ -1,0 +1,126 @@
+"""Records → summary: the metric definitions of the project, as pure functions.
+
+For a request, `sent` is when it left, `first` the arrival of the first output-bearing chunk,
+`last` that of the last one, `n_out` its served output tokens:
+
+- TTFT = first − sent; E2E = last − sent; TPOT = (last − first) / (n_out − 1) for n_out ≥ 2
+  (vLLM's `bench serve` definitions: TPOT excludes the first token);
+- ITL = gaps between consecutive output-bearing chunks, pooled over all requests;
+- user-view TTFT / E2E = the same measured from the intended send time (includes client lag);
+- schedule lag = sent − intended;
+- duration = last completion − t0; throughputs are completed requests, and their served output and
+  input tokens, per second of that duration.
+
+Latency percentiles are over successful requests only; failures are counted by kind, never
+dropped. Percentiles interpolate linearly between recorded values (numpy's default, as vLLM does).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+from replayer.records import RequestRecord
+
+PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0), ("p999", 99.9))
+DISTRIBUTIONS = ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "user_ttft_ms", "user_e2e_ms", "schedule_lag_ms")
+CLIENT_LIMITED_LAG_MS = 5.0
+"""Schedule-lag p99 above which a run is flagged as limited by the client rather than the server."""
+
+_NS_PER_MS = 1e6
+
+
+def distribution(values: Sequence[float] | np.ndarray) -> dict[str, float | int | None]:
+    """count, mean, p50, p90, p95, p99, p999 and max of `values` (None for each when empty)."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.size == 0:
+        return {"count": 0, "mean": None, **{name: None for name, _ in PERCENTILES}, "max": None}
+    points = np.percentile(array, [q for _, q in PERCENTILES])
+    return {"count": int(array.size), "mean": float(array.mean()),
+            **{name: float(v) for (name, _), v in zip(PERCENTILES, points)}, "max": float(array.max())}
+
+
+def _ms(ns: int) -> float:
+    return ns / _NS_PER_MS
+
+
+def latency_samples(records: Sequence[RequestRecord], streamed: bool = True) -> dict[str, list[float]]:
+    """Per-metric lists of samples in milliseconds (TPOT and ITL only exist for streamed runs)."""
+    samples: dict[str, list[float]] = {name: [] for name in DISTRIBUTIONS}
+    for r in records:
+        if r.sent_ns is not None:
+            samples["schedule_lag_ms"].append(_ms(r.sent_ns - r.intended_ns))
+        if not r.ok or r.sent_ns is None or r.first_token_ns is None or r.end_ns is None:
+            continue
+        samples["ttft_ms"].append(_ms(r.first_token_ns - r.sent_ns))
+        samples["e2e_ms"].append(_ms(r.end_ns - r.sent_ns))
+        samples["user_ttft_ms"].append(_ms(r.first_token_ns - r.intended_ns))
+        samples["user_e2e_ms"].append(_ms(r.end_ns - r.intended_ns))
+        if streamed:
+            n_out = r.served_output_tokens or 0
+            if n_out >= 2:
+                samples["tpot_ms"].append(_ms(r.end_ns - r.first_token_ns) / (n_out - 1))
+            samples["itl_ms"].extend(r.itl_ms)
+    return samples
+
+
+def token_mismatch(records: Sequence[RequestRecord]) -> dict[str, dict[str, float | int]]:
+    """How served token counts differ from the plan, over successful requests that report them."""
+    result = {}
+    for side, planned, served in (("input", "input_tokens", "served_input_tokens"),
+                                  ("output", "output_tokens", "served_output_tokens")):
+        diffs = np.array([getattr(r, served) - getattr(r, planned) for r in records
+                          if r.ok and getattr(r, served) is not None], dtype=np.int64)
+        off = diffs[diffs != 0]
+        result[side] = {
+            "checked": int(diffs.size),
+            "mismatched": int(off.size),
+            "fewer": int(np.count_nonzero(off < 0)),
+            "more": int(np.count_nonzero(off > 0)),
+            "mean_abs_error": float(np.abs(diffs).mean()) if diffs.size else 0.0,
+            "max_abs_error": int(np.abs(diffs).max()) if diffs.size else 0,
+        }
+    return result
+
+
+def summarize(records: Sequence[RequestRecord], *, streamed: bool = True,
+              client_limited_lag_ms: float = CLIENT_LIMITED_LAG_MS) -> dict:
+    """The run's summary (the content of `summary.json`)."""
+    sent = [r for r in records if r.sent_ns is not None]
+    ok = [r for r in sent if r.ok]
+    failures = Counter(r.status for r in sent if not r.ok)
+    examples: dict[str, str] = {}
+    for r in sent:
+        if not r.ok and r.status not in examples:
+            examples[r.status] = r.error or ""
+    ends = [r.end_ns for r in sent if r.end_ns is not None]
+    duration_s = max(ends) / 1e9 if ends else 0.0
+
+    def per_second(amount: float) -> float | None:
+        return amount / duration_s if duration_s > 0 else None
+
+    output_tokens = sum(r.served_output_tokens or 0 for r in ok)
+    input_tokens = sum(r.served_input_tokens if r.served_input_tokens is not None else r.input_tokens for r in ok)
+    samples = latency_samples(sent, streamed)
+    summary = {
+        "requests_sent": len(sent),
+        "completed": len(ok),
+        "failed": len(sent) - len(ok),
+        "failures": dict(sorted(failures.items())),
+        "failure_examples": examples,
+        "duration_s": duration_s,
+        "request_throughput": per_second(len(ok)),
+        "output_throughput": per_second(output_tokens),
+        "input_throughput": per_second(input_tokens),
+        "total_output_tokens": output_tokens,
+        "total_input_tokens": input_tokens,
+        "output_tokens_counted": sum(1 for r in ok if r.output_counted),
+        "token_mismatch": token_mismatch(ok),
+        **{name: distribution(values) for name, values in samples.items()},
+    }
+    lag_p99 = summary["schedule_lag_ms"]["p99"]
+    summary["client_limited"] = bool(lag_p99 is not None and lag_p99 > client_limited_lag_ms)
+    summary["client_limited_threshold_ms"] = client_limited_lag_ms
+    return summary

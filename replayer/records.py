@@ -1,0 +1,118 @@
+"""`RequestRecord` and the `records.jsonl` file: the contract between the run and every report.
+
+The file starts with one header line (`{"header": {...}}`: tool version, config, trace, t0 wall time)
+and then holds one line per finished request, written and flushed as it finishes, so an interrupted
+run leaves a valid file. The reader tolerates a torn last line (a crash mid-write).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import IO
+
+from replayer.errors import InputError
+
+OK = "ok"
+FAILURE_KINDS = ("connect", "timeout", "http_<status>", "stream", "empty", "cancelled")
+"""Failure kinds a record's `status` can take besides `ok` (`http_<status>` e.g. `http_429`)."""
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """What happened to one request. Times are integer nanoseconds from the run's t0.
+
+    `first_token_ns` / `end_ns` are the arrivals of the first and last output-bearing chunks (for a
+    failure, `end_ns` is when it was detected). `served_*_tokens` come from the server's `usage`;
+    `output_counted` is true when the server gave none and output chunks were counted instead.
+    """
+
+    id: int
+    intended_ns: int
+    input_tokens: int
+    output_tokens: int
+    sent_ns: int | None = None
+    first_token_ns: int | None = None
+    end_ns: int | None = None
+    status: str = OK
+    error: str | None = None
+    served_input_tokens: int | None = None
+    served_output_tokens: int | None = None
+    output_counted: bool = False
+    itl_ms: list[float] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+    def fail(self, kind: str, message: str | None, at_ns: int) -> None:
+        """Mark the request failed, keeping whatever timings and counts it had gathered."""
+        self.status = kind
+        self.error = message
+        self.end_ns = at_ns
+
+
+_FIELDS = tuple(f.name for f in fields(RequestRecord))
+
+
+def record_to_json(record: RequestRecord) -> str:
+    return json.dumps({name: getattr(record, name) for name in _FIELDS}, separators=(",", ":"))
+
+
+class RecordWriter:
+    """Writes the header and then one line per record, each flushed to the OS as it is written."""
+
+    def __init__(self, path: Path, header: dict):
+        self.path = path
+        self._file: IO[str] = open(path, "w", encoding="utf-8", buffering=1)
+        self._file.write(json.dumps({"header": header}, separators=(",", ":")) + "\n")
+        self.count = 0
+
+    def write(self, record: RequestRecord) -> None:
+        self._file.write(record_to_json(record) + "\n")
+        self.count += 1
+
+    def close(self) -> None:
+        self._file.close()
+
+
+@dataclass
+class RecordFile:
+    """A read `records.jsonl`: its header, its records, and whether its last line was torn."""
+
+    header: dict
+    records: list[RequestRecord]
+    torn_last_line: bool = False
+
+
+def read_records(path: Path) -> RecordFile:
+    """Read a records file; a malformed line other than a torn last one is an InputError."""
+    source = str(path)
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")
+    except OSError as exc:
+        raise InputError(source, f"cannot read records: {exc.strerror}") from None
+    if lines and lines[-1] == "":
+        lines.pop()
+        torn_possible = False
+    else:
+        torn_possible = True  # no final newline: the last line may be a partial write
+    if not lines:
+        raise InputError(source, "empty records file")
+    try:
+        header = json.loads(lines[0])["header"]
+    except (ValueError, KeyError, TypeError):
+        raise InputError(source, "first line is not a replayer records header", line=1) from None
+    records: list[RequestRecord] = []
+    torn = False
+    for number, line in enumerate(lines[1:], start=2):
+        try:
+            data = json.loads(line)
+            records.append(RequestRecord(**data))
+        except (ValueError, TypeError) as exc:
+            if torn_possible and number == len(lines):
+                torn = True
+                break
+            raise InputError(source, f"malformed record: {exc}", line=number) from None
+    return RecordFile(header, records, torn)

@@ -1,0 +1,72 @@
+"""Incremental Server-Sent-Events parser over raw bytes (no HTTP library involved).
+
+Network reads split events anywhere; `feed` keeps the unfinished tail and returns every event
+completed so far. LF, CRLF and lone CR line ends are all accepted, comment lines (`:`) are ignored,
+multi-line `data:` fields are joined with LF, as the SSE specification says.
+"""
+
+from __future__ import annotations
+
+Event = tuple[bytes, bytes]
+"""(event type, data): the type is b"" for the default `message` event."""
+
+
+class SSEParser:
+    """Turns a byte stream into complete SSE events, one `feed` per network read."""
+
+    __slots__ = ("_buffer", "_after_cr")
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._after_cr = False
+
+    def feed(self, data: bytes) -> list[Event]:
+        """Add bytes from the stream; return the events they complete, in order."""
+        if self._after_cr and data[:1] == b"\n":
+            data = data[1:]  # the LF of a CRLF split across reads: its CR already ended the line
+        if b"\r" in data:
+            self._after_cr = data.endswith(b"\r")
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        else:
+            self._after_cr = False
+        buffer = self._buffer + data if self._buffer else data
+        events: list[Event] = []
+        start = 0
+        while True:
+            end = buffer.find(b"\n\n", start)
+            if end < 0:
+                break
+            event = _parse_block(buffer[start:end])
+            if event is not None:
+                events.append(event)
+            start = end + 2
+        self._buffer = buffer[start:]
+        return events
+
+    def close(self) -> list[Event]:
+        """End of stream: a last event not followed by a blank line is still returned."""
+        tail, self._buffer = self._buffer, b""
+        event = _parse_block(tail.rstrip(b"\n")) if tail.strip() else None
+        return [event] if event is not None else []
+
+
+def _parse_block(block: bytes) -> Event | None:
+    """One event's lines → (type, data), or None for a block with no data (comments, blank)."""
+    if block.startswith(b"data:") and b"\n" not in block:  # the common one-line event
+        data = block[5:]
+        return b"", data[1:] if data[:1] == b" " else data
+    event_type = b""
+    data_lines: list[bytes] = []
+    for line in block.split(b"\n"):
+        if not line or line[:1] == b":":
+            continue
+        name, _, value = line.partition(b":")
+        if value[:1] == b" ":
+            value = value[1:]
+        if name == b"data":
+            data_lines.append(value)
+        elif name == b"event":
+            event_type = value
+    if not data_lines:
+        return None
+    return event_type, b"\n".join(data_lines)

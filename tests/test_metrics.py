@@ -1,0 +1,72 @@
+import pytest
+
+from replayer.metrics import distribution, summarize, token_mismatch
+from replayer.records import RequestRecord
+
+MS = 1_000_000
+
+
+def ok(i, intended, sent, first, end, n_out, itl, n_in=10, served_in=10):
+    return RequestRecord(id=i, intended_ns=intended * MS, input_tokens=n_in, output_tokens=n_out,
+                         sent_ns=sent * MS, first_token_ns=first * MS, end_ns=end * MS,
+                         served_input_tokens=served_in, served_output_tokens=n_out, itl_ms=itl)
+
+
+RECORDS = [
+    # TTFT 100, E2E 500, TPOT (500-100)/(5-1) = 100, lag 0
+    ok(0, 0, 0, 100, 500, 5, [100.0, 100.0, 100.0, 100.0]),
+    # TTFT 200, E2E 400, TPOT (400-200)/(3-1) = 100... served 3 tokens; lag 2
+    ok(1, 1000, 1002, 1202, 1402, 3, [50.0, 150.0]),
+    # one token: no TPOT; TTFT 300, E2E 300; lag 4
+    ok(2, 2000, 2004, 2304, 2304, 1, [], served_in=12),
+    RequestRecord(id=3, intended_ns=3000 * MS, input_tokens=10, output_tokens=4, sent_ns=3000 * MS,
+                  end_ns=4000 * MS, status="http_500", error="boom"),
+]
+
+
+def test_hand_computed_summary():
+    s = summarize(RECORDS)
+    assert (s["requests_sent"], s["completed"], s["failed"]) == (4, 3, 1)
+    assert s["failures"] == {"http_500": 1}
+    assert s["failure_examples"] == {"http_500": "boom"}
+    assert s["duration_s"] == 4.0  # last completion (the failure at 4000 ms) - t0
+    assert s["request_throughput"] == 0.75
+    assert s["output_throughput"] == 9 / 4
+    assert s["input_throughput"] == 32 / 4
+    assert s["ttft_ms"]["mean"] == 200.0
+    assert s["ttft_ms"]["p50"] == 200.0
+    assert s["ttft_ms"]["max"] == 300.0
+    assert s["e2e_ms"]["mean"] == 400.0
+    assert s["tpot_ms"]["count"] == 2 and s["tpot_ms"]["mean"] == 100.0
+    assert s["itl_ms"]["count"] == 6 and s["itl_ms"]["max"] == 150.0
+    assert s["schedule_lag_ms"]["mean"] == 1.5  # (0 + 2 + 4 + 0) / 4, the failure was sent on time
+    assert s["user_ttft_ms"]["max"] == 304.0
+    assert s["client_limited"] is False
+
+
+def test_lag_above_threshold_marks_the_run_client_limited():
+    assert summarize(RECORDS, client_limited_lag_ms=3.0)["client_limited"] is True
+
+
+def test_not_streamed_runs_have_no_tpot_or_itl():
+    s = summarize(RECORDS, streamed=False)
+    assert s["tpot_ms"]["count"] == 0 and s["itl_ms"]["count"] == 0
+    assert s["ttft_ms"]["count"] == 3
+
+
+def test_percentiles_interpolate_linearly():
+    d = distribution([1, 2, 3, 4])
+    assert (d["p50"], d["p90"], d["max"], d["mean"]) == (2.5, pytest.approx(3.7), 4.0, 2.5)
+    assert distribution([])["p99"] is None
+
+
+def test_token_mismatch_counts_fewer_and_more():
+    records = [ok(0, 0, 0, 1, 2, 5, [], served_in=12), ok(1, 0, 0, 1, 2, 5, [], served_in=9),
+               ok(2, 0, 0, 1, 2, 5, [])]
+    result = token_mismatch(records)["input"]
+    assert result == {"checked": 3, "mismatched": 2, "fewer": 1, "more": 1, "mean_abs_error": 1.0, "max_abs_error": 2}
+
+
+def test_unsent_records_are_not_counted_as_sent():
+    unsent = RequestRecord(id=9, intended_ns=0, input_tokens=1, output_tokens=1)
+    assert summarize([*RECORDS, unsent])["requests_sent"] == 4
