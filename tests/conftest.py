@@ -1,11 +1,26 @@
-"""Shared fixtures: small trace files written on the fly."""
+"""Shared fixtures: the simulator on a free loopback port, and small trace files written on the fly."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from replayer.simulator import EngineModel, Faults, SimulatorConfig, SimulatorThread
+
+@pytest.fixture
+def simulator() -> Callable[..., contextlib.AbstractContextManager[SimulatorThread]]:
+    """Factory: `with simulator(engine=..., faults=...) as sim:` serves on 127.0.0.1:<free port>."""
+
+    @contextlib.contextmanager
+    def start(engine: EngineModel | None = None, faults: Faults | None = None) -> Iterator[SimulatorThread]:
+        config = SimulatorConfig(engine=engine or EngineModel(), faults=faults or Faults())
+        with SimulatorThread(config) as sim:
+            yield sim
+
+    return start
 
 
 @pytest.fixture

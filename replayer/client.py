@@ -1,0 +1,278 @@
+"""OpenAI-compatible HTTP client: sends one prepared body, fills in its `RequestRecord`.
+
+Every outcome is a record, never an exception that ends the run: connection failures, timeouts,
+HTTP errors, broken or malformed streams and empty answers each become a failure kind.
+
+Per chunk the hot path does: one clock read on receipt (before any parsing), the SSE split, and one
+regex pass that finds which top-level keys carry values. Inside a JSON string every quote is
+escaped, so a match of `"content":"x` can only be a real key with a non-empty string value: that
+test is exact, and only the rare usage and error payloads are decoded with `json`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from array import array
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from replayer.errors import ConfigError
+from replayer.prompts import API_PATHS
+from replayer.records import RequestRecord
+from replayer.sse import SSEParser
+
+_KEYS = re.compile(rb'"(content|reasoning_content|reasoning|text|finish_reason|usage|error)"\s*:\s*(.?.?)')
+_OUTPUT_KEYS = frozenset((b"content", b"reasoning_content", b"reasoning", b"text"))
+_DONE = b"[DONE]"
+_ERROR_TEXT_LIMIT = 300
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Where and how requests are sent."""
+
+    base_url: str
+    api: str = "chat"
+    stream: bool = True
+    api_key: str | None = None
+    request_timeout_s: float = 600.0
+    connect_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"--base-url must look like http://host:port, got {self.base_url!r}")
+        if self.api not in API_PATHS:
+            raise ConfigError(f"--api must be one of {', '.join(API_PATHS)}, got {self.api!r}")
+
+    @property
+    def url(self) -> str:
+        return root_url(self.base_url) + API_PATHS[self.api]
+
+    def headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        return headers
+
+
+def root_url(base_url: str) -> str:
+    """The server root: users pass either `http://host:port` or `http://host:port/v1`."""
+    base = base_url.rstrip("/")
+    return base[:-3] if base.endswith("/v1") else base
+
+
+def error_message(body: bytes | str) -> str:
+    """The human message inside an error body, whatever shape the server uses."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text.strip()[:_ERROR_TEXT_LIMIT]
+    if isinstance(data, dict):
+        error = data.get("error", data)
+        if isinstance(error, dict):
+            message = error.get("message") or error.get("detail") or error
+        else:
+            message = error if error is not None else data.get("message") or data.get("detail") or data
+        return str(message)[:_ERROR_TEXT_LIMIT]
+    return str(data)[:_ERROR_TEXT_LIMIT]
+
+
+class _StreamState:
+    """What one SSE stream has shown so far."""
+
+    __slots__ = ("arrivals", "usage_payload", "finished", "done", "error")
+
+    def __init__(self) -> None:
+        self.arrivals = array("q")
+        self.usage_payload: bytes | None = None
+        self.finished = False
+        self.done = False
+        self.error: str | None = None
+
+    def take(self, payload: bytes, now_ns: int) -> None:
+        """Account for one event's data, received at `now_ns`."""
+        if payload == _DONE:
+            self.done = True
+            return
+        has_output = False
+        for match in _KEYS.finditer(payload):
+            key, value = match.groups()
+            if key in _OUTPUT_KEYS:
+                has_output = has_output or (value[:1] == b'"' and value[1:2] != b'"')
+            elif key == b"finish_reason":
+                self.finished = self.finished or value[:1] == b'"'
+            elif key == b"usage":
+                if value[:1] == b"{":
+                    self.usage_payload = payload
+            elif value[:1] in (b"{", b'"'):
+                self.error = error_message(payload)
+        if has_output:
+            self.arrivals.append(now_ns)
+
+
+def _usage(payload: bytes | None) -> dict:
+    if payload is None:
+        return {}
+    try:
+        usage = json.loads(payload).get("usage")
+    except (ValueError, AttributeError):
+        return {}
+    return usage if isinstance(usage, dict) else {}
+
+
+def _apply_usage(record: RequestRecord, usage: dict, counted_output: int) -> None:
+    record.served_input_tokens = usage.get("prompt_tokens")
+    served_output = usage.get("completion_tokens")
+    if served_output is None:
+        record.served_output_tokens = counted_output
+        record.output_counted = True
+    else:
+        record.served_output_tokens = served_output
+
+
+class Client:
+    """One aiohttp session for the whole run; `fill` sends one request and completes its record."""
+
+    def __init__(self, config: ClientConfig, t0_ns: int = 0, max_connections: int = 0):
+        self.config = config
+        self.t0_ns = t0_ns
+        self._url = config.url
+        self._headers = config.headers()
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Client:
+        connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0, ttl_dns_cache=None)
+        timeout = aiohttp.ClientTimeout(total=self.config.request_timeout_s, sock_connect=self.config.connect_timeout_s)
+        self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False)
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def fill(self, record: RequestRecord, body: bytes) -> None:
+        """Send `body` now and record what happens; cancellation propagates after the record is marked."""
+        assert self._session is not None, "use Client as an async context manager"
+        t0 = self.t0_ns
+        clock = time.perf_counter_ns
+        record.sent_ns = clock() - t0
+        headers = {**self._headers, "X-Request-Id": str(record.id)}
+        started = False
+        try:
+            async with self._session.post(self._url, data=body, headers=headers) as response:
+                started = True
+                if response.status != 200:
+                    text = await response.read()
+                    record.fail(f"http_{response.status}", error_message(text), clock() - t0)
+                elif self.config.stream:
+                    await self._read_stream(response, record)
+                else:
+                    await self._read_whole(response, record)
+        except asyncio.CancelledError:
+            record.fail("cancelled", "run stopped before the response finished", clock() - t0)
+            raise
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            record.fail("timeout", str(exc) or "request timed out", clock() - t0)
+        except aiohttp.ClientError as exc:
+            # Once the response has begun, a broken connection is a broken stream.
+            record.fail("stream" if started else "connect", str(exc) or type(exc).__name__, clock() - t0)
+
+    async def _read_stream(self, response: aiohttp.ClientResponse, record: RequestRecord) -> None:
+        t0 = self.t0_ns
+        clock = time.perf_counter_ns
+        parser = SSEParser()
+        state = _StreamState()
+        content = response.content
+        try:
+            while True:
+                data = await content.readany()
+                now = clock()
+                if not data:
+                    break
+                for _, payload in parser.feed(data):
+                    state.take(payload, now)
+                if state.done:
+                    break
+        finally:
+            self._keep_timings(record, state)
+        for _, payload in parser.close():
+            state.take(payload, clock())
+        self._finish_stream(record, state, clock() - t0)
+
+    def _keep_timings(self, record: RequestRecord, state: _StreamState) -> None:
+        """Copy chunk timings into the record (also for a stream that is being cancelled)."""
+        arrivals = state.arrivals
+        if arrivals:
+            t0 = self.t0_ns
+            record.first_token_ns = arrivals[0] - t0
+            record.end_ns = arrivals[-1] - t0
+            record.itl_ms = [round((b - a) / 1e6, 3) for a, b in zip(arrivals, arrivals[1:])]
+        _apply_usage(record, _usage(state.usage_payload), len(arrivals))
+
+    @staticmethod
+    def _finish_stream(record: RequestRecord, state: _StreamState, now_ns: int) -> None:
+        if state.error is not None:
+            record.fail("stream", state.error, now_ns)
+        elif not (state.done or state.finished):
+            record.fail("stream", "stream ended before [DONE] or a finish_reason", now_ns)
+        elif not state.arrivals:
+            record.fail("empty", "the response carried no output text", now_ns)
+
+    async def _read_whole(self, response: aiohttp.ClientResponse, record: RequestRecord) -> None:
+        raw = await response.read()
+        now = time.perf_counter_ns() - self.t0_ns
+        try:
+            data = json.loads(raw)
+            choice = data["choices"][0]
+            text = choice.get("text") or (choice.get("message") or {}).get("content") or ""
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            record.fail("stream", "malformed response body: " + error_message(raw), now)
+            return
+        # Without streaming the first token is only seen with the whole answer (as vLLM's bench does).
+        record.first_token_ns = record.end_ns = now
+        _apply_usage(record, data.get("usage") or {}, 1 if text else 0)
+        if not text:
+            record.fail("empty", "the response carried no output text", now)
+
+
+def raise_fd_limit() -> int:
+    """Lift the soft open-files limit to the hard one (each in-flight request holds a socket)."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return 0
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+async def list_models(base_url: str, api_key: str | None = None, timeout_s: float = 10.0) -> list[dict]:
+    """The server's `/v1/models` entries (used to pick a default model and recognise the backend)."""
+    config = ClientConfig(base_url, api_key=api_key)
+    url = root_url(base_url) + "/v1/models"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session:
+            async with session.get(url, headers=config.headers()) as response:
+                if response.status != 200:
+                    raise ConfigError(f"{url}: HTTP {response.status}: {error_message(await response.read())}")
+                data = await response.json(content_type=None)
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        raise ConfigError(f"{url}: cannot list models ({exc or type(exc).__name__}); pass --model") from None
+    entries = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise ConfigError(f"{url}: unexpected answer (no 'data' list); pass --model")
+    return [entry for entry in entries if isinstance(entry, dict)]

@@ -1,0 +1,458 @@
+"""The built-in OpenAI-compatible server, with a continuous-batching latency model.
+
+One engine task runs steps like vLLM's scheduler: waiting requests are admitted in arrival order
+while the KV-token budget and the running-sequence cap allow; each step prefills up to a token
+budget of prompts (chunked prefill) and decodes one token for every running sequence. A step takes
+`decode_base_ms + decode_ms_per_seq × running + prefill tokens / prefill_tokens_per_ms`, so a burst
+raises TTFT (queueing, prefill) and TPOT (bigger batches) the way a real engine does.
+
+Prompt tokens are counted with the same tokenizer the client uses; `max_tokens`, `ignore_eos`,
+`min_tokens` and `stream_options.include_usage` are honoured. Fault knobs inject HTTP errors and
+stalls for testing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from replayer.errors import ConfigError
+from replayer.eventloop import new_event_loop
+from replayer.prompts import PromptSynthesizer
+from replayer.tokenizer import DEFAULT_TOKENIZER, Tokenizer, load_tokenizer
+
+DEFAULT_MODEL = "replayer-sim"
+SHUTDOWN_TIMEOUT_S = 1.0
+"""On shutdown, in-flight responses get this long before they are cut (a stalled one never ends)."""
+
+
+@dataclass(frozen=True)
+class EngineModel:
+    """Latency and capacity of the simulated engine (defaults: roughly a 7-8B model on one big GPU)."""
+
+    prefill_tokens_per_ms: float = 50.0
+    decode_base_ms: float = 10.0
+    decode_ms_per_seq: float = 0.1
+    kv_tokens: int = 400_000
+    max_running: int = 256
+    max_prefill_tokens_per_step: int = 2048
+    max_model_len: int = 200_000
+
+    def __post_init__(self) -> None:
+        for name in ("prefill_tokens_per_ms", "decode_base_ms", "kv_tokens", "max_running",
+                     "max_prefill_tokens_per_step", "max_model_len"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"simulator {name.replace('_', '-')} must be > 0")
+        if self.decode_ms_per_seq < 0:
+            raise ConfigError("simulator decode-ms-per-seq must be >= 0")
+        if self.max_model_len > self.kv_tokens:
+            raise ConfigError("simulator max-model-len must not exceed kv-tokens")
+
+    def step_ms(self, decoding: int, prefill_tokens: int) -> float:
+        return self.decode_base_ms + self.decode_ms_per_seq * decoding + prefill_tokens / self.prefill_tokens_per_ms
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Injected misbehaviour: a fraction of requests answered with an HTTP error, or stalled."""
+
+    error_rate: float = 0.0
+    error_status: int = 500
+    stall_rate: float = 0.0
+    stall_s: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("error_rate", "stall_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"simulator {name.replace('_', '-')} must be in [0, 1]")
+        if self.stall_s < 0:
+            raise ConfigError("simulator stall-s must be >= 0")
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    model: str = DEFAULT_MODEL
+    tokenizer: str = DEFAULT_TOKENIZER
+    engine: EngineModel = field(default_factory=EngineModel)
+    faults: Faults = field(default_factory=Faults)
+
+
+class _Sequence:
+    """One request inside the engine."""
+
+    __slots__ = ("prompt_tokens", "target_tokens", "prefilled", "generated", "ready")
+
+    def __init__(self, prompt_tokens: int, target_tokens: int):
+        self.prompt_tokens = prompt_tokens
+        self.target_tokens = target_tokens
+        self.prefilled = 0
+        self.generated = 0
+        self.ready = asyncio.Event()
+
+    @property
+    def kv_tokens(self) -> int:
+        return self.prompt_tokens + self.target_tokens
+
+
+class Engine:
+    """The continuous-batching scheduler loop: admits, prefills and decodes in timed steps."""
+
+    def __init__(self, model: EngineModel):
+        self.model = model
+        self.waiting: deque[_Sequence] = deque()
+        self.running: list[_Sequence] = []
+        self.kv_used = 0
+        self._wake = asyncio.Event()
+
+    def submit(self, sequence: _Sequence) -> None:
+        self.waiting.append(sequence)
+        self._wake.set()
+
+    def abort(self, sequence: _Sequence) -> None:
+        """Forget a sequence whose client went away, freeing its memory (as vLLM aborts it)."""
+        if sequence in self.running:
+            self.running.remove(sequence)
+            self.kv_used -= sequence.kv_tokens
+        elif sequence in self.waiting:
+            self.waiting.remove(sequence)
+
+    def _admit(self) -> None:
+        model = self.model
+        while self.waiting and len(self.running) < model.max_running:
+            head = self.waiting[0]
+            if self.kv_used + head.kv_tokens > model.kv_tokens:
+                break  # first come, first served: the head blocks until memory frees
+            self.waiting.popleft()
+            self.kv_used += head.kv_tokens
+            self.running.append(head)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_step = loop.time()
+        while True:
+            if not self.waiting and not self.running:
+                self._wake.clear()
+                await self._wake.wait()
+                next_step = loop.time()
+            self._admit()
+            budget = self.model.max_prefill_tokens_per_step
+            emitting: list[_Sequence] = []
+            decoding = 0
+            for sequence in self.running:
+                missing = sequence.prompt_tokens - sequence.prefilled
+                if missing == 0:
+                    decoding += 1
+                    emitting.append(sequence)
+                elif budget > 0:
+                    take = min(missing, budget)
+                    sequence.prefilled += take
+                    budget -= take
+                    if take == missing:
+                        emitting.append(sequence)  # the prefill step yields the first token
+            next_step += self.model.step_ms(decoding, self.model.max_prefill_tokens_per_step - budget) / 1000
+            await asyncio.sleep(max(0.0, next_step - loop.time()))
+            self._emit(emitting)
+
+    def _emit(self, emitting: list[_Sequence]) -> None:
+        finished = False
+        for sequence in emitting:
+            sequence.generated += 1
+            sequence.ready.set()
+            finished = finished or sequence.generated >= sequence.target_tokens
+        if finished:
+            keep = []
+            for sequence in self.running:
+                if sequence.generated >= sequence.target_tokens:
+                    self.kv_used -= sequence.kv_tokens
+                else:
+                    keep.append(sequence)
+            self.running = keep
+
+
+class _BadRequest(Exception):
+    """A request the simulator refuses with HTTP 400 and this message."""
+
+
+def _prompt_text(api: str, body: dict) -> str:
+    if api == "chat":
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise _BadRequest("'messages' must be a non-empty list")
+        parts = []
+        for message in messages:
+            content = message.get("content") if isinstance(message, dict) else None
+            if isinstance(content, list):
+                parts.extend(p.get("text", "") for p in content if isinstance(p, dict))
+            elif isinstance(content, str):
+                parts.append(content)
+        return "".join(parts)
+    prompt = body.get("prompt")
+    if isinstance(prompt, list):
+        prompt = "".join(p for p in prompt if isinstance(p, str))
+    if not isinstance(prompt, str):
+        raise _BadRequest("'prompt' must be a string")
+    return prompt
+
+
+def _positive_int(body: dict, *names: str, default: int) -> int:
+    for name in names:
+        value = body.get(name)
+        if value is not None:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise _BadRequest(f"'{name}' must be a non-negative integer")
+            return value
+    return default
+
+
+class Simulator:
+    """The HTTP side: request parsing, fault injection, SSE framing, on top of one `Engine`."""
+
+    def __init__(self, config: SimulatorConfig):
+        self.config = config
+        self.tokenizer: Tokenizer = load_tokenizer(config.tokenizer)
+        words = PromptSynthesizer(self.tokenizer).words
+        self._pieces = [json.dumps(word).encode() for word in words]
+        self._random = random.Random(config.faults.seed)
+        self._counter = 0
+        self.engine: Engine | None = None
+        self._engine_task: asyncio.Task | None = None
+        self.requests_received = 0
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/completions", self._completions)
+        app.on_startup.append(self._start_engine)
+        app.on_cleanup.append(self._stop_engine)
+        return app
+
+    async def _start_engine(self, app: web.Application) -> None:
+        self.engine = Engine(self.config.engine)
+        self._engine_task = asyncio.get_running_loop().create_task(self.engine.run())
+
+    async def _stop_engine(self, app: web.Application) -> None:
+        self._engine_task.cancel()
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._complete(request, "chat")
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._complete(request, "completions")
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [
+            {"id": self.config.model, "object": "model", "created": 0, "owned_by": "replayer",
+             "max_model_len": self.config.engine.max_model_len}]})
+
+    def _natural_length(self, min_tokens: int, max_tokens: int) -> int:
+        """Where the model would stop by itself without `ignore_eos` (median about 128 tokens)."""
+        natural = int(self._random.lognormvariate(math.log(128), 1.0)) + 1
+        return max(min_tokens, min(max_tokens, natural))
+
+    async def _complete(self, request: web.Request, api: str) -> web.StreamResponse:
+        self.requests_received += 1
+        faults = self.config.faults
+        try:
+            body = await request.json()
+            if not isinstance(body, dict):
+                raise _BadRequest("the body must be a JSON object")
+            prompt_tokens = self.tokenizer.count(_prompt_text(api, body))
+            max_tokens = _positive_int(body, "max_completion_tokens", "max_tokens", default=256)
+            min_tokens = _positive_int(body, "min_tokens", default=0)
+            if prompt_tokens + max_tokens > self.config.engine.max_model_len:
+                raise _BadRequest(f"This model's maximum context length is {self.config.engine.max_model_len} tokens. "
+                                  f"However, you requested {prompt_tokens + max_tokens} tokens "
+                                  f"({prompt_tokens} in the messages, {max_tokens} in the completion).")
+        except (ValueError, _BadRequest) as exc:
+            return _error(400, str(exc) if isinstance(exc, _BadRequest) else "the body is not valid JSON")
+        if faults.error_rate and self._random.random() < faults.error_rate:
+            return _error(faults.error_status, f"injected error {faults.error_status}")
+        target = max_tokens if body.get("ignore_eos") else self._natural_length(min_tokens, max_tokens)
+        stall_s = faults.stall_s if faults.stall_rate and self._random.random() < faults.stall_rate else 0.0
+        sequence = _Sequence(prompt_tokens, target)
+        if target > 0:
+            assert self.engine is not None
+            self.engine.submit(sequence)
+        self._counter += 1
+        frames = _Frames(api, f"{self._counter}", self.config.model)
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return await self._stream(request, sequence, frames, include_usage, stall_s)
+        return await self._whole(sequence, frames, stall_s)
+
+    def _piece(self, index: int) -> bytes:
+        return self._pieces[index % len(self._pieces)]
+
+    async def _stream(self, request: web.Request, sequence: _Sequence, frames: _Frames, include_usage: bool,
+                      stall_s: float) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        try:
+            await response.write(frames.role())
+            if stall_s:
+                await asyncio.sleep(stall_s)
+            written = 0
+            while written < sequence.target_tokens:
+                await sequence.ready.wait()
+                sequence.ready.clear()
+                ready = sequence.generated
+                await response.write(b"".join(frames.token(self._piece(i)) for i in range(written, ready)))
+                written = ready
+        except (ConnectionError, asyncio.CancelledError):
+            assert self.engine is not None
+            self.engine.abort(sequence)
+            raise
+        reason = "length" if sequence.generated >= sequence.target_tokens else "stop"
+        tail = [frames.finish(reason)]
+        if include_usage:
+            tail.append(frames.usage(sequence.prompt_tokens, sequence.generated))
+        tail.append(b"data: [DONE]\n\n")
+        await response.write(b"".join(tail))
+        await response.write_eof()
+        return response
+
+    async def _whole(self, sequence: _Sequence, frames: _Frames, stall_s: float) -> web.Response:
+        while sequence.generated < sequence.target_tokens:
+            await sequence.ready.wait()
+            sequence.ready.clear()
+        if stall_s:
+            await asyncio.sleep(stall_s)
+        text = "".join(json.loads(self._piece(i)) for i in range(sequence.generated))
+        return web.json_response(frames.whole(text, sequence.prompt_tokens, sequence.generated))
+
+
+def _error(status: int, message: str) -> web.Response:
+    kind = "BadRequestError" if status == 400 else "ServerError"
+    return web.json_response({"object": "error", "message": message, "type": kind, "code": status}, status=status)
+
+
+class _Frames:
+    """SSE frames of one response, in the exact shapes vLLM sends (compact JSON)."""
+
+    def __init__(self, api: str, number: str, model: str):
+        self.api = api
+        self.created = int(time.time())
+        if api == "chat":
+            self.id, obj = f"chatcmpl-{number}", "chat.completion.chunk"
+        else:
+            self.id, obj = f"cmpl-{number}", "text_completion"
+        self._head = (f'data: {{"id":"{self.id}","object":"{obj}","created":{self.created},'
+                      f'"model":{json.dumps(model)},"choices":').encode()
+        self.model = model
+        if api == "chat":
+            self._token_open = self._head + b'[{"index":0,"delta":{"content":'
+            self._token_close = b'},"logprobs":null,"finish_reason":null}]}\n\n'
+        else:
+            self._token_open = self._head + b'[{"index":0,"text":'
+            self._token_close = b',"logprobs":null,"finish_reason":null}]}\n\n'
+
+    def role(self) -> bytes:
+        """The first, output-free chunk vLLM sends on chat streams (nothing on completions)."""
+        if self.api != "chat":
+            return b""
+        return self._head + b'[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}\n\n'
+
+    def token(self, piece_json: bytes) -> bytes:
+        return self._token_open + piece_json + self._token_close
+
+    def finish(self, reason: str) -> bytes:
+        empty = b'"delta":{}' if self.api == "chat" else b'"text":""'
+        return self._head + b'[{"index":0,' + empty + b',"logprobs":null,"finish_reason":"' + reason.encode() + b'"}]}\n\n'
+
+    def usage(self, prompt_tokens: int, completion_tokens: int) -> bytes:
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                 "total_tokens": prompt_tokens + completion_tokens}
+        return self._head + b"[],\"usage\":" + json.dumps(usage, separators=(",", ":")).encode() + b"}\n\n"
+
+    def whole(self, text: str, prompt_tokens: int, completion_tokens: int) -> dict:
+        if self.api == "chat":
+            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}
+            obj = "chat.completion"
+        else:
+            choice = {"index": 0, "text": text, "finish_reason": "length"}
+            obj = "text_completion"
+        return {"id": self.id, "object": obj, "created": self.created, "model": self.model, "choices": [choice],
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                          "total_tokens": prompt_tokens + completion_tokens}}
+
+
+async def start(config: SimulatorConfig, host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, int]:
+    """Start serving on the running loop; returns the runner (to clean up) and the bound port."""
+    runner = web.AppRunner(Simulator(config).app(), access_log=None, handle_signals=False,
+                           shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=4096, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigError(f"simulator cannot listen on {host}:{port}: {exc.strerror}") from None
+    bound = runner.addresses[0][1]
+    return runner, bound
+
+
+class SimulatorThread:
+    """The simulator on its own event loop in a background thread, for `run` without `--base-url`."""
+
+    def __init__(self, config: SimulatorConfig, host: str = "127.0.0.1"):
+        self.config = config
+        self.host = host
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def __enter__(self) -> SimulatorThread:
+        self._thread = threading.Thread(target=self._serve, name="replayer-simulator", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._failure is not None:
+            raise self._failure
+        return self
+
+    def _serve(self) -> None:
+        loop = new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            runner, self.port = loop.run_until_complete(start(self.config, self.host))
+        except BaseException as exc:  # reported to the starting thread
+            self._failure = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(runner.cleanup())
+            leftovers = asyncio.all_tasks(loop)
+            for task in leftovers:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+            loop.close()
+
+    def __exit__(self, *exc_info) -> None:
+        if self._loop is not None and self._thread is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+
+
+def serve(config: SimulatorConfig, host: str, port: int) -> None:
+    """Run the simulator in the foreground until interrupted (`replayer simulate`)."""
+    web.run_app(Simulator(config).app(), host=host, port=port, access_log=None, print=None,
+                loop=new_event_loop(), backlog=4096, shutdown_timeout=SHUTDOWN_TIMEOUT_S)

@@ -1,0 +1,141 @@
+import asyncio
+import json
+
+import aiohttp
+import pytest
+
+from replayer.client import list_models
+from replayer.errors import ConfigError
+from replayer.simulator import EngineModel, Faults
+from replayer.tokenizer import load_tokenizer
+
+
+async def post(base_url: str, path: str, body: dict) -> tuple[int, bytes]:
+    async with aiohttp.ClientSession() as session:
+        async with session.post(base_url + path, json=body) as response:
+            return response.status, await response.read()
+
+
+def events(raw: bytes) -> list[bytes]:
+    return [block[6:] for block in raw.split(b"\n\n") if block.startswith(b"data: ")]
+
+
+def test_models_endpoint_names_the_simulator(simulator):
+    with simulator() as sim:
+        models = asyncio.run(list_models(sim.base_url))
+    assert models[0]["id"] == "replayer-sim" and models[0]["owned_by"] == "replayer"
+
+
+def test_chat_stream_has_role_chunk_one_token_per_chunk_usage_and_done(simulator):
+    prompt = "The harbor town wakes before the sun."
+    with simulator() as sim:
+        status, raw = asyncio.run(post(sim.base_url, "/v1/chat/completions", {
+            "model": "m", "messages": [{"role": "user", "content": prompt}], "max_tokens": 5, "stream": True,
+            "ignore_eos": True, "stream_options": {"include_usage": True}}))
+    assert status == 200
+    payloads = events(raw)
+    assert payloads[-1] == b"[DONE]"
+    chunks = [json.loads(p) for p in payloads[:-1]]
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    tokens = [c["choices"][0]["delta"]["content"] for c in chunks[1:6]]
+    assert all(load_tokenizer().count(t) == 1 for t in tokens)
+    assert chunks[6]["choices"][0]["finish_reason"] == "length"
+    assert chunks[7]["usage"] == {"prompt_tokens": load_tokenizer().count(prompt), "completion_tokens": 5,
+                                  "total_tokens": load_tokenizer().count(prompt) + 5}
+
+
+def test_usage_chunk_only_when_asked_and_completions_shape(simulator):
+    with simulator() as sim:
+        _, raw = asyncio.run(post(sim.base_url, "/v1/completions", {
+            "prompt": "hello", "max_tokens": 3, "stream": True, "ignore_eos": True}))
+    chunks = [json.loads(p) for p in events(raw)[:-1]]
+    assert [c["choices"][0]["text"] != "" for c in chunks] == [True, True, True, False]
+    assert all("usage" not in c for c in chunks)
+
+
+def test_without_ignore_eos_length_stays_within_min_and_max(simulator):
+    body = {"prompt": "hello", "max_tokens": 40, "min_tokens": 10}
+
+    async def many():
+        return await asyncio.gather(*(post(sim.base_url, "/v1/completions", body) for _ in range(20)))
+
+    with simulator() as sim:
+        lengths = [json.loads(raw)["usage"]["completion_tokens"] for _, raw in asyncio.run(many())]
+    assert all(10 <= n <= 40 for n in lengths)
+    assert len(set(lengths)) > 1  # natural lengths vary
+
+
+def test_too_long_requests_get_http_400(simulator):
+    with simulator(engine=EngineModel(max_model_len=100, kv_tokens=1000)) as sim:
+        status, raw = asyncio.run(post(sim.base_url, "/v1/completions", {"prompt": "hi", "max_tokens": 200}))
+    assert status == 400 and b"maximum context length is 100" in raw
+
+
+def test_bad_body_gets_http_400(simulator):
+    with simulator() as sim:
+        status, raw = asyncio.run(post(sim.base_url, "/v1/chat/completions", {"messages": "nope"}))
+    assert status == 400 and b"messages" in raw
+
+
+def test_injected_errors(simulator):
+    with simulator(faults=Faults(error_rate=1.0, error_status=429)) as sim:
+        status, raw = asyncio.run(post(sim.base_url, "/v1/completions", {"prompt": "hi", "max_tokens": 2}))
+    assert status == 429 and b"injected" in raw
+
+
+async def timed_stream(base_url: str, prompt: str, max_tokens: int) -> tuple[float, float]:
+    """(seconds to first token chunk, seconds to the end) of one streamed completion."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    first = None
+    async with aiohttp.ClientSession() as session:
+        async with session.post(base_url + "/v1/completions", json={
+                "prompt": prompt, "max_tokens": max_tokens, "stream": True, "ignore_eos": True}) as response:
+            async for line in response.content:
+                if first is None and line.startswith(b'data: {') and b'"text":"' in line:
+                    first = loop.time() - start
+    return first, loop.time() - start
+
+
+def test_prefill_time_grows_with_prompt_length(simulator):
+    slow_prefill = EngineModel(prefill_tokens_per_ms=2.0, max_prefill_tokens_per_step=100_000)
+    with simulator(engine=slow_prefill) as sim:
+        short, _ = asyncio.run(timed_stream(sim.base_url, "word " * 10, 2))
+        long, _ = asyncio.run(timed_stream(sim.base_url, "word " * 2000, 2))
+    assert long - short > 0.5  # 1990 more tokens at 2 tokens/ms is about 1 s more
+
+
+def test_decode_steps_slow_down_as_the_batch_grows(simulator):
+    engine = EngineModel(decode_base_ms=5, decode_ms_per_seq=2.0)
+
+    async def batch(n):
+        results = await asyncio.gather(*(timed_stream(sim.base_url, "hello", 20) for _ in range(n)))
+        return max(end for _, end in results)
+
+    with simulator(engine=engine) as sim:
+        alone = asyncio.run(batch(1))
+        crowded = asyncio.run(batch(40))
+    # 20 steps of 7 ms alone vs 20 steps of 85 ms with 40 running
+    assert crowded > 4 * alone
+
+
+def test_full_kv_budget_makes_new_requests_wait(simulator):
+    engine = EngineModel(kv_tokens=300, max_model_len=300, decode_base_ms=10)
+
+    async def two():
+        first = asyncio.ensure_future(timed_stream(sim.base_url, "hello", 250))
+        await asyncio.sleep(0.05)
+        second = await timed_stream(sim.base_url, "hello", 50)
+        return await first, second
+
+    with simulator(engine=engine) as sim:
+        (first_ttft, first_end), (second_ttft, _) = asyncio.run(two())
+    # the second cannot start until the first frees its 251 tokens of KV: its TTFT spans the first's run
+    assert second_ttft > first_end - 0.05 - 0.1
+
+
+def test_invalid_engine_settings_are_refused():
+    with pytest.raises(ConfigError):
+        EngineModel(kv_tokens=0)
+    with pytest.raises(ConfigError):
+        Faults(error_rate=1.5)
