@@ -1,0 +1,277 @@
+"""Command line: `replayer run | simulate | report`. The only place that prints errors and picks exit codes.
+
+Exit codes: 0 success, 2 bad input or options (one line on stderr, no traceback), 130/143 when a
+run was interrupted by SIGINT/SIGTERM (its records and summary are still written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from replayer import __version__
+from replayer.errors import ReplayerError
+from replayer.metrics import summarize
+from replayer.records import read_records
+from replayer.report import render_summary
+from replayer.simulator import DEFAULT_MODEL, EngineModel, Faults, SimulatorConfig
+from replayer.trace import READERS, SAMPLES
+from replayer.workload import Shaping
+
+EXIT_INPUT = 2
+
+RUN_EXAMPLES = """\
+examples:
+  # two minutes of the bundled Azure conversation trace, at 2x, against the built-in simulator
+  replayer run --trace sample:azure-2023-conv --duration 120 --speedup 2
+
+  # the BurstGPT v3 sample compressed 2000x, against a vLLM server
+  replayer run --trace sample:burstgpt-3 --speedup 2000 --base-url http://127.0.0.1:8000
+
+  # your own BurstGPT file, GPT-4 conversation rows only, rescaled to 5 requests/s
+  replayer run --trace BurstGPT_1.csv --trace-model GPT-4 --log-type "Conversation log" --rate 5 \\
+      --base-url http://10.0.0.5:8000/v1 --api completions --model meta-llama/Llama-3.1-8B-Instruct
+
+bundled samples: """ + ", ".join(f"sample:{name}" for name in SAMPLES)
+
+SIMULATE_EXAMPLES = """\
+examples:
+  replayer simulate --port 8000
+  replayer simulate --port 8000 --decode-base-ms 20 --kv-tokens 100000      # a slower, smaller engine
+  replayer simulate --port 8000 --error-rate 0.05 --error-status 429        # 5 % rate-limited answers
+"""
+
+REPORT_EXAMPLES = """\
+examples:
+  replayer report runs/20260101-120000
+  replayer report runs/20260101-120000/records.jsonl --format json
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse reporting a bad option in one line (exit code 2) instead of the usage block."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_INPUT, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _add_simulator_options(parser: argparse.ArgumentParser, title: str) -> None:
+    engine, faults = EngineModel(), Faults()
+    group = parser.add_argument_group(title)
+    group.add_argument("--sim-model", default=DEFAULT_MODEL, help="model id the simulator serves (default %(default)s)")
+    group.add_argument("--prefill-tokens-per-ms", type=_positive_float, default=engine.prefill_tokens_per_ms,
+                       help="prefill speed (default %(default)s tokens/ms)")
+    group.add_argument("--decode-base-ms", type=_positive_float, default=engine.decode_base_ms,
+                       help="time of one decode step with an empty batch (default %(default)s ms)")
+    group.add_argument("--decode-ms-per-seq", type=_non_negative_float, default=engine.decode_ms_per_seq,
+                       help="extra step time per running sequence (default %(default)s ms)")
+    group.add_argument("--kv-tokens", type=_positive_int, default=engine.kv_tokens,
+                       help="KV-cache budget in tokens; new requests wait when it is full (default %(default)s)")
+    group.add_argument("--max-running", type=_positive_int, default=engine.max_running,
+                       help="most sequences in one batch (default %(default)s)")
+    group.add_argument("--max-prefill-tokens", type=_positive_int, default=engine.max_prefill_tokens_per_step,
+                       help="prompt tokens prefilled per step (chunked prefill, default %(default)s)")
+    group.add_argument("--max-model-len", type=_positive_int, default=engine.max_model_len,
+                       help="context window; longer requests get HTTP 400 (default %(default)s)")
+    group.add_argument("--error-rate", type=_non_negative_float, default=faults.error_rate,
+                       help="fraction of requests answered with --error-status (default %(default)s)")
+    group.add_argument("--error-status", type=int, default=faults.error_status,
+                       help="HTTP status of injected errors (default %(default)s)")
+    group.add_argument("--stall-rate", type=_non_negative_float, default=faults.stall_rate,
+                       help="fraction of responses that stall before their first token (default %(default)s)")
+    group.add_argument("--stall-s", type=_non_negative_float, default=faults.stall_s,
+                       help="length of an injected stall (default %(default)s s)")
+
+
+def _simulator_config(args: argparse.Namespace) -> SimulatorConfig:
+    engine = EngineModel(
+        prefill_tokens_per_ms=args.prefill_tokens_per_ms, decode_base_ms=args.decode_base_ms,
+        decode_ms_per_seq=args.decode_ms_per_seq, kv_tokens=args.kv_tokens, max_running=args.max_running,
+        max_prefill_tokens_per_step=args.max_prefill_tokens, max_model_len=args.max_model_len)
+    faults = Faults(error_rate=args.error_rate, error_status=args.error_status, stall_rate=args.stall_rate,
+                    stall_s=args.stall_s)
+    return SimulatorConfig(model=args.sim_model, engine=engine, faults=faults)
+
+
+def _add_run(commands: argparse._SubParsersAction) -> None:
+    run = commands.add_parser(
+        "run", help="replay a trace against a server (the built-in simulator by default)",
+        description="Replay a recorded trace open-loop: each request leaves at its recorded instant "
+                    "(scaled), with a prompt of exactly its recorded token count, and every outcome is "
+                    "written to OUT/records.jsonl; OUT/summary.json and a terminal report follow.",
+        epilog=RUN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = run.add_argument_group("trace")
+    source.add_argument("--trace", default="sample:azure-2023-conv",
+                        help="trace file, or sample:NAME for a bundled sample (default %(default)s)")
+    source.add_argument("--format", default="auto", choices=["auto", *READERS],
+                        help="trace format (default: sniffed from the header)")
+    shaping = run.add_argument_group("shaping (applied in this order)")
+    shaping.add_argument("--start", type=_non_negative_float, default=0.0, metavar="S",
+                         help="skip the first S seconds of trace time")
+    shaping.add_argument("--duration", type=_positive_float, metavar="S", help="keep S seconds of trace time")
+    shaping.add_argument("--trace-model", action="append", default=[], metavar="NAME",
+                         help="keep rows of this Model column value (BurstGPT: ChatGPT, GPT-4); repeatable")
+    shaping.add_argument("--log-type", action="append", default=[], metavar="TYPE",
+                         help="keep rows of this Log Type (BurstGPT: 'Conversation log', 'API log'); repeatable")
+    shaping.add_argument("--include-failed", action="store_true",
+                         help="replay rows with zero request or response tokens (skipped and counted by default)")
+    shaping.add_argument("--max-requests", type=_positive_int, metavar="N", help="keep the first N requests")
+    pace = shaping.add_mutually_exclusive_group()
+    pace.add_argument("--speedup", type=_positive_float, metavar="X", help="compress trace time X-fold")
+    pace.add_argument("--rate", type=_positive_float, metavar="R",
+                      help="rescale time so the mean rate is R requests/s (burst shape kept)")
+    target = run.add_argument_group("target")
+    target.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000 "
+                                           "(default: start the built-in simulator on a free loopback port)")
+    target.add_argument("--api", choices=["chat", "completions"], default="chat",
+                        help="/v1/chat/completions or /v1/completions (default %(default)s)")
+    target.add_argument("--model", help="model to request (default: the first id from /v1/models)")
+    target.add_argument("--api-key", help="Bearer token (default: $OPENAI_API_KEY); never written to any output")
+    target.add_argument("--stream", action=argparse.BooleanOptionalAction, default=True,
+                        help="stream responses (default on; TTFT, TPOT and ITL need streaming)")
+    target.add_argument("--ignore-eos", action=argparse.BooleanOptionalAction, default=None,
+                        help="send ignore_eos so outputs reach max_tokens exactly "
+                             "(default: on for vLLM, SGLang and the simulator, off otherwise)")
+    target.add_argument("--request-timeout", type=_positive_float, default=600.0, metavar="S",
+                        help="give up on one request after S seconds (default %(default)s)")
+    output = run.add_argument_group("output")
+    output.add_argument("--out", type=Path, metavar="DIR", help="run directory (default runs/<timestamp>)")
+    output.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out directory")
+    output.add_argument("--seed", type=int, help="prompt seed (default random: no prefix-cache hits across runs)")
+    output.add_argument("--drain-timeout", type=_non_negative_float, default=30.0, metavar="S",
+                        help="after Ctrl-C, wait S seconds for in-flight requests (default %(default)s)")
+    output.add_argument("--quiet", action="store_true", help="no progress display or report; for scripts")
+    _add_simulator_options(run, "built-in simulator (used when --base-url is not given)")
+    run.set_defaults(handler=_cmd_run)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from replayer.runner import RunConfig, execute
+
+    shaping = Shaping(start_s=args.start, duration_s=args.duration, models=tuple(args.trace_model),
+                      log_types=tuple(args.log_type), include_failed=args.include_failed,
+                      max_requests=args.max_requests, speedup=args.speedup, rate=args.rate)
+    config = RunConfig(
+        trace=args.trace, format=args.format, shaping=shaping, base_url=args.base_url, api=args.api,
+        model=args.model, api_key=args.api_key or os.environ.get("OPENAI_API_KEY") or None, stream=args.stream,
+        ignore_eos=args.ignore_eos, out_dir=args.out, overwrite=args.overwrite, seed=args.seed,
+        request_timeout_s=args.request_timeout, drain_timeout_s=args.drain_timeout, quiet=args.quiet,
+        simulator=_simulator_config(args))
+    if config.base_url is not None:
+        from replayer.client import ClientConfig
+
+        ClientConfig(config.base_url, api=config.api)  # validates the URL before anything else happens
+    result = execute(config)
+    if not args.quiet:
+        render_summary(result.summary, Console())
+        if result.stop_reason:
+            Console(stderr=True).print(f"[yellow]interrupted by {result.stop_reason}[/]: results cover what ran")
+        Console(stderr=True).print(f"records: {result.out_dir / 'records.jsonl'}  summary: {result.out_dir / 'summary.json'}")
+    return result.exit_code
+
+
+def _add_simulate(commands: argparse._SubParsersAction) -> None:
+    simulate = commands.add_parser(
+        "simulate", help="serve the built-in simulated OpenAI-compatible LLM server",
+        description="An OpenAI-compatible server (/v1/models, /v1/completions, /v1/chat/completions, streaming "
+                    "and not) whose latency follows a continuous-batching engine model: prefill time grows with "
+                    "prompt tokens, decode steps slow down as the batch grows, and a KV-token budget queues new "
+                    "requests when full. Runs until Ctrl-C.",
+        epilog=SIMULATE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    simulate.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
+    simulate.add_argument("--port", type=int, default=8000, help="port to bind (default %(default)s)")
+    _add_simulator_options(simulate, "engine model and faults")
+    simulate.set_defaults(handler=_cmd_simulate)
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from replayer.simulator import serve
+
+    config = _simulator_config(args)
+    Console(stderr=True).print(f"replayer simulator serving {config.model} on http://{args.host}:{args.port}")
+    serve(config, args.host, args.port)
+    return 0
+
+
+def _add_report(commands: argparse._SubParsersAction) -> None:
+    report = commands.add_parser(
+        "report", help="summarize a finished run again from its records (no load is sent)",
+        description="Read RUN (a run directory or its records.jsonl) and print its summary.",
+        epilog=REPORT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    report.add_argument("run", type=Path, help="run directory or records.jsonl")
+    report.add_argument("--format", choices=["text", "json"], default="text", help="output format (default text)")
+    report.set_defaults(handler=_cmd_report)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    path = args.run / "records.jsonl" if args.run.is_dir() else args.run
+    record_file = read_records(path)
+    streamed = record_file.header.get("target", {}).get("stream", True)
+    summary = summarize(record_file.records, streamed=streamed)
+    if args.format == "json":
+        print(json.dumps(summary, indent=2))
+    else:
+        render_summary(summary, Console(), title=f"replayer summary of {path}")
+        if record_file.torn_last_line:
+            Console(stderr=True).print("[yellow]note:[/] the last line of the records file was incomplete and was skipped")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="replayer",
+        description="Replay recorded LLM production traces against OpenAI-compatible servers and measure "
+                    "TTFT, TPOT, ITL, end-to-end latency, throughput and failures.",
+        epilog="Run 'replayer COMMAND --help' for a command's options and examples.")
+    parser.add_argument("--version", action="version", version=f"replayer {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(commands)
+    _add_simulate(commands)
+    _add_report(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except ReplayerError as exc:
+        print(f"replayer: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,218 @@
+"""`replayer run`: the pipeline from trace file to records, summary and report.
+
+Order matters for fidelity: everything slow (reading, shaping, prompt synthesis, serialization,
+opening the output) happens before t0; during the run only the dispatcher, the client and the
+record writer work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import secrets
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from replayer import __version__
+from replayer.client import Client, ClientConfig, list_models, raise_fd_limit
+from replayer.dispatcher import Progress, StopControl, dispatch
+from replayer.errors import ConfigError
+from replayer.eventloop import run as run_loop
+from replayer.live import LiveDisplay
+from replayer.metrics import summarize
+from replayer.prompts import PromptSynthesizer, RequestOptions, prepare_requests
+from replayer.records import RecordWriter, read_records
+from replayer.report import render_summary
+from replayer.simulator import SimulatorConfig, SimulatorThread
+from replayer.tokenizer import DEFAULT_TOKENIZER, load_tokenizer
+from replayer.trace import read_trace
+from replayer.workload import Shaping, Workload, shape
+
+START_LEAD_S = 0.05
+"""t0 is set this far after the last preparation step, so the first send is on time too."""
+
+BACKENDS_FORCING_LENGTH = {"vllm", "sglang", "replayer"}
+"""`owned_by` values of servers that accept `ignore_eos` (so output lengths can be forced)."""
+
+EXIT_SIGNALS = {"SIGINT": 130, "SIGTERM": 143}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything `replayer run` was asked to do; `api_key` is never written anywhere."""
+
+    trace: str
+    format: str = "auto"
+    shaping: Shaping = field(default_factory=Shaping)
+    base_url: str | None = None
+    api: str = "chat"
+    model: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    stream: bool = True
+    ignore_eos: bool | None = None
+    out_dir: Path | None = None
+    overwrite: bool = False
+    seed: int | None = None
+    tokenizer: str = DEFAULT_TOKENIZER
+    request_timeout_s: float = 600.0
+    drain_timeout_s: float = 30.0
+    quiet: bool = False
+    simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
+
+    def public(self) -> dict:
+        """The config as written into the run's metadata: no credentials."""
+        data = asdict(self)
+        data.pop("api_key")
+        data["out_dir"] = str(self.out_dir) if self.out_dir else None
+        if self.base_url is not None:
+            data.pop("simulator")
+        return data
+
+
+@dataclass
+class RunResult:
+    out_dir: Path
+    summary: dict
+    exit_code: int
+    stop_reason: str | None
+
+
+def default_out_dir() -> Path:
+    return Path("runs") / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def prepare_out_dir(path: Path, overwrite: bool) -> None:
+    """Create the output directory before any load is sent; refuse to clobber an earlier run."""
+    if path.exists() and any(path.iterdir()) and not overwrite:
+        raise ConfigError(f"{path}: output directory exists and is not empty (pass --overwrite or another --out)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write the run's output ({exc.strerror})") from None
+
+
+def detect_backend(models: list[dict]) -> str:
+    """The serving engine named by `/v1/models` (`owned_by`), or `unknown`."""
+    owner = str(models[0].get("owned_by", "")).lower() if models else ""
+    return owner if owner else "unknown"
+
+
+async def _target(config: RunConfig, base_url: str) -> tuple[str, str]:
+    """The model to ask for and the backend serving it."""
+    if config.model and config.ignore_eos is not None:
+        return config.model, "unknown"
+    try:
+        models = await list_models(base_url, config.api_key)
+    except ConfigError:
+        if config.model:
+            return config.model, "unknown"
+        raise
+    if not models and not config.model:
+        raise ConfigError(f"{base_url}: /v1/models lists no model; pass --model")
+    return config.model or str(models[0].get("id")), detect_backend(models)
+
+
+def _header(config: RunConfig, workload: Workload, base_url: str, model: str, backend: str,
+            options: RequestOptions, seed: int, t0_wall_ns: int) -> dict:
+    return {
+        "tool": "replayer",
+        "version": __version__,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "t0_wall_ns": t0_wall_ns,
+        "config": config.public(),
+        "workload": workload.describe(),
+        "target": {"base_url": base_url, "builtin_simulator": config.base_url is None, "api": options.api,
+                   "model": model, "backend": backend, "stream": options.stream, "ignore_eos": options.ignore_eos},
+        "seed": seed,
+        "tokenizer": config.tokenizer,
+    }
+
+
+async def _replay(config: RunConfig, workload: Workload, base_url: str, out_dir: Path, console: Console) -> str | None:
+    """Prepare bodies, then dispatch at the recorded instants; returns the stop reason, if any."""
+    model, backend = await _target(config, base_url)
+    ignore_eos = config.ignore_eos if config.ignore_eos is not None else backend in BACKENDS_FORCING_LENGTH
+    options = RequestOptions(api=config.api, model=model, stream=config.stream, ignore_eos=ignore_eos)
+    seed = config.seed if config.seed is not None else secrets.randbits(32)
+    synthesizer = PromptSynthesizer(load_tokenizer(config.tokenizer), seed=seed)
+    requests = prepare_requests(workload, synthesizer, options)
+    if not config.quiet:
+        console.print(f"target {base_url} model {model} (backend {backend}), api {config.api}, "
+                      f"{'streaming' if config.stream else 'not streaming'}, ignore_eos {ignore_eos}")
+        console.print(f"{len(requests):,} requests prepared; replaying {workload.describe()['span_s']:,.1f} s "
+                      f"at speedup {workload.speedup:g}")
+    stop = StopControl()
+    loop = asyncio.get_running_loop()
+    for name in EXIT_SIGNALS:
+        loop.add_signal_handler(getattr(signal, name), stop.request_stop, name)
+    client_config = ClientConfig(base_url, api=config.api, stream=config.stream, api_key=config.api_key,
+                                 request_timeout_s=config.request_timeout_s)
+    t0_ns = time.perf_counter_ns() + int(START_LEAD_S * 1e9)
+    t0_wall_ns = time.time_ns() + int(START_LEAD_S * 1e9)
+    writer = RecordWriter(out_dir / "records.jsonl",
+                          _header(config, workload, base_url, model, backend, options, seed, t0_wall_ns))
+    progress = Progress()
+    live = None if config.quiet else LiveDisplay(console, progress, t0_ns, workload.describe()["span_s"],
+                                                 workload.speedup)
+    live_task = loop.create_task(live.run()) if live else None
+
+    def on_record(record) -> None:
+        writer.write(record)
+        if live:
+            live.observe(record)
+
+    try:
+        async with Client(client_config, t0_ns=t0_ns) as client:
+            await dispatch(requests, client, on_record, t0_ns, stop=stop,
+                           drain_timeout_s=config.drain_timeout_s, progress=progress)
+    finally:
+        writer.close()
+        for name in EXIT_SIGNALS:
+            loop.remove_signal_handler(getattr(signal, name))
+        if live_task:
+            live_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await live_task
+    return stop.reason
+
+
+def load_workload(config: RunConfig, console: Console) -> Workload:
+    """Read and shape the trace, telling the user what was skipped and why."""
+    trace = read_trace(config.trace, config.format)
+    for warning in trace.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+    workload = shape(trace, config.shaping)
+    if not config.quiet:
+        skipped = ", ".join(f"{reason.replace('_', ' ')} {count:,}" for reason, count in workload.skipped.items())
+        console.print(f"trace {trace.source} ({trace.format}, {len(trace):,} rows); "
+                      f"replaying {len(workload):,}" + (f" (skipped: {skipped})" if skipped else ""))
+    return workload
+
+
+def execute(config: RunConfig, console: Console | None = None) -> RunResult:
+    """Run the whole pipeline and write `records.jsonl` and `summary.json` into the output directory."""
+    console = console or Console(stderr=True, quiet=config.quiet)
+    workload = load_workload(config, console)
+    out_dir = config.out_dir or default_out_dir()
+    prepare_out_dir(out_dir, config.overwrite)
+    raise_fd_limit()
+    with contextlib.ExitStack() as stack:
+        base_url = config.base_url
+        if base_url is None:
+            base_url = stack.enter_context(SimulatorThread(config.simulator)).base_url
+        stop_reason = run_loop(_replay(config, workload, base_url, out_dir, console))
+    record_file = read_records(out_dir / "records.jsonl")
+    summary = summarize(record_file.records, streamed=config.stream)
+    summary["interrupted"] = stop_reason
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return RunResult(out_dir, summary, EXIT_SIGNALS.get(stop_reason or "", 0), stop_reason)
+

@@ -1,0 +1,149 @@
+"""The command line as a user meets it: real subprocesses, real files, the built-in simulator."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from replayer.records import read_records
+from replayer.trace import read_trace
+
+
+FAST_ENGINE = ("--decode-base-ms", "1", "--decode-ms-per-seq", "0.01")
+"""Simulator settings that keep these behaviour tests short (latency figures do not matter here)."""
+
+
+def replayer(*args: str, timeout: float = 180, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "replayer", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def simulate_process():
+    """`replayer simulate` in its own process, as a user would start it."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "replayer", "simulate", "--port", str(port), *FAST_ENGINE],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def test_burstgpt3_replay_sends_every_non_failed_row_with_exact_token_counts(tmp_path):
+    out = tmp_path / "run"
+    result = replayer("run", "--trace", "sample:burstgpt-3", "--speedup", "2000", "--out", str(out), "--quiet",
+                      *FAST_ENGINE)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    trace = read_trace("sample:burstgpt-3")
+    non_failed = (trace.input_tokens > 0) & (trace.output_tokens > 0)
+    assert summary["requests_sent"] == int(non_failed.sum()) == 399
+    assert summary["completed"] + summary["failed"] == summary["requests_sent"]
+    records = read_records(out / "records.jsonl").records
+    planned = {int(i): (int(a), int(b)) for i, a, b in zip(trace.row_ids, trace.input_tokens, trace.output_tokens)}
+    assert len(records) == 399
+    for record in records:
+        assert (record.input_tokens, record.output_tokens) == planned[record.id]
+        assert record.served_input_tokens == record.input_tokens
+        assert record.served_output_tokens == record.output_tokens
+    for key in ("request_throughput", "output_throughput", "input_throughput", "duration_s"):
+        assert summary[key] > 0
+    for key in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "schedule_lag_ms"):
+        assert set(summary[key]) >= {"mean", "p50", "p90", "p95", "p99", "p999", "max"}
+
+
+@pytest.mark.parametrize("api", ["chat", "completions"])
+@pytest.mark.parametrize("stream", ["--stream", "--no-stream"])
+def test_run_against_a_separately_started_simulator(simulate_process, tmp_path, api, stream):
+    out = tmp_path / "run"
+    result = replayer("run", "--trace", "sample:burstgpt-1", "--max-requests", "25", "--speedup", "5000",
+                      "--base-url", simulate_process + "/v1", "--api", api, stream, "--out", str(out), "--quiet",
+                      "--api-key", "sk-canary-0123456789")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["requests_sent"], summary["completed"]) == (25, 25)
+    assert summary["token_mismatch"]["output"]["mismatched"] == 0
+    header = read_records(out / "records.jsonl").header
+    assert header["target"]["api"] == api and header["target"]["stream"] == (stream == "--stream")
+    for path in out.iterdir():
+        assert "sk-canary-0123456789" not in path.read_text()
+
+
+def test_report_resummarizes_a_finished_run(simulate_process, tmp_path):
+    out = tmp_path / "run"
+    assert replayer("run", "--trace", "sample:burstgpt-1", "--max-requests", "5", "--speedup", "5000",
+                    "--base-url", simulate_process, "--out", str(out), "--quiet").returncode == 0
+    result = replayer("report", str(out), "--format", "json")
+    assert result.returncode == 0
+    again = json.loads(result.stdout)
+    saved = json.loads((out / "summary.json").read_text())
+    assert again["ttft_ms"] == saved["ttft_ms"] and again["completed"] == 5
+    text = replayer("report", str(out))
+    assert "TTFT" in text.stdout and "requests sent" in text.stdout
+
+
+def test_terminal_report_is_printed_with_the_summary_table(simulate_process, tmp_path):
+    result = replayer("run", "--trace", "sample:burstgpt-1", "--max-requests", "5", "--speedup", "5000",
+                      "--base-url", simulate_process, "--out", str(tmp_path / "r"))
+    assert result.returncode == 0
+    for text in ("requests sent", "TTFT", "TPOT", "ITL", "p99", "sched. lag"):
+        assert text in result.stdout
+
+
+def test_malformed_trace_row_is_one_line_with_file_line_field(write_file):
+    path = write_file("bad.csv", "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+                                 "5,ChatGPT,12,3,15,API log\n6,ChatGPT,twelve,3,15,API log\n")
+    result = replayer("run", "--trace", str(path), "--quiet")
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"replayer: {path}:3: Request tokens: not an integer: 'twelve'"
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["run", "--speedup", "0"],
+    ["run", "--speedup", "2", "--rate", "3"],
+    ["run", "--api", "embeddings"],
+    ["run", "--base-url", "localhost:8000"],
+    ["run", "--trace", "sample:nope"],
+])
+def test_bad_options_are_one_line_errors_with_exit_2(args, tmp_path):
+    result = replayer(*args, "--out", str(tmp_path / "r"), "--quiet")
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "r" / "records.jsonl").exists()
+
+
+def test_existing_run_directory_is_not_overwritten(tmp_path):
+    (tmp_path / "old.txt").write_text("keep me")
+    result = replayer("run", "--trace", "sample:burstgpt-1", "--max-requests", "1", "--out", str(tmp_path), "--quiet")
+    assert result.returncode == 2 and "--overwrite" in result.stderr
+    assert (tmp_path / "old.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("command", ["run", "simulate", "report"])
+def test_every_command_has_help_with_examples(command):
+    result = replayer(command, "--help")
+    assert result.returncode == 0
+    assert "examples:" in result.stdout
+
+
+def test_module_and_version():
+    result = replayer("--version")
+    assert result.returncode == 0 and result.stdout.startswith("replayer ")
