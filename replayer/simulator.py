@@ -76,6 +76,8 @@ class Faults:
                 raise ConfigError(f"simulator {name.replace('_', '-')} must be in [0, 1]")
         if self.stall_s < 0:
             raise ConfigError("simulator stall-s must be >= 0")
+        if not 400 <= self.error_status <= 599:
+            raise ConfigError(f"simulator error-status must be an HTTP error status (400-599), got {self.error_status}")
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,8 @@ def test_malformed_trace_row_is_one_line_with_file_line_field(write_file):
 
 @pytest.mark.parametrize("args", [
     ["run", "--speedup", "0"],
+    ["run", "--rate", "nan"],
+    ["run", "--max-requests", "1.5"],
     ["run", "--speedup", "2", "--rate", "3"],
     ["run", "--api", "embeddings"],
     ["run", "--base-url", "localhost:8000"],

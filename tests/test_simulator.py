@@ -139,3 +139,5 @@ def test_invalid_engine_settings_are_refused():
         EngineModel(kv_tokens=0)
     with pytest.raises(ConfigError):
         Faults(error_rate=1.5)
+    with pytest.raises(ConfigError):
+        Faults(error_status=200)
