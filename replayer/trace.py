@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -19,8 +18,8 @@ import numpy as np
 
 from replayer.errors import InputError
 
-CHUNK_ROWS = 65_536
-"""Rows converted per chunk: bounds the memory of the Python-object stage of CSV parsing."""
+BLOCK_BYTES = 8 << 20
+"""Bytes of CSV parsed per block: bounds the memory of the Python-object stage of parsing."""
 
 SAMPLES = {
     "burstgpt-1": "BurstGPT_1_first400.csv",
@@ -101,10 +100,10 @@ class Trace:
 
 @dataclass
 class _Chunk:
-    """Raw string columns of up to CHUNK_ROWS rows, with each row's line number in the file."""
+    """Raw columns (bytes or str values) of a block of rows, with each row's line number in the file."""
 
-    columns: dict[str, list[str]]
-    lines: list[int]
+    columns: dict[str, list]
+    lines: np.ndarray
 
 
 def resolve_path(spec: str) -> Path:
@@ -121,49 +120,93 @@ def resolve_path(spec: str) -> Path:
     return path
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    """Open a trace as text, transparently un-gzipping; CR, LF and CRLF line ends all work."""
+def _open_binary(path: Path) -> io.BufferedIOBase:
+    """Open a trace for reading bytes, transparently un-gzipping."""
     with open(path, "rb") as probe:
         magic = probe.read(2)
-    if magic == b"\x1f\x8b":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
 
 
 def read_header(path: Path) -> list[str]:
     """The first CSV row of a file (the column names), or [] for an empty file."""
-    with _open_text(path) as handle:
-        return next(csv.reader(handle), [])
+    with _open_binary(path) as handle:
+        first = handle.readline().decode("utf-8", "replace")
+    return next(csv.reader([first]), []) if first.strip() else []
+
+
+def _blocks(handle: io.BufferedIOBase) -> Iterator[bytes]:
+    """The rest of the file in blocks of whole lines (each block ends at a line break)."""
+    carry = b""
+    while True:
+        block = handle.read(BLOCK_BYTES)
+        if not block:
+            if carry:
+                yield carry
+            return
+        data = carry + block
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            carry = data
+            continue
+        carry = data[cut + 1:]
+        yield data[:cut + 1]
+
+
+def _split_fast(block: bytes, width: int) -> list[bytes] | None:
+    """All fields of a block of plain CSV rows, row-major, split in C; None when the block needs the
+    full CSV grammar (quotes, blank lines, a row of the wrong width): the slow path then names the line."""
+    if b'"' in block or b"\n\n" in block or block.startswith(b"\n"):
+        return None
+    body = block[:-1] if block.endswith(b"\n") else block
+    fields = body.replace(b"\n", b",").split(b",")
+    rows = body.count(b"\n") + 1
+    return fields if len(fields) == rows * width else None
+
+
+def _split_slow(block: bytes, width: int, first_line: int, source: str) -> tuple[list[list[str]], np.ndarray]:
+    """Rows of a block parsed with the csv module (quotes, blank lines), with their line numbers."""
+    reader = csv.reader(io.StringIO(block.decode("utf-8", "replace"), newline=""))
+    rows, lines = [], []
+    for row in reader:
+        line = first_line + reader.line_num - 1
+        if not row:
+            continue
+        if len(row) != width:
+            raise InputError(source, f"expected {width} fields, found {len(row)}", line=line)
+        rows.append(row)
+        lines.append(line)
+    return rows, np.asarray(lines, dtype=np.int64)
 
 
 def _csv_chunks(path: Path, required: Sequence[str], optional: Sequence[str] = ()) -> Iterator[_Chunk]:
-    """Stream the named columns of a CSV file in chunks; columns are found by name, not position."""
+    """Stream the named columns of a CSV file block by block; columns are found by name, not position."""
     source = str(path)
-    with _open_text(path) as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
+    with _open_binary(path) as handle:
+        first = handle.readline()
+        if not first.strip():
             raise InputError(source, "empty file (no header row)")
+        header = next(csv.reader([first.decode("utf-8", "replace")]))
         position = {name.strip(): i for i, name in enumerate(header)}
         for name in required:
             if name not in position:
                 raise InputError(source, "missing column (header has: " + ", ".join(header) + ")", line=1, field=name)
         wanted = [name for name in (*required, *optional) if name in position]
         width = len(header)
-        while True:
-            rows: list[list[str]] = []
-            lines: list[int] = []
-            for row in itertools.islice(reader, CHUNK_ROWS):
-                if not row:
-                    continue
-                if len(row) != width:
-                    raise InputError(source, f"expected {width} fields, found {len(row)}", line=reader.line_num)
-                rows.append(row)
-                lines.append(reader.line_num)
-            if not rows:
-                return
-            by_position = list(zip(*rows))
-            yield _Chunk({name: list(by_position[position[name]]) for name in wanted}, lines)
+        line = 2
+        for block in _blocks(handle):
+            if b"\r" in block:
+                block = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            lines_in_block = block.count(b"\n") + (not block.endswith(b"\n"))
+            fields = _split_fast(block, width)
+            if fields is not None:
+                columns = {name: fields[position[name]::width] for name in wanted}
+                lines = np.arange(line, line + lines_in_block, dtype=np.int64)
+            else:
+                rows, lines = _split_slow(block, width, line, source)
+                columns = {name: [row[position[name]] for row in rows] for name in wanted}
+            line += lines_in_block
+            if len(lines):
+                yield _Chunk(columns, lines)
 
 
 def _numbers(chunk: _Chunk, name: str, source: str, dtype: type) -> np.ndarray:
@@ -178,39 +221,43 @@ def _numbers(chunk: _Chunk, name: str, source: str, dtype: type) -> np.ndarray:
                 convert(value)
             except ValueError:
                 kind = "an integer" if dtype is np.int64 else "a number"
-                raise InputError(source, f"not {kind}: {value!r}", line=line, field=name) from None
+                raise InputError(source, f"not {kind}: {_text(value)!r}", line=int(line), field=name) from None
         raise
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
 def _check_token_counts(values: np.ndarray, chunk: _Chunk, name: str, source: str) -> None:
     bad = np.flatnonzero(values < 0)
     if bad.size:
         i = int(bad[0])
-        raise InputError(source, f"negative token count: {values[i]}", line=chunk.lines[i], field=name)
+        raise InputError(source, f"negative token count: {values[i]}", line=int(chunk.lines[i]), field=name)
 
 
 def _check_times(values: np.ndarray, chunk: _Chunk, name: str, source: str) -> None:
     bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
     if bad.size:
         i = int(bad[0])
-        raise InputError(source, f"timestamp must be a finite number >= 0, got {chunk.columns[name][i]!r}",
-                         line=chunk.lines[i], field=name)
+        raise InputError(source, f"timestamp must be a finite number >= 0, got {_text(chunk.columns[name][i])!r}",
+                         line=int(chunk.lines[i]), field=name)
 
 
 class _CategoryBuilder:
-    """Accumulates a string column chunk by chunk into a `Categorical`."""
+    """Accumulates a string column block by block into a `Categorical` (labels in first-seen order)."""
 
     def __init__(self) -> None:
-        self._index: dict[str, int] = {}
+        self._index: dict[bytes | str, int] = {}
         self._codes: list[np.ndarray] = []
 
-    def add(self, values: list[str]) -> None:
-        labels, inverse = np.unique(np.asarray(values, dtype=str), return_inverse=True)
-        mapping = np.array([self._index.setdefault(str(label), len(self._index)) for label in labels], dtype=np.int32)
-        self._codes.append(mapping[inverse.reshape(-1)])
+    def add(self, values: list) -> None:
+        index = self._index
+        self._codes.append(np.fromiter((index.setdefault(v, len(index)) for v in values), np.int32, len(values)))
 
     def build(self) -> Categorical:
-        return Categorical(np.concatenate(self._codes) if self._codes else np.zeros(0, np.int32), tuple(self._index))
+        codes = np.concatenate(self._codes) if self._codes else np.zeros(0, np.int32)
+        return Categorical(codes, tuple(_text(label).strip() for label in self._index))
 
 
 def _assemble(source: str, fmt: str, times_s: np.ndarray, inputs: np.ndarray, outputs: np.ndarray,
@@ -273,7 +320,7 @@ AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 
 def _parse_azure_times(chunk: _Chunk, source: str) -> np.ndarray:
     """`2023-11-16 18:15:46.6805900` (2023) or `2024-05-10 00:00:00.009930+00:00` (2024) → epoch ns."""
-    values = np.asarray(chunk.columns["TIMESTAMP"])
+    values = np.asarray(chunk.columns["TIMESTAMP"]).astype(str)
     utc = np.char.endswith(values, "+00:00")
     if utc.any():
         values = np.where(utc, np.char.replace(values, "+00:00", ""), values)
@@ -284,7 +331,7 @@ def _parse_azure_times(chunk: _Chunk, source: str) -> np.ndarray:
             try:
                 np.datetime64(str(value), "ns")
             except ValueError:
-                raise InputError(source, f"not a timestamp: {str(value)!r}", line=line, field="TIMESTAMP") from None
+                raise InputError(source, f"not a timestamp: {str(value)!r}", line=int(line), field="TIMESTAMP") from None
         raise
 
 

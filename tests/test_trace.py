@@ -133,3 +133,24 @@ def test_unknown_sample_and_missing_file():
 
 def test_sniffing_names_the_format(write_file):
     assert sniff_format(write_file("b.csv", BURSTGPT_V1_HEADER + "1,ChatGPT,1,1,2,API log\n")) == "burstgpt"
+
+
+def test_quoted_fields_and_blank_lines_take_the_full_csv_path(write_file):
+    path = write_file("q.csv", BURSTGPT_V1_HEADER + '1,"GPT-4",5,6,11,"API log"\n\n2,ChatGPT,7,8,15,API log\n')
+    trace = read_trace(str(path))
+    assert trace.models.values().tolist() == ["GPT-4", "ChatGPT"]
+    assert trace.log_types.values().tolist() == ["API log", "API log"]
+    bad = write_file("qb.csv", BURSTGPT_V1_HEADER + '1,"GPT-4",5,6,11,"API log"\n\n2,ChatGPT,x,8,15,API log\n')
+    with pytest.raises(InputError, match=r":4: Request tokens"):
+        read_trace(str(bad))
+
+
+def test_line_numbers_stay_exact_across_blocks(write_file, monkeypatch):
+    monkeypatch.setattr("replayer.trace.BLOCK_BYTES", 64)
+    rows = "".join(f"{i},ChatGPT,{i + 1},2,{i + 3},API log\r\n" for i in range(200))
+    path = write_file("big.csv", BURSTGPT_V1_HEADER + rows + "300,ChatGPT,1,oops,2,API log")
+    with pytest.raises(InputError, match=r":202: Response tokens: not an integer: 'oops'"):
+        read_trace(str(path))
+    good = write_file("good.csv", BURSTGPT_V1_HEADER + rows)
+    trace = read_trace(str(good))
+    assert len(trace) == 200 and trace.input_tokens.tolist() == list(range(1, 201))
