@@ -21,7 +21,7 @@ from replayer.metrics import summarize
 from replayer.records import read_records
 from replayer.report import render_summary
 from replayer.simulator import DEFAULT_MODEL, EngineModel, Faults, SimulatorConfig
-from replayer.trace import READERS, SAMPLES
+from replayer.trace import FORMATS, SAMPLES
 from replayer.workload import Shaping
 
 EXIT_INPUT = 2
@@ -33,6 +33,10 @@ examples:
 
   # the BurstGPT v3 sample compressed 2000x, against a vLLM server
   replayer run --trace sample:burstgpt-3 --speedup 2000 --base-url http://127.0.0.1:8000
+
+  # a Mooncake trace (prefix blocks kept), or any CSV with a column mapping
+  replayer run --trace sample:mooncake-synthetic --max-requests 200
+  replayer run --trace my.csv --format csv --columns time=ts,input=prompt_len,output=gen_len --time-unit ms
 
   # your own BurstGPT file, GPT-4 conversation rows only, rescaled to 5 requests/s
   replayer run --trace BurstGPT_1.csv --trace-model GPT-4 --log-type "Conversation log" --rate 5 \\
@@ -129,8 +133,12 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     source = run.add_argument_group("trace")
     source.add_argument("--trace", default="sample:azure-2023-conv",
                         help="trace file, or sample:NAME for a bundled sample (default %(default)s)")
-    source.add_argument("--format", default="auto", choices=["auto", *READERS],
-                        help="trace format (default: sniffed from the header)")
+    source.add_argument("--format", default="auto", choices=FORMATS,
+                        help="trace format (default: sniffed from the header or first record)")
+    source.add_argument("--columns", metavar="MAP",
+                        help="for --format csv/jsonl: time=COL,input=COL,output=COL[,session=COL,model=COL]")
+    source.add_argument("--time-unit", default="s", choices=["s", "ms", "us", "ns", "datetime"],
+                        help="unit of the mapped time column (default %(default)s; datetime = ISO wall clock)")
     shaping = run.add_argument_group("shaping (applied in this order)")
     shaping.add_argument("--start", type=_non_negative_float, default=0.0, metavar="S",
                          help="skip the first S seconds of trace time")
@@ -178,7 +186,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                       log_types=tuple(args.log_type), include_failed=args.include_failed,
                       max_requests=args.max_requests, speedup=args.speedup, rate=args.rate)
     config = RunConfig(
-        trace=args.trace, format=args.format, shaping=shaping, base_url=args.base_url, api=args.api,
+        trace=args.trace, format=args.format, columns=args.columns, time_unit=args.time_unit, shaping=shaping, base_url=args.base_url, api=args.api,
         model=args.model, api_key=args.api_key or os.environ.get("OPENAI_API_KEY") or None, stream=args.stream,
         ignore_eos=args.ignore_eos, out_dir=args.out, overwrite=args.overwrite, seed=args.seed,
         request_timeout_s=args.request_timeout, drain_timeout_s=args.drain_timeout, quiet=args.quiet,

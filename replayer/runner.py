@@ -31,7 +31,7 @@ from replayer.records import RecordWriter, read_records
 from replayer.report import render_summary
 from replayer.simulator import SimulatorConfig, SimulatorThread
 from replayer.tokenizer import DEFAULT_TOKENIZER, load_tokenizer
-from replayer.trace import read_trace
+from replayer.trace import ColumnMap, read_trace
 from replayer.workload import Shaping, Workload, shape
 
 START_LEAD_S = 0.05
@@ -49,6 +49,8 @@ class RunConfig:
 
     trace: str
     format: str = "auto"
+    columns: str | None = None
+    time_unit: str = "s"
     shaping: Shaping = field(default_factory=Shaping)
     base_url: str | None = None
     api: str = "chat"
@@ -187,13 +189,15 @@ async def _replay(config: RunConfig, workload: Workload, base_url: str, out_dir:
 
 def load_workload(config: RunConfig, console: Console) -> Workload:
     """Read and shape the trace, telling the user what was skipped and why."""
-    trace = read_trace(config.trace, config.format)
+    columns = ColumnMap.parse(config.columns, config.time_unit) if config.columns else None
+    trace = read_trace(config.trace, config.format, columns)
     for warning in trace.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     workload = shape(trace, config.shaping)
     if not config.quiet:
         skipped = ", ".join(f"{reason.replace('_', ' ')} {count:,}" for reason, count in workload.skipped.items())
-        console.print(f"trace {trace.source} ({trace.format}, {len(trace):,} rows); "
+        how = "sniffed" if config.format == "auto" else "forced"
+        console.print(f"trace {trace.source} (format {trace.format}, {how}; {len(trace):,} rows); "
                       f"replaying {len(workload):,}" + (f" (skipped: {skipped})" if skipped else ""))
     return workload
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -25,6 +26,7 @@ SAMPLES = {
     "burstgpt-1": "BurstGPT_1_first400.csv",
     "burstgpt-3": "BurstGPT_3_first400.csv",
     "azure-2023-conv": "AzureLLMInferenceTrace_conv.csv",
+    "mooncake-synthetic": "mooncake_synthetic_trace.jsonl",
 }
 """Real trace samples bundled with the package (see `replayer/data/README.md` for attribution)."""
 
@@ -67,6 +69,8 @@ class Trace:
     models: Categorical | None = None
     log_types: Categorical | None = None
     sessions: Categorical | None = None
+    prefix_blocks: np.ndarray | None = None
+    """Per row, an int64 array of prefix-block ids (Mooncake `hash_ids`: 512-token blocks)."""
     warnings: tuple[str, ...] = field(default=())
 
     def __len__(self) -> int:
@@ -94,6 +98,7 @@ class Trace:
             models=pick(self.models),
             log_types=pick(self.log_types),
             sessions=pick(self.sessions),
+            prefix_blocks=None if self.prefix_blocks is None else self.prefix_blocks[index],
             warnings=self.warnings,
         )
 
@@ -125,13 +130,6 @@ def _open_binary(path: Path) -> io.BufferedIOBase:
     with open(path, "rb") as probe:
         magic = probe.read(2)
     return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
-
-
-def read_header(path: Path) -> list[str]:
-    """The first CSV row of a file (the column names), or [] for an empty file."""
-    with _open_binary(path) as handle:
-        first = handle.readline().decode("utf-8", "replace")
-    return next(csv.reader([first]), []) if first.strip() else []
 
 
 def _blocks(handle: io.BufferedIOBase) -> Iterator[bytes]:
@@ -261,7 +259,8 @@ class _CategoryBuilder:
 
 
 def _assemble(source: str, fmt: str, times_s: np.ndarray, inputs: np.ndarray, outputs: np.ndarray,
-              *, epoch_base_s: float | None = None, **categoricals: Categorical | None) -> Trace:
+              *, epoch_base_s: float | None = None, prefix_blocks: np.ndarray | None = None,
+              **categoricals: Categorical | None) -> Trace:
     """Sort rows by time (stably, with a warning when the file was out of order) and make times relative.
 
     `epoch_base_s`, when given, says `times_s` count from that Unix time.
@@ -275,11 +274,12 @@ def _assemble(source: str, fmt: str, times_s: np.ndarray, inputs: np.ndarray, ou
         order = np.argsort(times_s, kind="stable")
         times_s, inputs, outputs, row_ids = times_s[order], inputs[order], outputs[order], row_ids[order]
         categoricals = {k: None if v is None else v.take(order) for k, v in categoricals.items()}
+        prefix_blocks = None if prefix_blocks is None else prefix_blocks[order]
         warnings = (f"{source}: rows were not in time order ({unsorted} steps backwards); sorted by timestamp",)
     first = float(times_s[0])
     return Trace(source=source, format=fmt, row_ids=row_ids, arrival_s=times_s - first,
                  input_tokens=inputs, output_tokens=outputs, origin_s=first + (epoch_base_s or 0.0),
-                 origin_is_epoch=epoch_base_s is not None,
+                 origin_is_epoch=epoch_base_s is not None, prefix_blocks=prefix_blocks,
                  warnings=warnings, **categoricals)
 
 
@@ -318,20 +318,20 @@ def read_burstgpt(path: Path) -> Trace:
 AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 
 
-def _parse_azure_times(chunk: _Chunk, source: str) -> np.ndarray:
-    """`2023-11-16 18:15:46.6805900` (2023) or `2024-05-10 00:00:00.009930+00:00` (2024) → epoch ns."""
-    values = np.asarray(chunk.columns["TIMESTAMP"]).astype(str)
-    utc = np.char.endswith(values, "+00:00")
+def _datetimes_ns(values: list, lines: np.ndarray, source: str, name: str) -> np.ndarray:
+    """ISO-like wall-clock times (`2023-11-16 18:15:46.6805900`, optionally `+00:00`) → epoch ns (UTC)."""
+    text = np.asarray(values).astype(str)
+    utc = np.char.endswith(text, "+00:00")
     if utc.any():
-        values = np.where(utc, np.char.replace(values, "+00:00", ""), values)
+        text = np.where(utc, np.char.replace(text, "+00:00", ""), text)
     try:
-        return values.astype("datetime64[ns]").astype(np.int64)
+        return text.astype("datetime64[ns]").astype(np.int64)
     except ValueError:
-        for value, line in zip(values, chunk.lines):
+        for value, line in zip(text, lines):
             try:
                 np.datetime64(str(value), "ns")
             except ValueError:
-                raise InputError(source, f"not a timestamp: {str(value)!r}", line=int(line), field="TIMESTAMP") from None
+                raise InputError(source, f"not a timestamp: {str(value)!r}", line=int(line), field=name) from None
         raise
 
 
@@ -340,7 +340,7 @@ def read_azure(path: Path) -> Trace:
     source = str(path)
     stamps, inputs, outputs = [], [], []
     for chunk in _csv_chunks(path, AZURE_COLUMNS):
-        stamps.append(_parse_azure_times(chunk, source))
+        stamps.append(_datetimes_ns(chunk.columns["TIMESTAMP"], chunk.lines, source, "TIMESTAMP"))
         for name, out in (("ContextTokens", inputs), ("GeneratedTokens", outputs)):
             values = _numbers(chunk, name, source, np.int64)
             _check_token_counts(values, chunk, name, source)
@@ -354,11 +354,158 @@ def read_azure(path: Path) -> Trace:
                      np.concatenate(outputs), epoch_base_s=first_ns / 1e9)
 
 
+TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+"""Numeric time units of the generic readers; `datetime` (ISO wall clock) is accepted too."""
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Which source columns hold the time, input and output lengths (and optional session/model)."""
+
+    time: str = "timestamp"
+    input: str = "input_tokens"
+    output: str = "output_tokens"
+    session: str | None = None
+    model: str | None = None
+    time_unit: str = "s"
+
+    @staticmethod
+    def parse(text: str, time_unit: str = "s") -> ColumnMap:
+        """`time=ts,input=prompt_len,output=gen_len[,session=conv,model=m]` → ColumnMap."""
+        fields = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            key, sep, value = part.partition("=")
+            if not sep or key.strip() not in ("time", "input", "output", "session", "model") or not value.strip():
+                raise InputError("--columns", f"expected ROLE=COLUMN with ROLE in time, input, output, session, "
+                                              f"model; got {part!r}")
+            fields[key.strip()] = value.strip()
+        if time_unit not in (*TIME_UNITS, "datetime"):
+            raise InputError("--time-unit", f"expected one of {', '.join(TIME_UNITS)}, datetime; got {time_unit!r}")
+        return ColumnMap(**fields, time_unit=time_unit)
+
+
+def _times_s(values: list, lines: np.ndarray, source: str, name: str, unit: str) -> tuple[np.ndarray, float | None]:
+    """A time column in seconds, and the epoch base when the times are wall-clock datetimes."""
+    if unit == "datetime":
+        epoch_ns = _datetimes_ns(values, lines, source, name)
+        return epoch_ns.astype(np.float64), 0.0
+    chunk = _Chunk({name: values}, lines)
+    times = _numbers(chunk, name, source, np.float64)
+    _check_times(times, chunk, name, source)
+    return times * TIME_UNITS[unit], None
+
+
+def _generic(source: str, fmt: str, chunks: Iterator[_Chunk], columns: ColumnMap) -> Trace:
+    """Assemble a trace from chunks of mapped columns (shared by the generic CSV and JSONL readers)."""
+    times, inputs, outputs, epoch = [], [], [], None
+    builders = {role: _CategoryBuilder() for role in ("session", "model") if getattr(columns, role)}
+    for chunk in chunks:
+        chunk_times, epoch = _times_s(chunk.columns[columns.time], chunk.lines, source, columns.time,
+                                      columns.time_unit)
+        times.append(chunk_times)
+        for name, out in ((columns.input, inputs), (columns.output, outputs)):
+            values = _numbers(chunk, name, source, np.int64)
+            _check_token_counts(values, chunk, name, source)
+            out.append(values)
+        for role, builder in builders.items():
+            builder.add(chunk.columns[getattr(columns, role)])
+    if not times:
+        raise InputError(source, "no data rows")
+    all_times = np.concatenate(times)
+    epoch_base = None
+    if epoch is not None:  # datetimes came as epoch ns: count from the first, in integers
+        first_ns = float(all_times.min())
+        all_times, epoch_base = (all_times - first_ns) / 1e9, first_ns / 1e9
+    return _assemble(source, fmt, all_times, np.concatenate(inputs), np.concatenate(outputs),
+                     epoch_base_s=epoch_base,
+                     sessions=builders["session"].build() if "session" in builders else None,
+                     models=builders["model"].build() if "model" in builders else None)
+
+
+def read_csv(path: Path, columns: ColumnMap) -> Trace:
+    """Any CSV with a header, its columns named by `columns`."""
+    optional = [c for c in (columns.session, columns.model) if c]
+    required = (columns.time, columns.input, columns.output, *optional)
+    return _generic(str(path), "csv", _csv_chunks(path, required), columns)
+
+
+BLOCK_ROWS_JSONL = 100_000
+"""Rows of a JSON-lines file converted per chunk."""
+
+
+def _jsonl_chunks(path: Path, names: Sequence[str], required: Sequence[str]) -> Iterator[_Chunk]:
+    """Stream named fields of a JSON-lines file in chunks of rows, with line numbers."""
+    source = str(path)
+    values: dict[str, list] = {name: [] for name in names}
+    lines: list[int] = []
+    with _open_binary(path) as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw)
+            except ValueError as exc:
+                raise InputError(source, f"not valid JSON ({exc.msg})", line=number) from None
+            if not isinstance(row, dict):
+                raise InputError(source, "expected a JSON object per line", line=number)
+            for name in names:
+                if name not in row and name in required:
+                    raise InputError(source, "missing field", line=number, field=name)
+                value = row.get(name)
+                values[name].append(value if isinstance(value, (list, str)) or value is None else str(value))
+            lines.append(number)
+            if len(lines) >= BLOCK_ROWS_JSONL:
+                yield _Chunk(values, np.asarray(lines))
+                values, lines = {name: [] for name in names}, []
+    if lines:
+        yield _Chunk(values, np.asarray(lines))
+
+
+def read_jsonl(path: Path, columns: ColumnMap) -> Trace:
+    """Any JSON-lines file, its fields named by `columns`."""
+    optional = [c for c in (columns.session, columns.model) if c]
+    names = (columns.time, columns.input, columns.output, *optional)
+    return _generic(str(path), "jsonl", _jsonl_chunks(path, names, names), columns)
+
+
+MOONCAKE_FIELDS = ("timestamp", "input_length", "output_length")
+
+
+def read_mooncake(path: Path) -> Trace:
+    """Mooncake FAST'25 traces: JSONL with `timestamp` (ms), lengths and `hash_ids` (512-token blocks)."""
+    source = str(path)
+    times, inputs, outputs, blocks = [], [], [], []
+    for chunk in _jsonl_chunks(path, (*MOONCAKE_FIELDS, "hash_ids"), MOONCAKE_FIELDS):
+        chunk_times, _ = _times_s(chunk.columns["timestamp"], chunk.lines, source, "timestamp", "ms")
+        times.append(chunk_times)
+        for name, out in (("input_length", inputs), ("output_length", outputs)):
+            values = _numbers(chunk, name, source, np.int64)
+            _check_token_counts(values, chunk, name, source)
+            out.append(values)
+        for ids, line in zip(chunk.columns["hash_ids"], chunk.lines):
+            if ids is None:
+                ids = []
+            if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+                raise InputError(source, "expected a list of integers", line=int(line), field="hash_ids")
+            blocks.append(np.asarray(ids, dtype=np.int64))
+    if not times:
+        raise InputError(source, "no data rows")
+    prefix_blocks = np.empty(len(blocks), dtype=object)
+    prefix_blocks[:] = blocks
+    return _assemble(source, "mooncake", np.concatenate(times), np.concatenate(inputs), np.concatenate(outputs),
+                     prefix_blocks=prefix_blocks)
+
+
 READERS: dict[str, Callable[[Path], Trace]] = {
     "burstgpt": read_burstgpt,
     "azure": read_azure,
+    "mooncake": read_mooncake,
 }
-"""Trace readers by format name."""
+"""Readers of the known public formats, by name; `csv` and `jsonl` take a `ColumnMap` as well."""
+
+GENERIC_READERS: dict[str, Callable[[Path, ColumnMap], Trace]] = {"csv": read_csv, "jsonl": read_jsonl}
+
+FORMATS = ("auto", *READERS, *GENERIC_READERS)
 
 _SIGNATURES: dict[str, tuple[str, ...]] = {
     "burstgpt": BURSTGPT_COLUMNS,
@@ -367,22 +514,35 @@ _SIGNATURES: dict[str, tuple[str, ...]] = {
 
 
 def sniff_format(path: Path) -> str:
-    """Guess a file's format from its header row."""
-    header = {name.strip() for name in read_header(path)}
-    if not header:
+    """Guess a file's format from its header row (CSV) or first record (JSON lines)."""
+    with _open_binary(path) as handle:
+        first = next((line for line in handle if line.strip()), b"")
+    if not first:
         raise InputError(str(path), "empty file (no header row)")
+    if first.lstrip().startswith(b"{"):
+        try:
+            keys = set(json.loads(first))
+        except ValueError:
+            raise InputError(str(path), "first line looks like JSON but does not parse", line=1) from None
+        if keys.issuperset(MOONCAKE_FIELDS):
+            return "mooncake"
+        raise InputError(str(path), "JSON lines of unknown shape; pass --format jsonl --columns "
+                                    "time=FIELD,input=FIELD,output=FIELD", line=1)
+    header = {name.strip() for name in next(csv.reader([first.decode("utf-8", "replace")]))}
     for fmt, columns in _SIGNATURES.items():
         if header.issuperset(columns):
             return fmt
-    raise InputError(str(path), "unrecognised trace format; pass --format (one of: " + ", ".join(READERS) + ")",
-                     line=1)
+    raise InputError(str(path), "unrecognised trace format; pass --format (one of: " + ", ".join(FORMATS[1:]) +
+                     "), with --columns for csv/jsonl", line=1)
 
 
-def read_trace(spec: str, fmt: str = "auto") -> Trace:
-    """Read a trace file or bundled sample in the given format (`auto` sniffs it from the header)."""
+def read_trace(spec: str, fmt: str = "auto", columns: ColumnMap | None = None) -> Trace:
+    """Read a trace file or bundled sample; `auto` sniffs the format; `csv`/`jsonl` need `columns`."""
     path = resolve_path(spec)
     if fmt == "auto":
         fmt = sniff_format(path)
+    if fmt in GENERIC_READERS:
+        return GENERIC_READERS[fmt](path, columns or ColumnMap())
     if fmt not in READERS:
-        raise InputError(spec, f"unknown format {fmt!r} (one of: auto, " + ", ".join(READERS) + ")")
+        raise InputError(spec, f"unknown format {fmt!r} (one of: " + ", ".join(FORMATS) + ")")
     return READERS[fmt](path)

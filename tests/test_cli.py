@@ -116,6 +116,18 @@ def test_malformed_trace_row_is_one_line_with_file_line_field(write_file):
     assert "Traceback" not in result.stderr
 
 
+def test_generic_csv_runs_with_a_column_mapping(write_file, tmp_path):
+    path = write_file("mine.csv", "ts,prompt_len,gen_len\n0,30,4\n250,40,5\n500,50,6\n")
+    out = tmp_path / "run"
+    result = replayer("run", "--trace", str(path), "--format", "csv", "--columns",
+                      "time=ts,input=prompt_len,output=gen_len", "--time-unit", "ms", "--out", str(out), *FAST_ENGINE)
+    assert result.returncode == 0, result.stderr
+    assert "format csv, forced" in result.stderr
+    records = read_records(out / "records.jsonl").records
+    assert sorted((r.intended_ns, r.served_input_tokens) for r in records) == [
+        (0, 30), (250_000_000, 40), (500_000_000, 50)]
+
+
 @pytest.mark.parametrize("args", [
     ["run", "--speedup", "0"],
     ["run", "--rate", "nan"],
@@ -124,6 +136,7 @@ def test_malformed_trace_row_is_one_line_with_file_line_field(write_file):
     ["run", "--api", "embeddings"],
     ["run", "--base-url", "localhost:8000"],
     ["run", "--trace", "sample:nope"],
+    ["run", "--format", "csv", "--columns", "time"],
 ])
 def test_bad_options_are_one_line_errors_with_exit_2(args, tmp_path):
     result = replayer(*args, "--out", str(tmp_path / "r"), "--quiet")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from replayer.errors import InputError
-from replayer.trace import read_trace, resolve_path, sniff_format
+from replayer.trace import ColumnMap, read_trace, resolve_path, sniff_format
 
 BURSTGPT_V1_HEADER = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
 
@@ -14,6 +14,7 @@ BURSTGPT_V1_HEADER = "Timestamp,Model,Request tokens,Response tokens,Total token
     ("sample:burstgpt-1", "burstgpt", 400, 37_269.0),
     ("sample:burstgpt-3", "burstgpt", 400, 41_453.0),
     ("sample:azure-2023-conv", "azure", 19_366, 3_501.72),
+    ("sample:mooncake-synthetic", "mooncake", 3_993, 1_022.025),
 ])
 def test_bundled_samples_read_with_documented_rows_and_span(spec, fmt, rows, span_s):
     trace = read_trace(spec)
@@ -28,6 +29,7 @@ def test_bundled_samples_read_with_documented_rows_and_span(spec, fmt, rows, spa
     ("burstgpt-1", "7865fda5dac50938a84dfccb06c405e2f5202969ecfbd671c8399de00f4335f0"),
     ("burstgpt-3", "5465fc4c38b0815b8f75d126a120c229ae93632d62e3adf1792f5e8401a73559"),
     ("azure-2023-conv", "2f1e5b666d4e3055fdbba98598ce2ec307767b9064e03e2fa46676dbcc7d0bf8"),
+    ("mooncake-synthetic", "bd070915a98fc0ed264d7cfef2ce746002eb3076a695ec31ba2674c0111ec131"),
 ])
 def test_bundled_samples_are_the_unmodified_public_files(name, sha256):
     assert hashlib.sha256(resolve_path(f"sample:{name}").read_bytes()).hexdigest() == sha256
@@ -154,3 +156,60 @@ def test_line_numbers_stay_exact_across_blocks(write_file, monkeypatch):
     good = write_file("good.csv", BURSTGPT_V1_HEADER + rows)
     trace = read_trace(str(good))
     assert len(trace) == 200 and trace.input_tokens.tolist() == list(range(1, 201))
+
+
+def test_mooncake_keeps_prefix_blocks_and_millisecond_times():
+    trace = read_trace("sample:mooncake-synthetic")
+    assert trace.input_tokens.mean() == pytest.approx(15_325.48, abs=0.01)
+    assert all(len(blocks) == -(-n // 512) for blocks, n in zip(trace.prefix_blocks, trace.input_tokens))
+    assert trace.prefix_blocks[0][:3].tolist() == [0, 1, 2]
+    window = trace.take(trace.arrival_s < 10)
+    assert len(window.prefix_blocks) == len(window)
+
+
+def test_mooncake_bad_records_name_line_and_field(write_file):
+    good = '{"timestamp": 0, "input_length": 600, "output_length": 2, "hash_ids": [0, 1]}\n'
+    for bad, field, message in [
+        ('{"timestamp": 5, "input_length": "many", "output_length": 1}', "input_length", "not an integer"),
+        ('{"timestamp": 5, "output_length": 1}', "input_length", "missing field"),
+        ('{"timestamp": 5, "input_length": 1, "output_length": 1, "hash_ids": "x"}', "hash_ids", "expected a list of integers"),
+    ]:
+        path = write_file("m.jsonl", good + bad + "\n")
+        with pytest.raises(InputError, match=rf":2: {field}: {message}"):
+            read_trace(str(path))
+    path = write_file("broken.jsonl", good + "{not json\n")
+    with pytest.raises(InputError, match=r":2: not valid JSON"):
+        read_trace(str(path), "mooncake")
+
+
+def test_generic_csv_with_column_mapping_and_time_unit(write_file):
+    path = write_file("g.csv", "ts_ms,prompt_len,gen_len,conv\n1500,10,5,a\n500,20,6,b\n")
+    trace = read_trace(str(path), "csv", ColumnMap.parse("time=ts_ms,input=prompt_len,output=gen_len,session=conv",
+                                                         time_unit="ms"))
+    assert trace.arrival_s.tolist() == [0.0, 1.0]
+    assert trace.input_tokens.tolist() == [20, 10]
+    assert trace.sessions.values().tolist() == ["b", "a"]
+
+
+def test_generic_jsonl_with_datetimes(write_file):
+    path = write_file("g.jsonl", '{"t": "2024-05-10 00:00:01", "in": 3, "out": 4}\n'
+                                 '{"t": "2024-05-10 00:00:03.5", "in": 5, "out": 6}\n')
+    trace = read_trace(str(path), "jsonl", ColumnMap.parse("time=t,input=in,output=out", time_unit="datetime"))
+    assert trace.arrival_s.tolist() == [0.0, 2.5]
+    assert trace.origin_is_epoch
+
+
+def test_column_mapping_errors_are_clear(write_file):
+    with pytest.raises(InputError, match="ROLE=COLUMN"):
+        ColumnMap.parse("time:ts")
+    with pytest.raises(InputError, match="--time-unit"):
+        ColumnMap.parse("time=ts", time_unit="minutes")
+    path = write_file("g.csv", "a,b\n1,2\n")
+    with pytest.raises(InputError, match="timestamp: missing column"):
+        read_trace(str(path), "csv")
+
+
+def test_sniffing_jsonl(write_file):
+    assert sniff_format(write_file("m.jsonl", '{"timestamp": 1, "input_length": 2, "output_length": 3}\n')) == "mooncake"
+    with pytest.raises(InputError, match="--format jsonl --columns"):
+        sniff_format(write_file("o.jsonl", '{"when": 1}\n'))
