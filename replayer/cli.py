@@ -19,7 +19,7 @@ from replayer import __version__
 from replayer.errors import ReplayerError
 from replayer.metrics import summarize
 from replayer.records import read_records
-from replayer.report import render_summary
+from replayer.report import render_summary, render_trace_stats
 from replayer.simulator import DEFAULT_MODEL, EngineModel, Faults, SimulatorConfig
 from replayer.trace import FORMATS, SAMPLES
 from replayer.workload import Shaping
@@ -123,6 +123,16 @@ def _simulator_config(args: argparse.Namespace) -> SimulatorConfig:
     return SimulatorConfig(model=args.sim_model, engine=engine, faults=faults)
 
 
+def _add_format_options(group) -> None:
+    """--format, --columns and --time-unit: how to read a trace (shared by run and inspect)."""
+    group.add_argument("--format", default="auto", choices=FORMATS,
+                       help="trace format (default: sniffed from the header or first record)")
+    group.add_argument("--columns", metavar="MAP",
+                       help="for --format csv/jsonl: time=COL,input=COL,output=COL[,session=COL,model=COL]")
+    group.add_argument("--time-unit", default="s", choices=["s", "ms", "us", "ns", "datetime"],
+                       help="unit of the mapped time column (default %(default)s; datetime = ISO wall clock)")
+
+
 def _add_run(commands: argparse._SubParsersAction) -> None:
     run = commands.add_parser(
         "run", help="replay a trace against a server (the built-in simulator by default)",
@@ -133,12 +143,7 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     source = run.add_argument_group("trace")
     source.add_argument("--trace", default="sample:azure-2023-conv",
                         help="trace file, or sample:NAME for a bundled sample (default %(default)s)")
-    source.add_argument("--format", default="auto", choices=FORMATS,
-                        help="trace format (default: sniffed from the header or first record)")
-    source.add_argument("--columns", metavar="MAP",
-                        help="for --format csv/jsonl: time=COL,input=COL,output=COL[,session=COL,model=COL]")
-    source.add_argument("--time-unit", default="s", choices=["s", "ms", "us", "ns", "datetime"],
-                        help="unit of the mapped time column (default %(default)s; datetime = ISO wall clock)")
+    _add_format_options(source)
     shaping = run.add_argument_group("shaping (applied in this order)")
     shaping.add_argument("--start", type=_non_negative_float, default=0.0, metavar="S",
                          help="skip the first S seconds of trace time")
@@ -251,6 +256,44 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+INSPECT_EXAMPLES = """\
+examples:
+  replayer inspect sample:azure-2023-conv
+  replayer inspect BurstGPT_1.csv --json > stats.json
+  replayer inspect my.jsonl --format jsonl --columns time=t,input=in,output=out --time-unit ms
+"""
+
+
+def _add_inspect(commands: argparse._SubParsersAction) -> None:
+    inspect = commands.add_parser(
+        "inspect", help="statistics of a trace: rates, burstiness, lengths, failures, sessions",
+        description="Read TRACE and report its rows, span, mean and peak rates, inter-arrival CV with a "
+                    "maximum-likelihood Gamma fit (the BurstGPT burstiness model), token-length percentiles "
+                    "(nearest rank) and their correlation, failure rows, per-model and per-log-type groups, "
+                    "sessions and prefix-block reuse, and an arrival-rate sparkline. No load is sent.",
+        epilog=INSPECT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    inspect.add_argument("trace", help="trace file, or sample:NAME for a bundled sample")
+    _add_format_options(inspect)
+    inspect.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    inspect.set_defaults(handler=_cmd_inspect)
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from replayer.stats import trace_stats
+    from replayer.trace import ColumnMap, read_trace
+
+    columns = ColumnMap.parse(args.columns, args.time_unit) if args.columns else None
+    trace = read_trace(args.trace, args.format, columns)
+    stats = trace_stats(trace)
+    if args.json:
+        print(json.dumps(stats, indent=2))
+    else:
+        render_trace_stats(stats, Console())
+    for warning in trace.warnings:
+        Console(stderr=True).print(f"[yellow]warning:[/] {warning}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="replayer",
@@ -262,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(commands)
     _add_simulate(commands)
     _add_report(commands)
+    _add_inspect(commands)
     return parser
 
 

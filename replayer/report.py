@@ -77,3 +77,54 @@ def render_summary(summary: dict, console: Console, title: str = "replayer summa
             f"{summary['client_limited_threshold_ms']:g} ms: the client, not the server, limited this run.",
             style="bold yellow"))
     console.print(Group(*parts))
+
+
+def _lengths_row(label: str, values: dict) -> tuple[str, ...]:
+    return (label, _fmt(values["mean"], 0), *(f"{values[k]:,}" if values[k] is not None else "–"
+                                               for k in ("p50", "p90", "p99", "max")))
+
+
+def render_trace_stats(stats: dict, console: Console) -> None:
+    """Print `inspect`'s statistics of a trace."""
+    rate, gaps = stats["rate"], stats["interarrival"]
+    overview = Table(show_header=False, show_edge=False, pad_edge=False, box=None)
+    overview.add_column(style="bold")
+    overview.add_column()
+    overview.add_row("rows", f"{stats['rows']:,} over {stats['span_s']:,.1f} s ({stats['format']})")
+    overview.add_row("rate", f"mean {_fmt(rate['mean_per_s'], 2)}/s, peak {rate['peak_per_s']:,} in one second, "
+                             f"{rate['peak_per_min']:,} in one minute")
+    gamma = gaps["gamma"]
+    burst = f"inter-arrival CV {_fmt(gaps['cv'], 2)}"
+    if gamma:
+        burst += (f"; Gamma fit shape {gamma['shape']:.3g}, scale {gamma['scale']:.3g} s "
+                  f"(KS distance {gamma['ks_statistic']:.3f}, {gamma['samples']:,} non-zero gaps)")
+    overview.add_row("burstiness", burst)
+    overview.add_row("failed rows", f"{stats['failed_rows']:,} ({stats['failed_fraction']:.2%}) with zero tokens")
+    if stats["input_output_correlation"] is not None:
+        overview.add_row("in/out correlation", f"{stats['input_output_correlation']:.3f}")
+    if stats["sessions"]:
+        sessions = stats["sessions"]
+        overview.add_row("sessions", f"{sessions['sessions']:,} sessions, {sessions['requests_in_sessions']:,} "
+                                     f"requests, {sessions['turns_mean']:.1f} turns mean, {sessions['turns_max']} max")
+    if stats["prefix_reuse"]:
+        reuse = stats["prefix_reuse"]
+        overview.add_row("prefix reuse", f"{reuse['reuse_ratio']:.1%} of {reuse['blocks']:,} 512-token blocks "
+                                         f"seen before ({reuse['distinct_blocks']:,} distinct)")
+    overview.add_row("arrivals", stats["sparkline"])
+    tokens = Table(title="Tokens (nearest rank, failed rows excluded)", title_justify="left",
+                   show_edge=False, pad_edge=False, collapse_padding=True)
+    for name in ("", "mean", "p50", "p90", "p99", "max"):
+        tokens.add_column(name, justify="right" if name else "left")
+    tokens.add_row(*_lengths_row("input", stats["input_tokens"]))
+    tokens.add_row(*_lengths_row("output", stats["output_tokens"]))
+    parts = [Text(f"trace {stats['source']}", style="bold underline"), overview, Text(""), tokens]
+    for key, title in (("models", "By model"), ("log_types", "By log type")):
+        if stats[key]:
+            table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False, collapse_padding=True)
+            for name in ("", "requests", "input mean", "output mean"):
+                table.add_column(name, justify="right" if name else "left")
+            for label, group in stats[key].items():
+                table.add_row(label, f"{group['requests']:,}", _fmt(group["input_tokens_mean"], 0),
+                              _fmt(group["output_tokens_mean"], 0))
+            parts += [Text(""), table]
+    console.print(Group(*parts))

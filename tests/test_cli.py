@@ -152,7 +152,24 @@ def test_existing_run_directory_is_not_overwritten(tmp_path):
     assert (tmp_path / "old.txt").read_text() == "keep me"
 
 
-@pytest.mark.parametrize("command", ["run", "simulate", "report"])
+def test_inspect_prints_statistics_and_json():
+    text = replayer("inspect", "sample:burstgpt-3")
+    assert text.returncode == 0, text.stderr
+    for fragment in ("400 over 41,453.0 s", "135 sessions", "Gamma fit", "By model", "GPT-4"):
+        assert fragment in text.stdout
+    as_json = json.loads(replayer("inspect", "sample:azure-2023-conv", "--json").stdout)
+    assert as_json["rate"]["peak_per_min"] == 507
+
+
+def test_inspect_bad_file_is_one_line(write_file):
+    path = write_file("bad.jsonl", '{"timestamp": 1, "input_length": 2, "output_length": 3}\n{"timestamp": -1, '
+                                   '"input_length": 2, "output_length": 3}\n')
+    result = replayer("inspect", str(path))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"replayer: {path}:2: timestamp: timestamp must be a finite number >= 0, got '-1'"
+
+
+@pytest.mark.parametrize("command", ["run", "simulate", "report", "inspect"])
 def test_every_command_has_help_with_examples(command):
     result = replayer(command, "--help")
     assert result.returncode == 0
