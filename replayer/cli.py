@@ -31,6 +31,9 @@ examples:
   # two minutes of the bundled Azure conversation trace, at 2x, against the built-in simulator
   replayer run --trace sample:azure-2023-conv --duration 120 --speedup 2
 
+  # the busiest 10 minutes of the Azure trace, prompts over 8k tokens dropped, at 4x
+  replayer run --trace sample:azure-2023-conv --busiest 600 --max-input-tokens 8192 --speedup 4
+
   # the BurstGPT v3 sample compressed 2000x, against a vLLM server
   replayer run --trace sample:burstgpt-3 --speedup 2000 --base-url http://127.0.0.1:8000
 
@@ -83,6 +86,24 @@ def _number(kind: type, minimum: float, *, strict: bool):
 _positive_float = _number(float, 0, strict=True)
 _non_negative_float = _number(float, 0, strict=False)
 _positive_int = _number(int, 0, strict=True)
+
+
+def _fraction(text: str) -> float:
+    value = _positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1], got {text}")
+    return value
+
+
+def _token_range(text: str) -> tuple[int, int]:
+    low, sep, high = text.partition(":")
+    try:
+        bounds = (int(low) if low else 0, int(high) if high else 2**62)
+    except ValueError:
+        bounds = None
+    if not sep or bounds is None or not 0 <= bounds[0] <= bounds[1]:
+        raise argparse.ArgumentTypeError(f"expected MIN:MAX token counts (either may be empty), got {text!r}")
+    return bounds
 
 
 def _add_simulator_options(parser: argparse.ArgumentParser, title: str) -> None:
@@ -148,12 +169,25 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     shaping.add_argument("--start", type=_non_negative_float, default=0.0, metavar="S",
                          help="skip the first S seconds of trace time")
     shaping.add_argument("--duration", type=_positive_float, metavar="S", help="keep S seconds of trace time")
+    shaping.add_argument("--from", dest="from_time", metavar="T",
+                         help="start at this time of the trace's own clock (seconds, or a date-time for Azure)")
+    shaping.add_argument("--until", dest="until_time", metavar="T", help="end before this trace time")
+    shaping.add_argument("--busiest", type=_positive_float, metavar="S",
+                         help="replay the S-second window with the most requests")
     shaping.add_argument("--trace-model", action="append", default=[], metavar="NAME",
                          help="keep rows of this Model column value (BurstGPT: ChatGPT, GPT-4); repeatable")
     shaping.add_argument("--log-type", action="append", default=[], metavar="TYPE",
                          help="keep rows of this Log Type (BurstGPT: 'Conversation log', 'API log'); repeatable")
+    shaping.add_argument("--input-tokens", type=_token_range, metavar="MIN:MAX", help="keep rows in this input range")
+    shaping.add_argument("--output-tokens", type=_token_range, metavar="MIN:MAX", help="keep rows in this output range")
     shaping.add_argument("--include-failed", action="store_true",
                          help="replay rows with zero request or response tokens (skipped and counted by default)")
+    shaping.add_argument("--max-input-tokens", type=_positive_int, metavar="N",
+                         help="rows with longer prompts are dropped (or clamped: --over-limit clamp)")
+    shaping.add_argument("--over-limit", choices=["drop", "clamp"], default="drop",
+                         help="what --max-input-tokens does to longer rows (default %(default)s)")
+    shaping.add_argument("--sample", type=_fraction, metavar="F",
+                         help="keep a random fraction F of rows at their recorded times (seeded by --seed)")
     shaping.add_argument("--max-requests", type=_positive_int, metavar="N", help="keep the first N requests")
     pace = shaping.add_mutually_exclusive_group()
     pace.add_argument("--speedup", type=_positive_float, metavar="X", help="compress trace time X-fold")
@@ -187,8 +221,11 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from replayer.runner import RunConfig, execute
 
-    shaping = Shaping(start_s=args.start, duration_s=args.duration, models=tuple(args.trace_model),
-                      log_types=tuple(args.log_type), include_failed=args.include_failed,
+    shaping = Shaping(start_s=args.start, duration_s=args.duration, from_time=args.from_time,
+                      until_time=args.until_time, busiest_s=args.busiest, models=tuple(args.trace_model),
+                      log_types=tuple(args.log_type), input_range=args.input_tokens, output_range=args.output_tokens,
+                      include_failed=args.include_failed, max_input_tokens=args.max_input_tokens,
+                      over_limit=args.over_limit, sample_fraction=args.sample, sample_seed=args.seed or 0,
                       max_requests=args.max_requests, speedup=args.speedup, rate=args.rate)
     config = RunConfig(
         trace=args.trace, format=args.format, columns=args.columns, time_unit=args.time_unit, shaping=shaping, base_url=args.base_url, api=args.api,

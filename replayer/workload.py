@@ -2,17 +2,21 @@
 
 Shaping is applied in one documented order, so a run's metadata says exactly what was replayed:
 
-1. time window (`start_s`, `duration_s`, seconds of trace time from the first arrival);
-2. filters (model, log type);
+1. time window: `busiest_s` (the window of that length holding the most requests), or an
+   absolute `from_time`/`until_time` in the trace's own clock, or `start_s`/`duration_s` in seconds
+   from the first arrival;
+2. filters: model, log type, input and output token ranges;
 3. rows with zero request or response tokens (BurstGPT's marker of a failed request) are skipped,
    unless `include_failed`;
-4. `max_requests` keeps the first N of what is left;
-5. time scaling: `speedup` divides every gap, or `rate` picks the speedup that gives that mean rate.
+4. `max_input_tokens`: rows with longer prompts are dropped, or clamped to the limit;
+5. `sample_fraction` keeps a random fraction of rows (seeded), thinning the rate but keeping the shape;
+6. `max_requests` keeps the first N of what is left;
+7. time scaling: `speedup` divides every gap, or `rate` picks the speedup that gives that mean rate.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -26,9 +30,18 @@ class Shaping:
 
     start_s: float = 0.0
     duration_s: float | None = None
+    from_time: str | None = None
+    until_time: str | None = None
+    busiest_s: float | None = None
     models: tuple[str, ...] = ()
     log_types: tuple[str, ...] = ()
+    input_range: tuple[int, int] | None = None
+    output_range: tuple[int, int] | None = None
     include_failed: bool = False
+    max_input_tokens: int | None = None
+    over_limit: str = "drop"
+    sample_fraction: float | None = None
+    sample_seed: int = 0
     max_requests: int | None = None
     speedup: float | None = None
     rate: float | None = None
@@ -46,6 +59,17 @@ class Shaping:
             raise ConfigError(f"--speedup must be > 0, got {self.speedup}")
         if self.rate is not None and not self.rate > 0:
             raise ConfigError(f"--rate must be > 0 requests/s, got {self.rate}")
+        if self.busiest_s is not None and (self.busiest_s <= 0 or self.from_time or self.until_time or self.start_s):
+            raise ConfigError("--busiest takes a duration > 0 and replaces --start/--from/--until")
+        for name, bounds in (("--input-tokens", self.input_range), ("--output-tokens", self.output_range)):
+            if bounds is not None and not 0 <= bounds[0] <= bounds[1]:
+                raise ConfigError(f"{name} must be MIN:MAX with 0 <= MIN <= MAX, got {bounds[0]}:{bounds[1]}")
+        if self.max_input_tokens is not None and self.max_input_tokens <= 0:
+            raise ConfigError(f"--max-input-tokens must be > 0, got {self.max_input_tokens}")
+        if self.over_limit not in ("drop", "clamp"):
+            raise ConfigError(f"--over-limit must be drop or clamp, got {self.over_limit!r}")
+        if self.sample_fraction is not None and not 0 < self.sample_fraction <= 1:
+            raise ConfigError(f"--sample must be a fraction in (0, 1], got {self.sample_fraction}")
 
 
 @dataclass(frozen=True)
@@ -57,6 +81,8 @@ class Workload:
     speedup: float
     shaping: Shaping
     skipped: dict[str, int] = field(default_factory=dict)
+    clamped: int = 0
+    window_s: tuple[float, float] | None = None
 
     def __len__(self) -> int:
         return len(self.offsets_ns)
@@ -70,6 +96,8 @@ class Workload:
             "speedup": self.speedup,
             "requests": len(self),
             "skipped": dict(self.skipped),
+            "clamped_to_max_input_tokens": self.clamped,
+            "window_s": self.window_s,
             "span_s": float(self.offsets_ns[-1]) / 1e9 if len(self) else 0.0,
         }
 
@@ -95,16 +123,57 @@ def _mean_rate(arrival_s: np.ndarray) -> float | None:
     return (len(arrival_s) - 1) / span if span > 0 else None
 
 
+def busiest_window(arrival_s: np.ndarray, duration_s: float) -> float:
+    """Start (seconds from the first arrival) of the `duration_s` window holding the most requests."""
+    ends = np.searchsorted(arrival_s, arrival_s + duration_s, side="left")
+    return float(arrival_s[int(np.argmax(ends - np.arange(len(arrival_s))))])
+
+
+def _trace_time(trace: Trace, text: str, flag: str) -> float:
+    """An absolute time in the trace's own clock (seconds, or ISO date-time for wall-clock traces),
+    as seconds from the first arrival."""
+    try:
+        value = float(text)
+    except ValueError:
+        if not trace.origin_is_epoch:
+            raise ConfigError(f"{flag}: this trace's clock is in seconds, not dates; got {text!r}") from None
+        try:
+            value = np.datetime64(text.replace("+00:00", ""), "ns").astype(np.int64) / 1e9
+        except ValueError:
+            raise ConfigError(f"{flag}: not a number or date-time: {text!r}") from None
+    return value - trace.origin_s
+
+
+def _window(trace: Trace, shaping: Shaping) -> tuple[float, float]:
+    """[start, end) of the window, in seconds from the first arrival."""
+    if shaping.busiest_s is not None:
+        start = busiest_window(trace.arrival_s, shaping.busiest_s)
+        return start, start + shaping.busiest_s
+    start = _trace_time(trace, shaping.from_time, "--from") if shaping.from_time else shaping.start_s
+    if shaping.until_time:
+        end = _trace_time(trace, shaping.until_time, "--until")
+    elif shaping.duration_s is not None:
+        end = start + shaping.duration_s
+    else:
+        end = np.inf
+    return start, end
+
+
+def _in_range(values: np.ndarray, bounds: tuple[int, int] | None) -> np.ndarray | None:
+    return None if bounds is None else (values >= bounds[0]) & (values <= bounds[1])
+
+
 def shape(trace: Trace, shaping: Shaping) -> Workload:
     """Apply `shaping` to `trace` in the module's documented order."""
     skipped: dict[str, int] = {}
-    keep = trace.arrival_s >= shaping.start_s
-    if shaping.duration_s is not None:
-        keep &= trace.arrival_s < shaping.start_s + shaping.duration_s
+    start, end = _window(trace, shaping)
+    keep = (trace.arrival_s >= start) & (trace.arrival_s < end)
     skipped["outside_window"] = int(np.count_nonzero(~keep))
     for mask, reason in (
         (_label_mask(trace.models, shaping.models, "model", "--trace-model"), "model_filter"),
         (_label_mask(trace.log_types, shaping.log_types, "log type", "--log-type"), "log_type_filter"),
+        (_in_range(trace.input_tokens, shaping.input_range), "input_tokens_range"),
+        (_in_range(trace.output_tokens, shaping.output_range), "output_tokens_range"),
     ):
         if mask is not None:
             skipped[reason] = int(np.count_nonzero(keep & ~mask))
@@ -113,6 +182,14 @@ def shape(trace: Trace, shaping: Shaping) -> Workload:
         zero = (trace.input_tokens == 0) | (trace.output_tokens == 0)
         skipped["zero_tokens"] = int(np.count_nonzero(keep & zero))
         keep &= ~zero
+    over = keep & (trace.input_tokens > (shaping.max_input_tokens or np.iinfo(np.int64).max))
+    if shaping.over_limit == "drop":
+        skipped["over_max_input_tokens"] = int(np.count_nonzero(over))
+        keep &= ~over
+    if shaping.sample_fraction is not None:
+        chosen = np.random.default_rng(shaping.sample_seed).random(len(trace)) < shaping.sample_fraction
+        skipped["sampled_out"] = int(np.count_nonzero(keep & ~chosen))
+        keep &= chosen
     index = np.flatnonzero(keep)
     if shaping.max_requests is not None and len(index) > shaping.max_requests:
         skipped["max_requests"] = len(index) - shaping.max_requests
@@ -120,10 +197,15 @@ def shape(trace: Trace, shaping: Shaping) -> Workload:
     if len(index) == 0:
         raise ConfigError(f"{trace.source}: no requests left after shaping (skipped: {_nonzero(skipped)})")
     kept = trace.take(index)
+    clamped = 0
+    if shaping.max_input_tokens is not None and shaping.over_limit == "clamp":
+        clamped = int(np.count_nonzero(kept.input_tokens > shaping.max_input_tokens))
+        kept = replace(kept, input_tokens=np.minimum(kept.input_tokens, shaping.max_input_tokens))
     speedup = _speedup(kept.arrival_s, shaping)
     relative_s = kept.arrival_s - kept.arrival_s[0]
     offsets_ns = np.rint(relative_s * (1e9 / speedup)).astype(np.int64)
-    return Workload(kept, offsets_ns, speedup, shaping, _nonzero(skipped))
+    window = (float(start), float(end)) if np.isfinite(end) else (float(start), float(trace.span_s))
+    return Workload(kept, offsets_ns, speedup, shaping, _nonzero(skipped), clamped, window)
 
 
 def _speedup(arrival_s: np.ndarray, shaping: Shaping) -> float:

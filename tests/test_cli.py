@@ -137,6 +137,9 @@ def test_generic_csv_runs_with_a_column_mapping(write_file, tmp_path):
     ["run", "--base-url", "localhost:8000"],
     ["run", "--trace", "sample:nope"],
     ["run", "--format", "csv", "--columns", "time"],
+    ["run", "--input-tokens", "10-20"],
+    ["run", "--sample", "2"],
+    ["run", "--busiest", "60", "--start", "5"],
 ])
 def test_bad_options_are_one_line_errors_with_exit_2(args, tmp_path):
     result = replayer(*args, "--out", str(tmp_path / "r"), "--quiet")

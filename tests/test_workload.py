@@ -76,3 +76,54 @@ def test_unknown_filter_value_and_empty_result_are_clear_errors():
         shape(trace, Shaping(start_s=1e9))
     with pytest.raises(ConfigError, match="no log type column"):
         shape(read_trace("sample:azure-2023-conv"), Shaping(log_types=("API log",)))
+
+
+def test_busiest_window_holds_the_most_requests():
+    trace = make_trace([0, 1, 50, 50.5, 51, 51.2, 90])
+    workload = shape(trace, Shaping(busiest_s=2))
+    assert workload.trace.row_ids.tolist() == [2, 3, 4, 5]
+    assert workload.window_s == (50.0, 52.0)
+
+
+def test_busiest_minute_of_azure_has_its_documented_peak():
+    workload = shape(read_trace("sample:azure-2023-conv"), Shaping(busiest_s=60))
+    assert len(workload) >= 507  # the README's 507 is for minute bins aligned to the first request
+
+
+def test_absolute_window_in_the_trace_clock():
+    burst = read_trace("sample:burstgpt-1")  # seconds since the trace's day 0; first row at 5 s
+    workload = shape(burst, Shaping(from_time="45", until_time="118", include_failed=True))
+    assert workload.trace.row_ids.tolist() == [1]
+    azure = read_trace("sample:azure-2023-conv")
+    window = shape(azure, Shaping(from_time="2023-11-16 18:15:50", until_time="2023-11-16 18:15:52"))
+    assert window.trace.row_ids.tolist() == [1, 2, 3]
+    with pytest.raises(ConfigError, match="not dates"):
+        shape(burst, Shaping(from_time="2023-11-16"))
+
+
+def test_token_ranges_and_max_input_tokens():
+    trace = make_trace([0, 1, 2, 3], inputs=[10, 500, 5000, 50], outputs=[1, 2, 3, 400])
+    assert shape(trace, Shaping(input_range=(20, 1000))).trace.row_ids.tolist() == [1, 3]
+    assert shape(trace, Shaping(output_range=(2, 3))).trace.row_ids.tolist() == [1, 2]
+    dropped = shape(trace, Shaping(max_input_tokens=1000))
+    assert dropped.trace.row_ids.tolist() == [0, 1, 3] and dropped.skipped == {"over_max_input_tokens": 1}
+    clamped = shape(trace, Shaping(max_input_tokens=1000, over_limit="clamp"))
+    assert clamped.trace.input_tokens.tolist() == [10, 500, 1000, 50] and clamped.clamped == 1
+
+
+def test_sampling_keeps_a_seeded_fraction_at_the_original_times():
+    trace = make_trace(list(range(10_000)))
+    a = shape(trace, Shaping(sample_fraction=0.25, sample_seed=3))
+    b = shape(trace, Shaping(sample_fraction=0.25, sample_seed=3))
+    assert a.trace.row_ids.tolist() == b.trace.row_ids.tolist()
+    assert 2300 < len(a) < 2700
+    assert a.trace.arrival_s.tolist() == a.trace.row_ids.astype(float).tolist()
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"busiest_s": 10, "start_s": 5}, {"input_range": (5, 1)}, {"sample_fraction": 0}, {"sample_fraction": 1.5},
+    {"over_limit": "truncate"}, {"max_input_tokens": 0},
+])
+def test_invalid_new_shaping_is_refused(kwargs):
+    with pytest.raises(ConfigError):
+        Shaping(**kwargs)
