@@ -1,4 +1,4 @@
-"""Maximum-likelihood fits of the BurstGPT paper's arrival models (Gamma, for now) to inter-arrival times.
+"""Maximum-likelihood fits of the BurstGPT paper's models: Gamma and Weibull inter-arrival times, Zipf lengths.
 
 Gamma's shape has no closed form; Minka's starting point plus Newton steps on
 `log(k) − ψ(k) = log(mean) − mean(log x)` converge in a handful of iterations. ψ and ψ′ are
@@ -114,3 +114,77 @@ def _ks_gamma(x: np.ndarray, shape: float, scale: float, max_points: int = 2000)
     above = np.arange(1, n + 1) / n - cdf
     below = cdf - np.arange(0, n) / n
     return float(max(above.max(), below.max()))
+
+
+@dataclass(frozen=True)
+class WeibullFit:
+    """A fitted Weibull(shape k, scale λ); k < 1 means burstier than Poisson."""
+
+    shape: float
+    scale: float
+    samples: int
+    ks_statistic: float
+
+    @property
+    def cv(self) -> float:
+        return weibull_cv(self.shape)
+
+
+def weibull_cv(shape: float) -> float:
+    """Coefficient of variation of a Weibull distribution with this shape."""
+    g1 = math.gamma(1 + 1 / shape)
+    return math.sqrt(math.gamma(1 + 2 / shape) / (g1 * g1) - 1)
+
+
+def fit_weibull(values: np.ndarray) -> WeibullFit | None:
+    """MLE Weibull fit of the positive values: the shape solves the profile-likelihood equation by bisection."""
+    x = np.asarray(values, dtype=np.float64)
+    x = x[x > 0]
+    if x.size < 2 or np.all(x == x[0]):
+        return None
+    logs = np.log(x)
+    mean_log = float(logs.mean())
+    scaled = logs - logs.max()  # x^k computed as exp(k·(log x − max)) to avoid overflow
+
+    def equation(k: float) -> float:
+        weights = np.exp(k * scaled)
+        return float((weights * logs).sum() / weights.sum()) - 1 / k - mean_log
+
+    low, high = 1e-3, 1.0
+    while equation(high) < 0:
+        high *= 2
+    for _ in range(200):
+        middle = (low + high) / 2
+        low, high = (middle, high) if equation(middle) < 0 else (low, middle)
+    k = (low + high) / 2
+    scale = float(np.mean(x ** k)) ** (1 / k)
+    sample = np.sort(x if x.size <= 2000 else np.random.default_rng(0).choice(x, 2000, replace=False))
+    cdf = 1 - np.exp(-((sample / scale) ** k))
+    n = sample.size
+    ks = float(max((np.arange(1, n + 1) / n - cdf).max(), (cdf - np.arange(n) / n).max()))
+    return WeibullFit(shape=k, scale=scale, samples=int(x.size), ks_statistic=ks)
+
+
+def fit_zipf(values: np.ndarray, low: int = 1, high: int | None = None) -> float | None:
+    """MLE exponent s of a Zipf law P(n) ∝ n^-s truncated to [low, high] (high defaults to the maximum)."""
+    x = np.asarray(values, dtype=np.int64)
+    x = x[x >= low]
+    if x.size < 2:
+        return None
+    high = int(high or x.max())
+    support = np.log(np.arange(low, high + 1, dtype=np.float64))
+    sum_log = float(np.log(x).sum())
+
+    def negative_log_likelihood(s: float) -> float:
+        log_norm = float(np.logaddexp.reduce(-s * support))
+        return s * sum_log + x.size * log_norm
+
+    a, b = 1e-3, 10.0
+    ratio = (math.sqrt(5) - 1) / 2
+    for _ in range(100):
+        c, d = b - ratio * (b - a), a + ratio * (b - a)
+        if negative_log_likelihood(c) < negative_log_likelihood(d):
+            b = d
+        else:
+            a = c
+    return (a + b) / 2
