@@ -16,12 +16,12 @@ from pathlib import Path
 from rich.console import Console
 
 from replayer import __version__
-from replayer.errors import ReplayerError
+from replayer.errors import ConfigError, ReplayerError
 from replayer.metrics import summarize
 from replayer.records import read_records
-from replayer.report import render_summary, render_trace_stats
+from replayer.report import describe_fit, render_summary, render_trace_stats
 from replayer.simulator import DEFAULT_MODEL, EngineModel, Faults, SimulatorConfig
-from replayer.trace import FORMATS, SAMPLES
+from replayer.trace import DEFAULT_TRACE, FORMATS, SAMPLES
 from replayer.workload import Shaping
 
 EXIT_INPUT = 2
@@ -40,6 +40,12 @@ examples:
   # a Mooncake trace (prefix blocks kept), or any CSV with a column mapping
   replayer run --trace sample:mooncake-synthetic --max-requests 200
   replayer run --trace my.csv --format csv --columns time=ts,input=prompt_len,output=gen_len --time-unit ms
+
+  # BurstGPT-like bursty load (Gamma arrivals, CV 3) ramping from 2 to 20 requests/s over 10 minutes
+  replayer run --synthetic "arrivals=gamma,cv=3,rate=2@0/20@600,duration=600,input=zipf:1.2:16:4096"
+
+  # the Azure trace's own burstiness and lengths, modeled and scaled to 40 requests/s for 5 minutes
+  replayer run --synthetic "rate=40,duration=300" --fit sample:azure-2023-conv
 
   # your own BurstGPT file, GPT-4 conversation rows only, rescaled to 5 requests/s
   replayer run --trace BurstGPT_1.csv --trace-model GPT-4 --log-type "Conversation log" --rate 5 \\
@@ -162,8 +168,10 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
                     "written to OUT/records.jsonl; OUT/summary.json and a terminal report follow.",
         epilog=RUN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = run.add_argument_group("trace")
-    source.add_argument("--trace", default="sample:azure-2023-conv",
-                        help="trace file, or sample:NAME for a bundled sample (default %(default)s)")
+    source.add_argument("--trace", help=f"trace file, or sample:NAME for a bundled sample (default {DEFAULT_TRACE})")
+    source.add_argument("--synthetic", metavar="SPEC",
+                        help="replay a generated workload instead of a trace; see 'replayer synth --help'")
+    source.add_argument("--fit", metavar="TRACE", help="with --synthetic: take its defaults from this trace")
     _add_format_options(source)
     shaping = run.add_argument_group("shaping (applied in this order)")
     shaping.add_argument("--start", type=_non_negative_float, default=0.0, metavar="S",
@@ -227,8 +235,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
                       include_failed=args.include_failed, max_input_tokens=args.max_input_tokens,
                       over_limit=args.over_limit, sample_fraction=args.sample, sample_seed=args.seed or 0,
                       max_requests=args.max_requests, speedup=args.speedup, rate=args.rate)
+    if args.synthetic and args.trace:
+        raise ConfigError("--trace and --synthetic exclude each other; use --fit TRACE to model a synthetic "
+                          "workload on a trace")
+    if args.fit and not args.synthetic:
+        raise ConfigError("--fit needs --synthetic SPEC (to replay the trace itself, use --trace)")
     config = RunConfig(
-        trace=args.trace, format=args.format, columns=args.columns, time_unit=args.time_unit, shaping=shaping, base_url=args.base_url, api=args.api,
+        trace=args.trace, synthetic=args.synthetic, fit=args.fit, format=args.format, columns=args.columns, time_unit=args.time_unit, shaping=shaping, base_url=args.base_url, api=args.api,
         model=args.model, api_key=args.api_key or os.environ.get("OPENAI_API_KEY") or None, stream=args.stream,
         ignore_eos=args.ignore_eos, out_dir=args.out, overwrite=args.overwrite, seed=args.seed,
         request_timeout_s=args.request_timeout, drain_timeout_s=args.drain_timeout, quiet=args.quiet,
@@ -331,6 +344,68 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+SYNTH_EXAMPLES = """\
+SPEC is comma-separated KEY=VALUE pairs:
+  arrivals=poisson|gamma|weibull|constant   inter-arrival law (default poisson)
+  cv=X                 burstiness: coefficient of variation of the gaps, for gamma and weibull
+                       (1 = Poisson; BurstGPT's traces are well above 1)
+  rate=R | R@T/R@T/…   requests per second, constant or linear between RATE@SECONDS points
+                       (ramps, steps, daily cycles; the burst shape is kept at every rate)
+  duration=S | requests=N   how much to generate (exactly one)
+  input=MODEL, output=MODEL   token lengths: zipf:S:MIN:MAX, lognormal:MEDIAN:SIGMA, fixed:N,
+                       empirical (drawn from the --fit trace), conditional (output only: outputs of
+                       --fit requests of similar input length; the paper's request→response relation)
+  seed=N               random seed (default 0: the same SPEC always gives the same workload)
+
+With --fit TRACE the trace supplies every default: its mean rate and span, the better-fitting of
+maximum-likelihood Gamma and Weibull arrivals (the fit and its KS distance are printed), and its
+lengths (input=empirical, output=conditional). Override any key, e.g. rate=40 to model the trace at
+a rate it never had ("modeled scaling" in the BurstGPT paper).
+
+examples:
+  replayer synth "arrivals=gamma,cv=3,rate=5,duration=3600,input=zipf:1.2:16:8192,output=lognormal:200:1" -o bursty.csv
+  replayer synth "rate=2@0/20@600/2@1200,duration=1200" -o ramp.csv        # up and down again
+  replayer synth "rate=40,duration=600" --fit sample:azure-2023-conv -o azure-at-40.csv
+  replayer run --trace bursty.csv --base-url http://127.0.0.1:8000
+"""
+
+
+def _add_synth(commands: argparse._SubParsersAction) -> None:
+    synth = commands.add_parser(
+        "synth", help="generate a synthetic BurstGPT-style workload into a trace file",
+        description="Generate arrivals and token lengths from the BurstGPT paper's workload models and "
+                    "write them as a CSV trace (timestamp,input_tokens,output_tokens; .gz compresses) "
+                    "that 'replayer run --trace' reads back. 'run --synthetic SPEC' does both in one step.",
+        epilog=SYNTH_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    synth.add_argument("spec", metavar="SPEC", help="the workload, e.g. arrivals=gamma,cv=3,rate=5,duration=600")
+    synth.add_argument("-o", "--output", type=Path, required=True, metavar="FILE", help="trace file to write")
+    synth.add_argument("--fit", metavar="TRACE", help="fit the defaults to this trace (file or sample:NAME)")
+    _add_format_options(synth)
+    synth.set_defaults(handler=_cmd_synth)
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from replayer.stats import arrival_fits
+    from replayer.synthetic import parse_spec, synthesize, write_csv
+    from replayer.trace import ColumnMap, read_trace
+
+    console = Console(stderr=True)
+    fit = None
+    if args.fit:
+        columns = ColumnMap.parse(args.columns, args.time_unit) if args.columns else None
+        fit = read_trace(args.fit, args.format, columns)
+        for name, result in arrival_fits(fit.arrival_s[1:] - fit.arrival_s[:-1]).items():
+            if result:
+                console.print(f"{fit.source}: {name.capitalize()} fit {describe_fit(result)}", soft_wrap=True)
+    spec = parse_spec(args.spec, fit)
+    trace = synthesize(spec, fit)
+    write_csv(trace, args.output)
+    console.print(f"spec: {spec.text}", soft_wrap=True)
+    console.print(f"wrote {len(trace):,} requests over {trace.span_s:,.1f} s "
+                  f"({len(trace) / max(trace.span_s, 1e-9):,.2f}/s mean) to {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="replayer",
@@ -343,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_simulate(commands)
     _add_report(commands)
     _add_inspect(commands)
+    _add_synth(commands)
     return parser
 
 

@@ -84,6 +84,12 @@ def _lengths_row(label: str, values: dict) -> tuple[str, ...]:
                                                for k in ("p50", "p90", "p99", "max")))
 
 
+def describe_fit(fit: dict) -> str:
+    """One line for a fitted arrival model: its parameters, CV and goodness of fit."""
+    return (f"shape {fit['shape']:.3g}, scale {fit['scale']:.3g} s, CV {fit['cv']:.3g} "
+            f"(KS distance {fit['ks_statistic']:.3f} over {fit['samples']:,} non-zero gaps)")
+
+
 def render_trace_stats(stats: dict, console: Console) -> None:
     """Print `inspect`'s statistics of a trace."""
     rate, gaps = stats["rate"], stats["interarrival"]
@@ -93,12 +99,10 @@ def render_trace_stats(stats: dict, console: Console) -> None:
     overview.add_row("rows", f"{stats['rows']:,} over {stats['span_s']:,.1f} s ({stats['format']})")
     overview.add_row("rate", f"mean {_fmt(rate['mean_per_s'], 2)}/s, peak {rate['peak_per_s']:,} in one second, "
                              f"{rate['peak_per_min']:,} in one minute")
-    gamma = gaps["gamma"]
-    burst = f"inter-arrival CV {_fmt(gaps['cv'], 2)}"
-    if gamma:
-        burst += (f"; Gamma fit shape {gamma['shape']:.3g}, scale {gamma['scale']:.3g} s "
-                  f"(KS distance {gamma['ks_statistic']:.3f}, {gamma['samples']:,} non-zero gaps)")
-    overview.add_row("burstiness", burst)
+    overview.add_row("burstiness", f"inter-arrival CV {_fmt(gaps['cv'], 2)}")
+    for name in ("gamma", "weibull"):
+        if gaps[name]:
+            overview.add_row(f"{name.capitalize()} fit", describe_fit(gaps[name]))
     overview.add_row("failed rows", f"{stats['failed_rows']:,} ({stats['failed_fraction']:.2%}) with zero tokens")
     if stats["input_output_correlation"] is not None:
         overview.add_row("in/out correlation", f"{stats['input_output_correlation']:.3f}")

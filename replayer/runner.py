@@ -31,7 +31,8 @@ from replayer.records import RecordWriter, read_records
 from replayer.report import render_summary
 from replayer.simulator import SimulatorConfig, SimulatorThread
 from replayer.tokenizer import DEFAULT_TOKENIZER, load_tokenizer
-from replayer.trace import ColumnMap, read_trace
+from replayer.synthetic import parse_spec, synthesize
+from replayer.trace import DEFAULT_TRACE, ColumnMap, read_trace
 from replayer.workload import Shaping, Workload, shape
 
 START_LEAD_S = 0.05
@@ -47,7 +48,9 @@ EXIT_SIGNALS = {"SIGINT": 130, "SIGTERM": 143}
 class RunConfig:
     """Everything `replayer run` was asked to do; `api_key` is never written anywhere."""
 
-    trace: str
+    trace: str | None = None
+    synthetic: str | None = None
+    fit: str | None = None
     format: str = "auto"
     columns: str | None = None
     time_unit: str = "s"
@@ -188,15 +191,19 @@ async def _replay(config: RunConfig, workload: Workload, base_url: str, out_dir:
 
 
 def load_workload(config: RunConfig, console: Console) -> Workload:
-    """Read and shape the trace, telling the user what was skipped and why."""
+    """Read (or synthesize) and shape the trace, telling the user what was skipped and why."""
     columns = ColumnMap.parse(config.columns, config.time_unit) if config.columns else None
-    trace = read_trace(config.trace, config.format, columns)
+    if config.synthetic is None:
+        trace = read_trace(config.trace or DEFAULT_TRACE, config.format, columns)
+    else:
+        fit = read_trace(config.fit, config.format, columns) if config.fit else None
+        trace = synthesize(parse_spec(config.synthetic, fit), fit)
     for warning in trace.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     workload = shape(trace, config.shaping)
     if not config.quiet:
         skipped = ", ".join(f"{reason.replace('_', ' ')} {count:,}" for reason, count in workload.skipped.items())
-        how = "sniffed" if config.format == "auto" else "forced"
+        how = "generated" if config.synthetic else "sniffed" if config.format == "auto" else "forced"
         console.print(f"trace {trace.source} (format {trace.format}, {how}; {len(trace):,} rows); "
                       f"replaying {len(workload):,}" + (f" (skipped: {skipped})" if skipped else ""))
     return workload

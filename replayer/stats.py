@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from replayer.fitting import fit_gamma
+from replayer.fitting import fit_gamma, fit_weibull
 from replayer.trace import Categorical, Trace
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -80,12 +80,19 @@ def _prefix_reuse(trace: Trace) -> dict | None:
     return {"blocks": total, "distinct_blocks": len(seen), "reuse_ratio": reused / total if total else 0.0}
 
 
+def arrival_fits(gaps: np.ndarray) -> dict:
+    """Maximum-likelihood Gamma and Weibull fits of the non-zero gaps, with their KS distances."""
+    fits = {"gamma": fit_gamma(gaps), "weibull": fit_weibull(gaps)}
+    return {name: None if fit is None else {"shape": fit.shape, "scale": fit.scale, "cv": fit.cv,
+                                            "ks_statistic": fit.ks_statistic, "samples": fit.samples}
+            for name, fit in fits.items()}
+
+
 def trace_stats(trace: Trace) -> dict:
     """Everything `inspect` reports about a trace, as plain JSON-ready values."""
     arrival = trace.arrival_s
     span = trace.span_s
     gaps = np.diff(arrival)
-    gamma = fit_gamma(gaps)
     failed = (trace.input_tokens == 0) | (trace.output_tokens == 0)
     both = ~failed
     correlation = (float(np.corrcoef(trace.input_tokens[both], trace.output_tokens[both])[0, 1])
@@ -104,8 +111,7 @@ def trace_stats(trace: Trace) -> dict:
             "mean_s": float(gaps.mean()) if gaps.size else None,
             "cv": float(gaps.std() / gaps.mean()) if gaps.size and gaps.mean() > 0 else None,
             "zero_gaps": int(np.count_nonzero(gaps == 0)),
-            "gamma": None if gamma is None else {"shape": gamma.shape, "scale": gamma.scale, "cv": gamma.cv,
-                                                 "ks_statistic": gamma.ks_statistic, "samples": gamma.samples},
+            **arrival_fits(gaps),
         },
         "input_tokens": lengths(trace.input_tokens[both]),
         "output_tokens": lengths(trace.output_tokens[both]),

@@ -30,6 +30,9 @@ SAMPLES = {
 }
 """Real trace samples bundled with the package (see `replayer/data/README.md` for attribution)."""
 
+DEFAULT_TRACE = "sample:azure-2023-conv"
+"""What `replayer run` replays when given neither --trace nor --synthetic."""
+
 
 @dataclass(frozen=True)
 class Categorical:
@@ -510,6 +513,7 @@ FORMATS = ("auto", *READERS, *GENERIC_READERS)
 _SIGNATURES: dict[str, tuple[str, ...]] = {
     "burstgpt": BURSTGPT_COLUMNS,
     "azure": AZURE_COLUMNS,
+    "csv": (ColumnMap.time, ColumnMap.input, ColumnMap.output),  # what `replayer synth` writes
 }
 
 
@@ -526,6 +530,8 @@ def sniff_format(path: Path) -> str:
             raise InputError(str(path), "first line looks like JSON but does not parse", line=1) from None
         if keys.issuperset(MOONCAKE_FIELDS):
             return "mooncake"
+        if keys.issuperset(_SIGNATURES["csv"]):
+            return "jsonl"
         raise InputError(str(path), "JSON lines of unknown shape; pass --format jsonl --columns "
                                     "time=FIELD,input=FIELD,output=FIELD", line=1)
     header = {name.strip() for name in next(csv.reader([first.decode("utf-8", "replace")]))}

@@ -140,6 +140,10 @@ def test_generic_csv_runs_with_a_column_mapping(write_file, tmp_path):
     ["run", "--input-tokens", "10-20"],
     ["run", "--sample", "2"],
     ["run", "--busiest", "60", "--start", "5"],
+    ["run", "--synthetic", "rate=5,duration=10", "--trace", "sample:burstgpt-1"],
+    ["run", "--fit", "sample:burstgpt-1"],
+    ["run", "--synthetic", "rate=5"],
+    ["run", "--synthetic", "rate=5,duration=10,output=conditional"],
 ])
 def test_bad_options_are_one_line_errors_with_exit_2(args, tmp_path):
     result = replayer(*args, "--out", str(tmp_path / "r"), "--quiet")
@@ -172,7 +176,7 @@ def test_inspect_bad_file_is_one_line(write_file):
     assert result.stderr.strip() == f"replayer: {path}:2: timestamp: timestamp must be a finite number >= 0, got '-1'"
 
 
-@pytest.mark.parametrize("command", ["run", "simulate", "report", "inspect"])
+@pytest.mark.parametrize("command", ["run", "simulate", "report", "inspect", "synth"])
 def test_every_command_has_help_with_examples(command):
     result = replayer(command, "--help")
     assert result.returncode == 0
@@ -182,3 +186,30 @@ def test_every_command_has_help_with_examples(command):
 def test_module_and_version():
     result = replayer("--version")
     assert result.returncode == 0 and result.stdout.startswith("replayer ")
+
+
+def test_synth_fits_a_trace_writes_a_file_and_run_replays_it(tmp_path):
+    path = tmp_path / "azure-at-20.csv.gz"
+    made = replayer("synth", "rate=20,duration=30,seed=1", "--fit", "sample:azure-2023-conv", "-o", str(path))
+    assert made.returncode == 0, made.stderr
+    assert "Gamma fit shape" in made.stderr and "Weibull fit shape" in made.stderr and "KS distance" in made.stderr
+    spec_line = next(line for line in made.stderr.splitlines() if line.startswith("spec: "))
+    assert "rate=20,duration=30," in spec_line and "input=empirical,output=conditional,seed=1" in spec_line
+    trace = read_trace(str(path))
+    assert trace.format == "csv" and 400 < len(trace) < 800
+    out = tmp_path / "run"
+    ran = replayer("run", "--trace", str(path), "--speedup", "10", "--out", str(out), "--quiet", *FAST_ENGINE)
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads((out / "summary.json").read_text())["requests_sent"] == len(trace)
+
+
+def test_run_synthetic_replays_the_generated_workload_and_records_the_spec(tmp_path):
+    out = tmp_path / "run"
+    spec = "arrivals=constant,rate=50,requests=40,input=fixed:64,output=fixed:8"
+    result = replayer("run", "--synthetic", spec, "--out", str(out), *FAST_ENGINE)
+    assert result.returncode == 0, result.stderr
+    assert "format synthetic, generated; 40 rows" in result.stderr
+    record_file = read_records(out / "records.jsonl")
+    assert record_file.header["config"]["synthetic"] == spec
+    assert sorted(r.intended_ns for r in record_file.records) == [i * 20_000_000 for i in range(40)]
+    assert {(r.served_input_tokens, r.served_output_tokens) for r in record_file.records} == {(64, 8)}
