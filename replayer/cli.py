@@ -168,7 +168,8 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
                     "written to OUT/records.jsonl; OUT/summary.json and a terminal report follow.",
         epilog=RUN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = run.add_argument_group("trace")
-    source.add_argument("--trace", help=f"trace file, or sample:NAME for a bundled sample (default {DEFAULT_TRACE})")
+    source.add_argument("--trace", help="trace file, sample:NAME (bundled) or a public dataset such as burstgpt:1, "
+                                        f"fetched once ('replayer datasets'); default {DEFAULT_TRACE}")
     source.add_argument("--synthetic", metavar="SPEC",
                         help="replay a generated workload instead of a trace; see 'replayer synth --help'")
     source.add_argument("--fit", metavar="TRACE", help="with --synthetic: take its defaults from this trace")
@@ -322,7 +323,7 @@ def _add_inspect(commands: argparse._SubParsersAction) -> None:
                     "(nearest rank) and their correlation, failure rows, per-model and per-log-type groups, "
                     "sessions and prefix-block reuse, and an arrival-rate sparkline. No load is sent.",
         epilog=INSPECT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    inspect.add_argument("trace", help="trace file, or sample:NAME for a bundled sample")
+    inspect.add_argument("trace", help="trace file, sample:NAME (bundled) or a public dataset such as azure-2023:code")
     _add_format_options(inspect)
     inspect.add_argument("--json", action="store_true", help="print the statistics as JSON")
     inspect.set_defaults(handler=_cmd_inspect)
@@ -406,6 +407,52 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+DATASETS_EXAMPLES = """\
+examples:
+  replayer datasets                          # what is known, and what is already cached
+  replayer datasets burstgpt:1 azure-2023:code   # fetch now (e.g. before going offline)
+  replayer run --trace burstgpt:1 --busiest 600 --rate 10
+  REPLAYER_DATASET_MIRROR=http://mirror.internal/traces replayer inspect azure-2024:conv
+
+environment:
+  REPLAYER_CACHE_DIR        where fetched traces are kept (default $XDG_CACHE_HOME/replayer or ~/.cache/replayer)
+  REPLAYER_DATASET_MIRROR   fetch <mirror>/<file name> instead of the public location
+"""
+
+
+def _add_datasets(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "datasets", help="list the public traces known by name, or fetch them into the cache",
+        description="Public traces can be named wherever a trace is expected (--trace burstgpt:1). The first "
+                    "use downloads the file once into the cache, with a progress bar, checks its size and "
+                    "sha256 where known, and every later use works offline. With NAMEs, fetch them now.",
+        epilog=DATASETS_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", metavar="NAME", help="datasets to fetch now")
+    parser.set_defaults(handler=_cmd_datasets)
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from replayer import datasets
+
+    for name in args.names:
+        Console(stderr=True).print(f"{name}: {datasets.fetch(name)}")
+    if args.names:
+        return 0
+    table = Table(title=f"Known traces (cache: {datasets.cache_dir()})", title_justify="left", box=None)
+    table.add_column("name", no_wrap=True)
+    table.add_column("what")
+    for column in ("licence", "size", "cached"):
+        table.add_column(column, no_wrap=True)
+    for dataset in datasets.DATASETS.values():
+        size = f"{dataset.size / 1e6:,.1f} MB" if dataset.size else "?"
+        cached = "yes" if datasets.cached_path(dataset).is_file() else ""
+        table.add_row(dataset.name, dataset.description, dataset.license, size, cached)
+    Console().print(table)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="replayer",
@@ -419,6 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report(commands)
     _add_inspect(commands)
     _add_synth(commands)
+    _add_datasets(commands)
     return parser
 
 

@@ -115,7 +115,12 @@ class _Chunk:
 
 
 def resolve_path(spec: str) -> Path:
-    """A trace argument → a file path: `sample:<name>` names a bundled sample, anything else a file."""
+    """A trace argument → a file path: `sample:<name>` names a bundled sample, `family:variant` a public
+    dataset (fetched into the cache on first use), anything else a file."""
+    from replayer import datasets
+
+    if datasets.is_dataset_name(spec) and not Path(spec).is_file():
+        return datasets.fetch(spec)
     if spec.startswith("sample:"):
         name = spec.removeprefix("sample:")
         if name not in SAMPLES:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import http.server
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -36,3 +39,27 @@ def write_file(tmp_path: Path) -> Callable[[str, str | bytes], Path]:
         return path
 
     return write
+
+
+@pytest.fixture
+def serving() -> Callable[[Path], contextlib.AbstractContextManager[str]]:
+    """Factory: `with serving(directory) as base_url:` serves the directory's files over local HTTP."""
+
+    @contextlib.contextmanager
+    def serve(directory: Path) -> Iterator[str]:
+        handler = functools.partial(_QuietFileHandler, directory=str(directory))
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}"
+        finally:
+            server.shutdown()
+            server.server_close()
+
+    return serve
+
+
+class _QuietFileHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass

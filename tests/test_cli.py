@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from replayer.records import read_records
-from replayer.trace import read_trace
+from replayer.trace import read_trace, resolve_path
 
 
 FAST_ENGINE = ("--decode-base-ms", "1", "--decode-ms-per-seq", "0.01")
@@ -176,7 +176,7 @@ def test_inspect_bad_file_is_one_line(write_file):
     assert result.stderr.strip() == f"replayer: {path}:2: timestamp: timestamp must be a finite number >= 0, got '-1'"
 
 
-@pytest.mark.parametrize("command", ["run", "simulate", "report", "inspect", "synth"])
+@pytest.mark.parametrize("command", ["run", "simulate", "report", "inspect", "synth", "datasets"])
 def test_every_command_has_help_with_examples(command):
     result = replayer(command, "--help")
     assert result.returncode == 0
@@ -213,3 +213,19 @@ def test_run_synthetic_replays_the_generated_workload_and_records_the_spec(tmp_p
     assert record_file.header["config"]["synthetic"] == spec
     assert sorted(r.intended_ns for r in record_file.records) == [i * 20_000_000 for i in range(40)]
     assert {(r.served_input_tokens, r.served_output_tokens) for r in record_file.records} == {(64, 8)}
+
+
+def test_a_dataset_by_name_is_fetched_once_then_used_offline(tmp_path, serving):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "AzureLLMInferenceTrace_conv.csv").write_bytes(resolve_path("sample:azure-2023-conv").read_bytes())
+    env = {"REPLAYER_CACHE_DIR": str(tmp_path / "cache")}
+    listed = replayer("datasets", env=env)
+    assert "burstgpt:1-without-fails" in listed.stdout and "azure-2024:conv" in listed.stdout
+    with serving(mirror) as url:
+        fetched = replayer("datasets", "azure-2023:conv", env={**env, "REPLAYER_DATASET_MIRROR": url})
+    assert fetched.returncode == 0, fetched.stderr
+    offline = replayer("inspect", "azure-2023:conv", "--json", env={**env, "REPLAYER_DATASET_MIRROR": url})
+    assert offline.returncode == 0, offline.stderr
+    assert json.loads(offline.stdout)["rows"] == 19_366
+    assert "yes" in replayer("datasets", env=env).stdout
