@@ -112,6 +112,13 @@ def _token_range(text: str) -> tuple[int, int]:
     return bounds
 
 
+def _plot_path(text: str) -> Path:
+    path = Path(text)
+    if path.suffix.lower() not in (".png", ".svg"):
+        raise argparse.ArgumentTypeError(f"the file name must end in .png or .svg, got {text!r}")
+    return path
+
+
 def _add_simulator_options(parser: argparse.ArgumentParser, title: str) -> None:
     engine, faults = EngineModel(), Faults()
     group = parser.add_argument_group(title)
@@ -311,6 +318,7 @@ INSPECT_EXAMPLES = """\
 examples:
   replayer inspect sample:azure-2023-conv
   replayer inspect BurstGPT_1.csv --json > stats.json
+  replayer inspect burstgpt:1 --plot burstgpt1.png
   replayer inspect my.jsonl --format jsonl --columns time=t,input=in,output=out --time-unit ms
 """
 
@@ -326,6 +334,9 @@ def _add_inspect(commands: argparse._SubParsersAction) -> None:
     inspect.add_argument("trace", help="trace file, sample:NAME (bundled) or a public dataset such as azure-2023:code")
     _add_format_options(inspect)
     inspect.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    inspect.add_argument("--plot", type=_plot_path, metavar="FILE",
+                         help="also draw arrival rate, inter-arrival fits and token lengths to FILE.png or "
+                              "FILE.svg (needs: pip install 'replayer[plot]')")
     inspect.set_defaults(handler=_cmd_inspect)
 
 
@@ -342,6 +353,11 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         render_trace_stats(stats, Console())
     for warning in trace.warnings:
         Console(stderr=True).print(f"[yellow]warning:[/] {warning}")
+    if args.plot:
+        from replayer.plot import plot_trace
+
+        plot_trace(trace, args.plot)
+        Console(stderr=True).print(f"figure: {args.plot}")
     return 0
 
 
@@ -350,8 +366,10 @@ SPEC is comma-separated KEY=VALUE pairs:
   arrivals=poisson|gamma|weibull|constant   inter-arrival law (default poisson)
   cv=X                 burstiness: coefficient of variation of the gaps, for gamma and weibull
                        (1 = Poisson; BurstGPT's traces are well above 1)
+  shape=K[,scale=S]    instead of cv (and rate): the Gamma or Weibull parameters themselves
   rate=R | R@T/R@T/…   requests per second, constant or linear between RATE@SECONDS points
-                       (ramps, steps, daily cycles; the burst shape is kept at every rate)
+                       (ramps; a step is two points at the same time: 2@0/2@300/20@300)
+  period=S             repeat the rate pattern every S seconds (daily cycle: period=86400)
   duration=S | requests=N   how much to generate (exactly one)
   input=MODEL, output=MODEL   token lengths: zipf:S:MIN:MAX, lognormal:MEDIAN:SIGMA, fixed:N,
                        empirical (drawn from the --fit trace), conditional (output only: outputs of

@@ -8,6 +8,7 @@ computed here (recurrence up to x ≥ 10, then the asymptotic series), so no Sci
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,7 +68,7 @@ def fit_gamma(values: np.ndarray, iterations: int = 50) -> GammaFit | None:
         if abs(step) < 1e-10 * k:
             break
     scale = mean / k
-    return GammaFit(shape=k, scale=scale, samples=int(x.size), ks_statistic=_ks_gamma(x, k, scale))
+    return GammaFit(shape=k, scale=scale, samples=int(x.size), ks_statistic=ks_distance(x, lambda v: gamma_cdf(v, k, scale)))
 
 
 def _regularized_lower_gamma(a: float, x: np.ndarray) -> np.ndarray:
@@ -106,13 +107,23 @@ def _regularized_lower_gamma(a: float, x: np.ndarray) -> np.ndarray:
     return out
 
 
-def _ks_gamma(x: np.ndarray, shape: float, scale: float, max_points: int = 2000) -> float:
-    """Kolmogorov–Smirnov distance between the sample and the fitted Gamma (on a subsample)."""
+def gamma_cdf(x: np.ndarray, shape: float, scale: float) -> np.ndarray:
+    """CDF of Gamma(shape, scale) at each x."""
+    return _regularized_lower_gamma(shape, np.asarray(x, dtype=np.float64) / scale)
+
+
+def weibull_cdf(x: np.ndarray, shape: float, scale: float) -> np.ndarray:
+    """CDF of Weibull(shape, scale) at each x."""
+    return 1.0 - np.exp(-((np.asarray(x, dtype=np.float64) / scale) ** shape))
+
+
+def ks_distance(x: np.ndarray, cdf: Callable[[np.ndarray], np.ndarray], max_points: int = 2000) -> float:
+    """Kolmogorov–Smirnov distance between the sample and a fitted CDF (on a fixed-seed subsample)."""
     sample = np.sort(x if x.size <= max_points else np.random.default_rng(0).choice(x, max_points, replace=False))
-    cdf = _regularized_lower_gamma(shape, sample / scale)
+    fitted = cdf(sample)
     n = sample.size
-    above = np.arange(1, n + 1) / n - cdf
-    below = cdf - np.arange(0, n) / n
+    above = np.arange(1, n + 1) / n - fitted
+    below = fitted - np.arange(0, n) / n
     return float(max(above.max(), below.max()))
 
 
@@ -158,10 +169,7 @@ def fit_weibull(values: np.ndarray) -> WeibullFit | None:
         low, high = (middle, high) if equation(middle) < 0 else (low, middle)
     k = (low + high) / 2
     scale = float(np.mean(x ** k)) ** (1 / k)
-    sample = np.sort(x if x.size <= 2000 else np.random.default_rng(0).choice(x, 2000, replace=False))
-    cdf = 1 - np.exp(-((sample / scale) ** k))
-    n = sample.size
-    ks = float(max((np.arange(1, n + 1) / n - cdf).max(), (cdf - np.arange(n) / n).max()))
+    ks = ks_distance(x, lambda v: weibull_cdf(v, k, scale))
     return WeibullFit(shape=k, scale=scale, samples=int(x.size), ks_statistic=ks)
 
 

@@ -29,7 +29,7 @@ from replayer.trace import Trace
 
 ARRIVALS = ("poisson", "gamma", "weibull", "constant")
 FROM_TRACE = ("empirical", "conditional")
-_KEYS = ("arrivals", "cv", "rate", "duration", "requests", "input", "output", "seed")
+_KEYS = ("arrivals", "cv", "shape", "scale", "rate", "period", "duration", "requests", "input", "output", "seed")
 
 
 def _number(value: float) -> str:
@@ -40,12 +40,14 @@ def _number(value: float) -> str:
 
 @dataclass(frozen=True)
 class RateSchedule:
-    """Requests per second over time: linear between (time_s, rate) points, constant beyond them."""
+    """Requests per second over time: linear between (time_s, rate) points, constant beyond them;
+    with a period, the pattern repeats (a daily cycle is `period=86400`)."""
 
     points: tuple[tuple[float, float], ...]
+    period_s: float | None = None
 
     @staticmethod
-    def parse(text: str) -> RateSchedule:
+    def parse(text: str, period_s: float | None = None) -> RateSchedule:
         """`20` (constant) or `2@0/20@600/5@900` (rate@time points)."""
         points = []
         for part in text.split("/"):
@@ -57,7 +59,9 @@ class RateSchedule:
         points.sort()
         if any(rate <= 0 or not math.isfinite(rate) for _, rate in points):
             raise ConfigError(f"--synthetic rate: rates must be > 0, got {text!r}")
-        return RateSchedule(tuple(points))
+        if period_s is not None and not (math.isfinite(period_s) and period_s > 0):
+            raise ConfigError(f"--synthetic period must be > 0 seconds, got {period_s}")
+        return RateSchedule(tuple(points), period_s)
 
     @property
     def text(self) -> str:
@@ -68,7 +72,7 @@ class RateSchedule:
 
     def rate_at(self, t: np.ndarray) -> np.ndarray:
         times, rates = zip(*self.points)
-        return np.interp(t, times, rates)
+        return np.interp(t if self.period_s is None else np.mod(t, self.period_s), times, rates)
 
     def cumulative(self, horizon_s: float) -> tuple[np.ndarray, np.ndarray]:
         """Time grid over [0, horizon] and the expected request count Λ(t) at each grid point."""
@@ -129,7 +133,8 @@ class SyntheticSpec:
     def text(self) -> str:
         """The complete spec in the form `parse_spec` reads: printed so a fitted workload can be reused."""
         size = f"duration={_number(self.duration_s)}" if self.duration_s is not None else f"requests={self.requests}"
-        return (f"arrivals={self.arrivals},cv={_number(self.cv)},rate={self.rate.text},{size},"
+        period = "" if self.rate.period_s is None else f"period={_number(self.rate.period_s)},"
+        return (f"arrivals={self.arrivals},cv={_number(self.cv)},rate={self.rate.text},{period}{size},"
                 f"input={self.input.text},output={self.output.text},seed={self.seed}")
 
     def __post_init__(self) -> None:
@@ -168,6 +173,30 @@ def fitted_defaults(trace: Trace) -> dict[str, str]:
             "duration": repr(trace.span_s), "input": "empirical", "output": "conditional"}
 
 
+def _shape_and_scale(given: dict[str, str], merged: dict[str, str]) -> None:
+    """Translate the distribution's own parameters into cv (shape) and rate (shape and scale)."""
+    if "shape" not in given:
+        if "scale" in given:
+            raise ConfigError("--synthetic scale=S needs shape=K as well")
+        return
+    arrivals = merged.get("arrivals")
+    if arrivals not in ("gamma", "weibull") or "cv" in given:
+        raise ConfigError("--synthetic shape=K is for arrivals=gamma or weibull, instead of cv=")
+    try:
+        shape = float(given["shape"])
+        scale = float(given["scale"]) if "scale" in given else None
+    except ValueError as exc:
+        raise ConfigError(f"--synthetic: {exc}") from None
+    if not (math.isfinite(shape) and shape > 0) or (scale is not None and not (math.isfinite(scale) and scale > 0)):
+        raise ConfigError("--synthetic shape and scale must be > 0")
+    merged["cv"] = repr(1 / math.sqrt(shape) if arrivals == "gamma" else weibull_cv(shape))
+    if scale is not None:
+        if "rate" in given:
+            raise ConfigError("--synthetic scale=S sets the rate; give rate= or scale=, not both")
+        mean_gap = shape * scale if arrivals == "gamma" else scale * math.gamma(1 + 1 / shape)
+        merged["rate"] = repr(1 / mean_gap)
+
+
 def parse_spec(text: str, fit: Trace | None = None) -> SyntheticSpec:
     """Parse a spec; with a fitted trace its defaults apply first (duration/requests: the spec's wins)."""
     given = _split_spec(text)
@@ -175,11 +204,13 @@ def parse_spec(text: str, fit: Trace | None = None) -> SyntheticSpec:
     if "requests" in given:
         merged.pop("duration", None)
     merged.update(given)
+    _shape_and_scale(given, merged)
     if "rate" not in merged:
         raise ConfigError("--synthetic needs rate=R (requests/s), or --fit TRACE to take it from a trace")
     try:
         spec = SyntheticSpec(
-            rate=RateSchedule.parse(merged["rate"]), arrivals=merged.get("arrivals", "poisson"),
+            rate=RateSchedule.parse(merged["rate"], float(merged["period"]) if "period" in merged else None),
+            arrivals=merged.get("arrivals", "poisson"),
             cv=float(merged.get("cv", 1.0)),
             duration_s=float(merged["duration"]) if "duration" in merged else None,
             requests=int(merged["requests"]) if "requests" in merged else None,

@@ -168,6 +168,16 @@ def test_inspect_prints_statistics_and_json():
     assert as_json["rate"]["peak_per_min"] == 507
 
 
+def test_inspect_plot_writes_the_figure_and_refuses_other_formats(tmp_path):
+    figure = tmp_path / "fig.svg"
+    drawn = replayer("inspect", "sample:burstgpt-1", "--plot", str(figure))
+    assert drawn.returncode == 0, drawn.stderr
+    assert "<svg" in figure.read_text()
+    refused = replayer("inspect", "sample:burstgpt-1", "--plot", str(tmp_path / "fig.pdf"))
+    assert refused.returncode == 2 and "must end in .png or .svg" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+
 def test_inspect_bad_file_is_one_line(write_file):
     path = write_file("bad.jsonl", '{"timestamp": 1, "input_length": 2, "output_length": 3}\n{"timestamp": -1, '
                                    '"input_length": 2, "output_length": 3}\n')

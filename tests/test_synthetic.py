@@ -33,6 +33,23 @@ def test_gamma_arrivals_fit_back_to_their_shape():
     assert fit_gamma(np.diff(trace.arrival_s)).shape == pytest.approx(0.25, rel=0.03)
 
 
+@pytest.mark.parametrize("arrivals", ["gamma", "weibull"])
+def test_shape_and_scale_give_the_same_gaps_as_that_distribution(arrivals):
+    trace = synthesize(parse_spec(f"arrivals={arrivals},shape=0.5,scale=2,requests=100000,input=fixed:1,output=fixed:1"))
+    gaps = np.diff(trace.arrival_s)
+    rng = np.random.default_rng(0)
+    reference = rng.gamma(0.5, 2, 100_000) if arrivals == "gamma" else 2 * rng.weibull(0.5, 100_000)
+    assert gaps.mean() == pytest.approx(reference.mean(), rel=0.03)
+    assert gaps.std() == pytest.approx(reference.std(), rel=0.06)
+
+
+def test_a_period_repeats_the_rate_pattern():
+    spec = parse_spec("rate=1@0/30@50/1@100,period=100,duration=400,input=fixed:1,output=fixed:1,seed=5")
+    by_phase = np.histogram(np.mod(synthesize(spec).arrival_s, 100), bins=[0, 10, 45, 55, 90, 100])[0]
+    assert by_phase[2] > 4 * by_phase[0] and by_phase[2] > 4 * by_phase[4]
+    assert "period=100" in spec.text and parse_spec(spec.text) == spec
+
+
 def test_constant_arrivals_are_evenly_spaced():
     trace = synthesize(parse_spec("arrivals=constant,rate=4,duration=10,input=fixed:1,output=fixed:1"))
     assert len(trace) == 40
@@ -112,6 +129,11 @@ def test_written_csv_reads_back_with_format_sniffing(tmp_path):
     ("rate=5,duration=10,output=empirical", "needs --fit"),
     ("rate=5,duration=10,burst=3", "KEY=VALUE"),
     ("rate=5,duration=ten", "could not convert"),
+    ("rate=5,duration=10,shape=2", "arrivals=gamma or weibull"),
+    ("arrivals=gamma,shape=2,cv=1,rate=5,duration=10", "instead of cv"),
+    ("arrivals=gamma,shape=2,scale=1,rate=5,duration=10", "not both"),
+    ("arrivals=gamma,scale=1,duration=10", "needs shape"),
+    ("rate=5,duration=10,period=0", "period must be > 0"),
 ])
 def test_bad_specs_are_one_line_errors(text, message):
     with pytest.raises(ConfigError, match=message) as caught:
