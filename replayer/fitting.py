@@ -38,9 +38,11 @@ def trigamma(x: float) -> float:
 
 
 @dataclass(frozen=True)
-class GammaFit:
-    """A fitted Gamma(shape, scale) and how well it fits; CV = 1/sqrt(shape) measures burstiness."""
+class ArrivalFit:
+    """A fitted inter-arrival law, `gamma` or `weibull`, and how well it fits (KS distance).
+    Its CV measures burstiness: 1 is Poisson; shape < 1 is burstier for both laws."""
 
+    family: str
     shape: float
     scale: float
     samples: int
@@ -48,10 +50,10 @@ class GammaFit:
 
     @property
     def cv(self) -> float:
-        return 1.0 / math.sqrt(self.shape)
+        return 1.0 / math.sqrt(self.shape) if self.family == "gamma" else weibull_cv(self.shape)
 
 
-def fit_gamma(values: np.ndarray, iterations: int = 50) -> GammaFit | None:
+def fit_gamma(values: np.ndarray, iterations: int = 50) -> ArrivalFit | None:
     """MLE Gamma fit of the positive values (zeros, e.g. same-second arrivals, are left out); None if < 2."""
     x = np.asarray(values, dtype=np.float64)
     x = x[x > 0]
@@ -60,7 +62,7 @@ def fit_gamma(values: np.ndarray, iterations: int = 50) -> GammaFit | None:
     mean = float(x.mean())
     s = math.log(mean) - float(np.log(x).mean())
     if s <= 0:  # all values equal: a degenerate, perfectly regular process
-        return GammaFit(shape=math.inf, scale=0.0, samples=int(x.size), ks_statistic=0.0)
+        return ArrivalFit("gamma", shape=math.inf, scale=0.0, samples=int(x.size), ks_statistic=0.0)
     k = (3 - s + math.sqrt((s - 3) ** 2 + 24 * s)) / (12 * s)
     for _ in range(iterations):
         step = (math.log(k) - digamma(k) - s) / (1 / k - trigamma(k))
@@ -68,7 +70,8 @@ def fit_gamma(values: np.ndarray, iterations: int = 50) -> GammaFit | None:
         if abs(step) < 1e-10 * k:
             break
     scale = mean / k
-    return GammaFit(shape=k, scale=scale, samples=int(x.size), ks_statistic=ks_distance(x, lambda v: gamma_cdf(v, k, scale)))
+    ks = ks_distance(x, lambda v: gamma_cdf(v, k, scale))
+    return ArrivalFit("gamma", shape=k, scale=scale, samples=int(x.size), ks_statistic=ks)
 
 
 def _regularized_lower_gamma(a: float, x: np.ndarray) -> np.ndarray:
@@ -127,27 +130,13 @@ def ks_distance(x: np.ndarray, cdf: Callable[[np.ndarray], np.ndarray], max_poin
     return float(max(above.max(), below.max()))
 
 
-@dataclass(frozen=True)
-class WeibullFit:
-    """A fitted Weibull(shape k, scale λ); k < 1 means burstier than Poisson."""
-
-    shape: float
-    scale: float
-    samples: int
-    ks_statistic: float
-
-    @property
-    def cv(self) -> float:
-        return weibull_cv(self.shape)
-
-
 def weibull_cv(shape: float) -> float:
     """Coefficient of variation of a Weibull distribution with this shape."""
     g1 = math.gamma(1 + 1 / shape)
     return math.sqrt(math.gamma(1 + 2 / shape) / (g1 * g1) - 1)
 
 
-def fit_weibull(values: np.ndarray) -> WeibullFit | None:
+def fit_weibull(values: np.ndarray) -> ArrivalFit | None:
     """MLE Weibull fit of the positive values: the shape solves the profile-likelihood equation by bisection."""
     x = np.asarray(values, dtype=np.float64)
     x = x[x > 0]
@@ -170,7 +159,7 @@ def fit_weibull(values: np.ndarray) -> WeibullFit | None:
     k = (low + high) / 2
     scale = float(np.mean(x ** k)) ** (1 / k)
     ks = ks_distance(x, lambda v: weibull_cdf(v, k, scale))
-    return WeibullFit(shape=k, scale=scale, samples=int(x.size), ks_statistic=ks)
+    return ArrivalFit("weibull", shape=k, scale=scale, samples=int(x.size), ks_statistic=ks)
 
 
 def fit_zipf(values: np.ndarray, low: int = 1, high: int | None = None) -> float | None:

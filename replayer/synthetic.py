@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from replayer.errors import ConfigError
-from replayer.fitting import GammaFit, WeibullFit, fit_gamma, fit_weibull, weibull_cv
+from replayer.fitting import fit_gamma, fit_weibull, weibull_cv
 from replayer.trace import Trace
 
 ARRIVALS = ("poisson", "gamma", "weibull", "constant")
@@ -168,7 +168,7 @@ def fitted_defaults(trace: Trace) -> dict[str, str]:
     gaps = np.diff(trace.arrival_s)
     fits = [fit for fit in (fit_gamma(gaps), fit_weibull(gaps)) if fit is not None and math.isfinite(fit.cv)]
     best = min(fits, key=lambda fit: fit.ks_statistic, default=None)
-    arrivals = {GammaFit: "gamma", WeibullFit: "weibull"}.get(type(best), "poisson")
+    arrivals = best.family if best else "poisson"
     return {"arrivals": arrivals, "cv": repr(best.cv if best else 1.0), "rate": repr(len(trace) / trace.span_s),
             "duration": repr(trace.span_s), "input": "empirical", "output": "conditional"}
 
