@@ -16,6 +16,7 @@ from pathlib import Path
 from rich.console import Console
 
 from replayer import __version__
+from replayer.backends import BACKENDS
 from replayer.errors import ConfigError, ReplayerError
 from replayer.metrics import summarize
 from replayer.records import read_records
@@ -36,6 +37,9 @@ examples:
 
   # the BurstGPT v3 sample compressed 2000x, against a vLLM server
   replayer run --trace sample:burstgpt-3 --speedup 2000 --base-url http://127.0.0.1:8000
+
+  # check what would be sent, without sending: exact bodies and planned send offsets
+  replayer run --trace sample:burstgpt-3 --dry-run --save-requests requests.jsonl
 
   # a Mooncake trace (prefix blocks kept), or any CSV with a column mapping
   replayer run --trace sample:mooncake-synthetic --max-requests 200
@@ -214,13 +218,16 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
                                            "(default: start the built-in simulator on a free loopback port)")
     target.add_argument("--api", choices=["chat", "completions"], default="chat",
                         help="/v1/chat/completions or /v1/completions (default %(default)s)")
+    target.add_argument("--backend", choices=["auto", *BACKENDS], default="auto",
+                        help="serving engine, for the fields that force exact output lengths (ignore_eos for "
+                             "vllm, sglang, llamacpp; none for tgi, openai); default: from /v1/models owned_by")
     target.add_argument("--model", help="model to request (default: the first id from /v1/models)")
     target.add_argument("--api-key", help="Bearer token (default: $OPENAI_API_KEY); never written to any output")
     target.add_argument("--stream", action=argparse.BooleanOptionalAction, default=True,
                         help="stream responses (default on; TTFT, TPOT and ITL need streaming)")
     target.add_argument("--ignore-eos", action=argparse.BooleanOptionalAction, default=None,
                         help="send ignore_eos so outputs reach max_tokens exactly "
-                             "(default: on for vLLM, SGLang and the simulator, off otherwise)")
+                             "(default: per --backend)")
     target.add_argument("--request-timeout", type=_positive_float, default=600.0, metavar="S",
                         help="give up on one request after S seconds (default %(default)s)")
     output = run.add_argument_group("output")
@@ -230,6 +237,10 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     output.add_argument("--drain-timeout", type=_non_negative_float, default=30.0, metavar="S",
                         help="after Ctrl-C, wait S seconds for in-flight requests (default %(default)s)")
     output.add_argument("--quiet", action="store_true", help="no progress display or report; for scripts")
+    output.add_argument("--save-requests", type=Path, metavar="FILE.jsonl",
+                        help="write every request body exactly as sent, with its planned send offset")
+    output.add_argument("--dry-run", action="store_true",
+                        help="prepare every request (and --save-requests them) but send nothing")
     _add_simulator_options(run, "built-in simulator (used when --base-url is not given)")
     run.set_defaults(handler=_cmd_run)
 
@@ -251,7 +262,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = RunConfig(
         trace=args.trace, synthetic=args.synthetic, fit=args.fit, format=args.format, columns=args.columns, time_unit=args.time_unit, shaping=shaping, base_url=args.base_url, api=args.api,
         model=args.model, api_key=args.api_key or os.environ.get("OPENAI_API_KEY") or None, stream=args.stream,
-        ignore_eos=args.ignore_eos, out_dir=args.out, overwrite=args.overwrite, seed=args.seed,
+        ignore_eos=args.ignore_eos, backend=args.backend, dry_run=args.dry_run, save_requests=args.save_requests,
+        out_dir=args.out, overwrite=args.overwrite, seed=args.seed,
         request_timeout_s=args.request_timeout, drain_timeout_s=args.drain_timeout, quiet=args.quiet,
         simulator=_simulator_config(args))
     if config.base_url is not None:
@@ -259,7 +271,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         ClientConfig(config.base_url, api=config.api)  # validates the URL before anything else happens
     result = execute(config)
-    if not args.quiet:
+    if result.summary is not None and not args.quiet:
         render_summary(result.summary, Console())
         if result.stop_reason:
             Console(stderr=True).print(f"[yellow]interrupted by {result.stop_reason}[/]: results cover what ran")

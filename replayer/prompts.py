@@ -16,9 +16,11 @@ import json
 import re
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 
+from replayer.errors import ConfigError
 from replayer.tokenizer import Tokenizer
 from replayer.workload import Workload
 
@@ -182,3 +184,18 @@ def prepare_requests(workload: Workload, synthesizer: PromptSynthesizer,
         for rid, offset, n_in, n_out in zip(trace.row_ids, workload.offsets_ns, trace.input_tokens,
                                             trace.output_tokens)
     ]
+
+
+def save_requests(requests: list[PreparedRequest], options: RequestOptions, path: Path) -> None:
+    """Write each request as one JSON line: id, planned send offset, planned lengths, endpoint and the
+    exact body, so a run can be audited, or replayed by another tool, byte for byte."""
+    endpoint = API_PATHS[options.api]
+    try:
+        with open(path, "w", encoding="utf-8") as out:
+            for request in requests:
+                out.write(f'{{"id":{request.id},"offset_ns":{request.offset_ns},"input_tokens":{request.input_tokens},'
+                          f'"output_tokens":{request.output_tokens},"endpoint":"{endpoint}","body":')
+                out.write(request.body.decode())
+                out.write("}\n")
+    except OSError as exc:
+        raise ConfigError(f"--save-requests {path}: {exc.strerror or exc}") from None

@@ -57,8 +57,10 @@ def totals_table(summary: dict) -> Table:
     for side in ("input", "output"):
         check = summary["token_mismatch"][side]
         if check["checked"]:
-            rows.append((f"served {side} tokens", f"{check['checked'] - check['mismatched']:,}/{check['checked']:,} "
-                                                  f"as planned (max error {check['max_abs_error']})"))
+            detail = (f" ({check['fewer']:,} fewer, {check['more']:,} more; mean error "
+                      f"{check['mean_abs_error']:.2f}, max {check['max_abs_error']:,})" if check["mismatched"] else "")
+            rows.append((f"served {side} tokens",
+                         f"{check['checked'] - check['mismatched']:,}/{check['checked']:,} as planned{detail}"))
     if summary.get("output_tokens_counted"):
         rows.append(("output tokens counted", f"{summary['output_tokens_counted']:,} responses had no usage"))
     for label, value in rows:

@@ -20,13 +20,14 @@ from pathlib import Path
 from rich.console import Console
 
 from replayer import __version__
+from replayer.backends import BACKENDS, detect_backend
 from replayer.client import Client, ClientConfig, list_models, raise_fd_limit
 from replayer.dispatcher import Progress, StopControl, dispatch
 from replayer.errors import ConfigError
 from replayer.eventloop import run as run_loop
 from replayer.live import LiveDisplay
 from replayer.metrics import summarize
-from replayer.prompts import PromptSynthesizer, RequestOptions, prepare_requests
+from replayer.prompts import PreparedRequest, PromptSynthesizer, RequestOptions, prepare_requests, save_requests
 from replayer.records import RecordWriter, read_records
 from replayer.report import render_summary
 from replayer.simulator import SimulatorConfig, SimulatorThread
@@ -37,9 +38,6 @@ from replayer.workload import Shaping, Workload, shape
 
 START_LEAD_S = 0.05
 """t0 is set this far after the last preparation step, so the first send is on time too."""
-
-BACKENDS_FORCING_LENGTH = {"vllm", "sglang", "replayer"}
-"""`owned_by` values of servers that accept `ignore_eos` (so output lengths can be forced)."""
 
 EXIT_SIGNALS = {"SIGINT": 130, "SIGTERM": 143}
 
@@ -57,6 +55,7 @@ class RunConfig:
     shaping: Shaping = field(default_factory=Shaping)
     base_url: str | None = None
     api: str = "chat"
+    backend: str = "auto"
     model: str | None = None
     api_key: str | None = field(default=None, repr=False)
     stream: bool = True
@@ -68,6 +67,8 @@ class RunConfig:
     request_timeout_s: float = 600.0
     drain_timeout_s: float = 30.0
     quiet: bool = False
+    dry_run: bool = False
+    save_requests: Path | None = None
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
 
     def public(self) -> dict:
@@ -75,6 +76,7 @@ class RunConfig:
         data = asdict(self)
         data.pop("api_key")
         data["out_dir"] = str(self.out_dir) if self.out_dir else None
+        data["save_requests"] = str(self.save_requests) if self.save_requests else None
         if self.base_url is not None:
             data.pop("simulator")
         return data
@@ -82,8 +84,10 @@ class RunConfig:
 
 @dataclass
 class RunResult:
-    out_dir: Path
-    summary: dict
+    """What a run left behind; a dry run has neither a directory nor a summary."""
+
+    out_dir: Path | None
+    summary: dict | None
     exit_code: int
     stop_reason: str | None
 
@@ -105,25 +109,32 @@ def prepare_out_dir(path: Path, overwrite: bool) -> None:
         raise ConfigError(f"{path}: cannot write the run's output ({exc.strerror})") from None
 
 
-def detect_backend(models: list[dict]) -> str:
-    """The serving engine named by `/v1/models` (`owned_by`), or `unknown`."""
-    owner = str(models[0].get("owned_by", "")).lower() if models else ""
-    return owner if owner else "unknown"
-
-
 async def _target(config: RunConfig, base_url: str) -> tuple[str, str]:
-    """The model to ask for and the backend serving it."""
-    if config.model and config.ignore_eos is not None:
-        return config.model, "unknown"
+    """The model to ask for and the backend serving it (asked of `/v1/models` only when needed)."""
+    backend = None if config.backend == "auto" else config.backend
+    if config.model and backend:
+        return config.model, backend
     try:
         models = await list_models(base_url, config.api_key)
     except ConfigError:
         if config.model:
-            return config.model, "unknown"
+            return config.model, backend or "openai"
         raise
     if not models and not config.model:
         raise ConfigError(f"{base_url}: /v1/models lists no model; pass --model")
-    return config.model or str(models[0].get("id")), detect_backend(models)
+    return config.model or str(models[0].get("id")), backend or detect_backend(models)
+
+
+def dry_run_target(config: RunConfig) -> tuple[str, str]:
+    """Model and backend for a dry run, which contacts no server."""
+    if config.base_url is None:
+        return config.model or config.simulator.model, "replayer" if config.backend == "auto" else config.backend
+    return config.model or "default", "openai" if config.backend == "auto" else config.backend
+
+
+def request_options(config: RunConfig, model: str, backend: str) -> RequestOptions:
+    ignore_eos = config.ignore_eos if config.ignore_eos is not None else BACKENDS[backend].forces_length
+    return RequestOptions(api=config.api, model=model, stream=config.stream, ignore_eos=ignore_eos)
 
 
 def _header(config: RunConfig, workload: Workload, base_url: str, model: str, backend: str,
@@ -142,17 +153,24 @@ def _header(config: RunConfig, workload: Workload, base_url: str, model: str, ba
     }
 
 
-async def _replay(config: RunConfig, workload: Workload, base_url: str, out_dir: Path, console: Console) -> str | None:
-    """Prepare bodies, then dispatch at the recorded instants; returns the stop reason, if any."""
-    model, backend = await _target(config, base_url)
-    ignore_eos = config.ignore_eos if config.ignore_eos is not None else backend in BACKENDS_FORCING_LENGTH
-    options = RequestOptions(api=config.api, model=model, stream=config.stream, ignore_eos=ignore_eos)
+def prepare(config: RunConfig, workload: Workload, options: RequestOptions) -> tuple[int, list[PreparedRequest]]:
+    """The prompt seed and every request body, built before t0 (and saved when asked)."""
     seed = config.seed if config.seed is not None else secrets.randbits(32)
     synthesizer = PromptSynthesizer(load_tokenizer(config.tokenizer), seed=seed)
     requests = prepare_requests(workload, synthesizer, options)
+    if config.save_requests is not None:
+        save_requests(requests, options, config.save_requests)
+    return seed, requests
+
+
+async def _replay(config: RunConfig, workload: Workload, base_url: str, out_dir: Path, console: Console) -> str | None:
+    """Prepare bodies, then dispatch at the recorded instants; returns the stop reason, if any."""
+    model, backend = await _target(config, base_url)
+    options = request_options(config, model, backend)
+    seed, requests = prepare(config, workload, options)
     if not config.quiet:
         console.print(f"target {base_url} model {model} (backend {backend}), api {config.api}, "
-                      f"{'streaming' if config.stream else 'not streaming'}, ignore_eos {ignore_eos}")
+                      f"{'streaming' if config.stream else 'not streaming'}, ignore_eos {options.ignore_eos}")
         console.print(f"{len(requests):,} requests prepared; replaying {workload.describe()['span_s']:,.1f} s "
                       f"at speedup {workload.speedup:g}")
     stop = StopControl()
@@ -209,10 +227,23 @@ def load_workload(config: RunConfig, console: Console) -> Workload:
     return workload
 
 
+def _dry_run(config: RunConfig, workload: Workload, console: Console) -> RunResult:
+    """Build (and save, with --save-requests) every request body without contacting any server."""
+    model, backend = dry_run_target(config)
+    options = request_options(config, model, backend)
+    _, requests = prepare(config, workload, options)
+    console.print(f"dry run: {len(requests):,} requests prepared for model {model} (backend {backend}, ignore_eos "
+                  f"{options.ignore_eos}); nothing was sent" +
+                  (f"; bodies in {config.save_requests}" if config.save_requests else ""))
+    return RunResult(None, None, 0, None)
+
+
 def execute(config: RunConfig, console: Console | None = None) -> RunResult:
     """Run the whole pipeline and write `records.jsonl` and `summary.json` into the output directory."""
     console = console or Console(stderr=True, quiet=config.quiet)
     workload = load_workload(config, console)
+    if config.dry_run:
+        return _dry_run(config, workload, console)
     out_dir = config.out_dir or default_out_dir()
     prepare_out_dir(out_dir, config.overwrite)
     raise_fd_limit()

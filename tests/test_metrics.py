@@ -70,3 +70,17 @@ def test_token_mismatch_counts_fewer_and_more():
 def test_unsent_records_are_not_counted_as_sent():
     unsent = RequestRecord(id=9, intended_ns=0, input_tokens=1, output_tokens=1)
     assert summarize([*RECORDS, unsent])["requests_sent"] == 4
+
+
+def test_the_report_shows_how_served_lengths_missed_the_plan():
+    from rich.console import Console
+
+    from replayer.report import render_summary
+
+    records = [ok(0, 0, 0, 1, 2, 5, [], served_in=12), ok(1, 0, 0, 1, 2, 5, [], served_in=9),
+               ok(2, 0, 0, 1, 2, 5, [])]
+    console = Console(record=True, width=120)
+    render_summary(summarize(records), console)
+    text = console.export_text()
+    assert "1/3 as planned (1 fewer, 1 more; mean error 1.00, max 2)" in text
+    assert "3/3 as planned" in text  # output side
