@@ -233,6 +233,9 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     output = run.add_argument_group("output")
     output.add_argument("--out", type=Path, metavar="DIR", help="run directory (default runs/<timestamp>)")
     output.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out directory")
+    output.add_argument("--prefix-cache", choices=["on", "off"], default="on",
+                        help="on: rows sharing Mooncake hash_ids share those 512-token blocks of text, so prefix "
+                             "caches hit as in the trace; off: every prompt is unique (default %(default)s)")
     output.add_argument("--seed", type=int, help="prompt seed (default random: no prefix-cache hits across runs)")
     output.add_argument("--drain-timeout", type=_non_negative_float, default=30.0, metavar="S",
                         help="after Ctrl-C, wait S seconds for in-flight requests (default %(default)s)")
@@ -262,7 +265,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = RunConfig(
         trace=args.trace, synthetic=args.synthetic, fit=args.fit, format=args.format, columns=args.columns, time_unit=args.time_unit, shaping=shaping, base_url=args.base_url, api=args.api,
         model=args.model, api_key=args.api_key or os.environ.get("OPENAI_API_KEY") or None, stream=args.stream,
-        ignore_eos=args.ignore_eos, backend=args.backend, dry_run=args.dry_run, save_requests=args.save_requests,
+        ignore_eos=args.ignore_eos, backend=args.backend, prefix_cache=args.prefix_cache == "on", dry_run=args.dry_run, save_requests=args.save_requests,
         out_dir=args.out, overwrite=args.overwrite, seed=args.seed,
         request_timeout_s=args.request_timeout, drain_timeout_s=args.drain_timeout, quiet=args.quiet,
         simulator=_simulator_config(args))

@@ -25,6 +25,10 @@ from replayer.tokenizer import Tokenizer
 from replayer.workload import Workload
 
 _WORD_OR_MARK = re.compile(r"[A-Za-z]+|[.,;:]")
+BLOCK_TOKENS = 512
+"""Tokens per prefix block (Mooncake's `hash_ids` granularity)."""
+_BLOCK_SALT = 0x5DEECE66D
+"""Keeps block texts apart from request texts of the same number."""
 _PERMUTATIONS = 16
 """Distinct sentence orders; with every start sentence they give a few hundred different bodies."""
 
@@ -109,14 +113,41 @@ class PromptSynthesizer:
             if value == 0:
                 break
         digits.extend(self.words[0] for _ in range(3 - len(digits)))
-        return pieces + digits[::-1]
+        return pieces + digits  # least significant first: nearby ids differ at once
 
     def prompt(self, request_id: int, n_tokens: int) -> str:
         """A prompt that encodes to exactly `n_tokens` tokens (n_tokens >= 1)."""
-        head = self.header(request_id)
+        return self._text(self.header(request_id), _mix(self.seed, request_id), n_tokens)
+
+    def block(self, block_id: int, n_tokens: int = BLOCK_TOKENS) -> str:
+        """The text of one prefix block (or its first `n_tokens`): the same for the same id within a run,
+        different from every other block's from its first words. It starts with a space-led word, so
+        blocks concatenate without the tokenizer merging across their boundary."""
+        return self._text(self._space_led_header(block_id), _mix(self.seed ^ _BLOCK_SALT, block_id), n_tokens)
+
+    def prefixed_prompt(self, request_id: int, blocks: np.ndarray, n_tokens: int) -> str:
+        """A prompt made of the request's prefix blocks (Mooncake `hash_ids`), so requests that share
+        leading block ids share exactly that many 512-token blocks of text; tokens beyond the blocks
+        are request-unique."""
+        whole, rest = divmod(n_tokens, BLOCK_TOKENS)
+        used = blocks[:whole + (rest > 0)].tolist()
+        parts = [self.block(block_id) for block_id in used[:whole]]
+        if len(used) > whole:
+            parts.append(self.block(used[whole], rest))
+        covered = BLOCK_TOKENS * whole + (rest if len(used) > whole else 0)
+        if covered < n_tokens:
+            parts.append(self._text(self._space_led_header(request_id), _mix(self.seed, request_id), n_tokens - covered))
+        return "".join(parts)
+
+    def _space_led_header(self, value: int) -> list[str]:
+        """`header(value)` starting with a space, so it can follow other text without merging into it."""
+        head = self.header(value)
+        return [" " + head[0].lower(), *head[1:]]
+
+    def _text(self, head: list[str], mix: int, n_tokens: int) -> str:
+        """`head` followed by corpus prose chosen by `mix`, `n_tokens` pieces (tokens) in all."""
         if n_tokens <= len(head):
             return "".join(head[:n_tokens])
-        mix = _mix(self.seed, request_id)
         cycle = self._cycles[mix % _PERMUTATIONS]
         first_sentence = (mix // _PERMUTATIONS) % self._sentence_count
         body = cycle.slice(int(cycle.sentence_first_piece[first_sentence]), n_tokens - len(head))
@@ -174,15 +205,24 @@ class PreparedRequest:
     body: bytes
 
 
-def prepare_requests(workload: Workload, synthesizer: PromptSynthesizer,
-                     options: RequestOptions) -> list[PreparedRequest]:
-    """Synthesize and serialize every request of the workload, in send order."""
+def prepare_requests(workload: Workload, synthesizer: PromptSynthesizer, options: RequestOptions,
+                     prefix_cache: bool = True) -> list[PreparedRequest]:
+    """Synthesize and serialize every request of the workload, in send order. With `prefix_cache`,
+    rows carrying prefix blocks (Mooncake `hash_ids`) share text where they share blocks; without it
+    every prompt is unique."""
     trace = workload.trace
+    blocks = trace.prefix_blocks if prefix_cache else None
+
+    def prompt(index: int, request_id: int, n_tokens: int) -> str:
+        if blocks is None:
+            return synthesizer.prompt(request_id, n_tokens)
+        return synthesizer.prefixed_prompt(request_id, blocks[index], n_tokens)
+
     return [
         PreparedRequest(int(rid), int(offset), int(n_in), int(n_out),
-                        build_body(options, synthesizer.prompt(int(rid), int(n_in)), int(n_out)))
-        for rid, offset, n_in, n_out in zip(trace.row_ids, workload.offsets_ns, trace.input_tokens,
-                                            trace.output_tokens)
+                        build_body(options, prompt(i, int(rid), int(n_in)), int(n_out)))
+        for i, (rid, offset, n_in, n_out) in enumerate(zip(trace.row_ids, workload.offsets_ns, trace.input_tokens,
+                                                           trace.output_tokens))
     ]
 
 

@@ -64,6 +64,7 @@ class RunConfig:
     overwrite: bool = False
     seed: int | None = None
     tokenizer: str = DEFAULT_TOKENIZER
+    prefix_cache: bool = True
     request_timeout_s: float = 600.0
     drain_timeout_s: float = 30.0
     quiet: bool = False
@@ -157,7 +158,7 @@ def prepare(config: RunConfig, workload: Workload, options: RequestOptions) -> t
     """The prompt seed and every request body, built before t0 (and saved when asked)."""
     seed = config.seed if config.seed is not None else secrets.randbits(32)
     synthesizer = PromptSynthesizer(load_tokenizer(config.tokenizer), seed=seed)
-    requests = prepare_requests(workload, synthesizer, options)
+    requests = prepare_requests(workload, synthesizer, options, prefix_cache=config.prefix_cache)
     if config.save_requests is not None:
         save_requests(requests, options, config.save_requests)
     return seed, requests

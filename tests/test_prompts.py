@@ -1,4 +1,5 @@
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -68,3 +69,56 @@ def test_prepared_requests_follow_the_workload(tokenizer, synthesizer):
         body = json.loads(request.body)
         assert body["max_tokens"] == request.output_tokens
         assert tokenizer.count(body["messages"][0]["content"]) == request.input_tokens
+
+
+def _common_prefix_tokens(tokenizer, a: str, b: str) -> int:
+    x, y = tokenizer.encode(a), tokenizer.encode(b)
+    n = 0
+    while n < min(len(x), len(y)) and x[n] == y[n]:
+        n += 1
+    return n
+
+
+def test_mooncake_rows_sharing_leading_blocks_share_exactly_those_512_token_prefixes(tokenizer, synthesizer):
+    trace = read_trace("sample:mooncake-synthetic")
+    first_block = np.array([b[0] if len(b) else -1 for b in trace.prefix_blocks])
+    popular = [block for block, _ in Counter(first_block.tolist()).most_common(6)]
+    rows = np.concatenate([np.flatnonzero(first_block == block)[:12] for block in popular] + [np.arange(0, 3993, 40)])
+    prompts = {int(r): synthesizer.prefixed_prompt(int(trace.row_ids[r]), trace.prefix_blocks[r],
+                                                   int(trace.input_tokens[r])) for r in rows}
+    for r in rows[::7]:
+        assert tokenizer.count(prompts[int(r)]) == trace.input_tokens[r]
+    checked = {"sharing": 0, "disjoint": 0}
+    for x, i in enumerate(rows.tolist()):
+        for j in rows[x + 1:].tolist():
+            a, b = trace.prefix_blocks[i], trace.prefix_blocks[j]
+            limit = min(len(a), len(b), int(trace.input_tokens[i]) // 512, int(trace.input_tokens[j]) // 512)
+            shared = 0
+            while shared < limit and a[shared] == b[shared]:
+                shared += 1
+            if shared:
+                prefix = synthesizer.prefixed_prompt(0, a[:shared], 512 * shared)
+                assert prompts[i].startswith(prefix) and prompts[j].startswith(prefix)
+                assert tokenizer.count(prefix) == 512 * shared
+                checked["sharing"] += 1
+            elif len(a) and len(b) and a[0] != b[0]:
+                # different first blocks: at most the run salt and an id digit in common
+                assert _common_prefix_tokens(tokenizer, prompts[i][:400], prompts[j][:400]) <= 4
+                checked["disjoint"] += 1
+    assert checked["sharing"] > 300 and checked["disjoint"] > 1000
+
+
+def test_prefix_cache_off_makes_every_mooncake_prompt_unique(tokenizer, synthesizer):
+    workload = shape(read_trace("sample:mooncake-synthetic"), Shaping(max_requests=200))
+    options = RequestOptions(api="completions", model="m", stream=False)
+    shared = prepare_requests(workload, synthesizer, options)
+    unique = prepare_requests(workload, synthesizer, options, prefix_cache=False)
+    heads = lambda requests: {json.loads(r.body)["prompt"][:60] for r in requests}  # noqa: E731
+    assert len(heads(shared)) < len(shared)  # some rows share their first block
+    assert len(heads(unique)) == len(unique)
+
+
+def test_blocks_concatenate_without_merging_across_the_boundary(tokenizer, synthesizer):
+    blocks = np.array([11, 22, 33, 44])
+    for n in (1, 511, 512, 513, 1500, 2048, 2100):
+        assert tokenizer.count(synthesizer.prefixed_prompt(9, blocks, n)) == n
