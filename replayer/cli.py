@@ -22,6 +22,7 @@ from replayer.metrics import summarize
 from replayer.records import read_records
 from replayer.report import describe_fit, render_summary, render_trace_stats
 from replayer.simulator import DEFAULT_MODEL, EngineModel, Faults, SimulatorConfig
+from replayer.tokenizer import DEFAULT_TOKENIZER
 from replayer.trace import DEFAULT_TRACE, FORMATS, SAMPLES
 from replayer.workload import Shaping
 
@@ -123,6 +124,12 @@ def _plot_path(text: str) -> Path:
     return path
 
 
+def _add_tokenizer_option(group) -> None:
+    group.add_argument("--tokenizer", default=DEFAULT_TOKENIZER, metavar="NAME|PATH",
+                       help="what prompt tokens are counted with: cl100k_base (default, offline) or the served "
+                            "model's tokenizer.json, so lengths match the server's count (pip install 'replayer[hf]')")
+
+
 def _add_simulator_options(parser: argparse.ArgumentParser, title: str) -> None:
     engine, faults = EngineModel(), Faults()
     group = parser.add_argument_group(title)
@@ -158,7 +165,7 @@ def _simulator_config(args: argparse.Namespace) -> SimulatorConfig:
         max_prefill_tokens_per_step=args.max_prefill_tokens, max_model_len=args.max_model_len)
     faults = Faults(error_rate=args.error_rate, error_status=args.error_status, stall_rate=args.stall_rate,
                     stall_s=args.stall_s)
-    return SimulatorConfig(model=args.sim_model, engine=engine, faults=faults)
+    return SimulatorConfig(model=args.sim_model, engine=engine, faults=faults, tokenizer=args.tokenizer)
 
 
 def _add_format_options(group) -> None:
@@ -221,6 +228,7 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     target.add_argument("--backend", choices=["auto", *BACKENDS], default="auto",
                         help="serving engine, for the fields that force exact output lengths (ignore_eos for "
                              "vllm, sglang, llamacpp; none for tgi, openai); default: from /v1/models owned_by")
+    _add_tokenizer_option(target)
     target.add_argument("--model", help="model to request (default: the first id from /v1/models)")
     target.add_argument("--api-key", help="Bearer token (default: $OPENAI_API_KEY); never written to any output")
     target.add_argument("--stream", action=argparse.BooleanOptionalAction, default=True,
@@ -265,7 +273,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = RunConfig(
         trace=args.trace, synthetic=args.synthetic, fit=args.fit, format=args.format, columns=args.columns, time_unit=args.time_unit, shaping=shaping, base_url=args.base_url, api=args.api,
         model=args.model, api_key=args.api_key or os.environ.get("OPENAI_API_KEY") or None, stream=args.stream,
-        ignore_eos=args.ignore_eos, backend=args.backend, prefix_cache=args.prefix_cache == "on", dry_run=args.dry_run, save_requests=args.save_requests,
+        ignore_eos=args.ignore_eos, backend=args.backend, prefix_cache=args.prefix_cache == "on",
+        tokenizer=args.tokenizer, dry_run=args.dry_run, save_requests=args.save_requests,
         out_dir=args.out, overwrite=args.overwrite, seed=args.seed,
         request_timeout_s=args.request_timeout, drain_timeout_s=args.drain_timeout, quiet=args.quiet,
         simulator=_simulator_config(args))
@@ -292,6 +301,7 @@ def _add_simulate(commands: argparse._SubParsersAction) -> None:
         epilog=SIMULATE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     simulate.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
     simulate.add_argument("--port", type=int, default=8000, help="port to bind (default %(default)s)")
+    _add_tokenizer_option(simulate)
     _add_simulator_options(simulate, "engine model and faults")
     simulate.set_defaults(handler=_cmd_simulate)
 

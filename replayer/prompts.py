@@ -12,6 +12,7 @@ single token are dropped when the synthesizer is built, and the property is chec
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -55,8 +56,9 @@ class _Cycle:
         return self.text[start_char:int(self.piece_ends[end - 1])]
 
 
-def _sentences(corpus: str, is_single_token) -> list[list[str]]:
-    """Split prose into sentences of single-token pieces; never two marks in a row."""
+def _sentences(corpus: str, is_single_token, marks: bool = True) -> list[list[str]]:
+    """Split prose into sentences of single-token pieces; never two marks in a row (no marks at all
+    when `marks` is false, for tokenizers that glue punctuation to the word before it)."""
     sentences: list[list[str]] = []
     current: list[str] = []
     for match in _WORD_OR_MARK.finditer(corpus):
@@ -66,8 +68,9 @@ def _sentences(corpus: str, is_single_token) -> list[list[str]]:
             if is_single_token(piece):
                 current.append(piece)
         elif current and current[-1].startswith(" "):  # a mark only after a word
-            current.append(token)
-            if token == ".":
+            if marks and is_single_token(token):
+                current.append(token)
+            if token == "." and current:
                 sentences.append(current)
                 current = []
     if current:
@@ -75,31 +78,56 @@ def _sentences(corpus: str, is_single_token) -> list[list[str]]:
     return sentences
 
 
+_ANCHOR = "Hello"
+"""Text that a piece is counted after, so tokenizers that prefix the start of text (SentencePiece's
+`▁`) count the piece as it appears mid-prompt."""
+
+_SELF_CHECK_LENGTHS = (1, 2, 3, 4, 5, 6, 9, 17, 64, 511, 512, 513, 1500)
+
+
 class PromptSynthesizer:
-    """Makes prompts of an exact token count for a given tokenizer; deterministic per (seed, id)."""
+    """Makes prompts of an exact token count for a given tokenizer; deterministic per (seed, id).
+
+    On construction it checks that concatenated pieces really add up for this tokenizer; if
+    punctuation merges with the word before it, it falls back to words only, and if even that does
+    not add up it refuses the tokenizer rather than send prompts of the wrong length."""
 
     def __init__(self, tokenizer: Tokenizer, seed: int = 0, corpus: str | None = None):
         if corpus is None:
             corpus = (resources.files("replayer") / "data" / "corpus.txt").read_text(encoding="utf-8")
         self.tokenizer = tokenizer
         self.seed = seed
-        single = {}
+        anchor_tokens = tokenizer.count(_ANCHOR)
 
+        @functools.lru_cache(maxsize=None)
         def is_single_token(piece: str) -> bool:
-            if piece not in single:
-                single[piece] = tokenizer.count(piece) == 1
-            return single[piece]
+            return tokenizer.count(_ANCHOR + piece) - anchor_tokens == 1
 
-        sentences = _sentences(corpus, is_single_token)
+        for marks in (True, False):
+            self._build(_sentences(corpus, is_single_token, marks), is_single_token, tokenizer)
+            if self._adds_up():
+                return
+        raise ConfigError(f"tokenizer {tokenizer.name}: concatenated words do not add up to exact token counts "
+                          "(it merges across word boundaries), so exact prompts cannot be built")
+
+    def _build(self, sentences: list[list[str]], is_single_token, tokenizer: Tokenizer) -> None:
         self.words = sorted({p for s in sentences for p in s if p.startswith(" ")})
         """The corpus words (with their leading space) that are one token each."""
-        self._openers = [w.strip().capitalize() for w in self.words if is_single_token(w.strip().capitalize())]
-        if len(self.words) < 16 or not self._openers or not sentences:
-            raise ValueError(f"tokenizer {tokenizer.name} leaves too few single-token words in the corpus")
-        rng = np.random.default_rng(seed)
+        openers = [w.strip().capitalize() for w in self.words]
+        self._openers = [w for w in openers if tokenizer.count(w) == 1] or self.words
+        if len(self.words) < 16 or not sentences:
+            raise ConfigError(f"tokenizer {tokenizer.name} leaves too few single-token words in the corpus")
+        rng = np.random.default_rng(self.seed)
         self._salt = (int(rng.integers(len(self._openers))), int(rng.integers(len(self.words))))
         self._cycles = [_Cycle(sentences, rng.permutation(len(sentences))) for _ in range(_PERMUTATIONS)]
         self._sentence_count = len(sentences)
+
+    def _adds_up(self) -> bool:
+        """Whether prompts and block concatenations of assorted lengths encode to exactly their length."""
+        blocks = np.arange(3)
+        return all(self.tokenizer.count(self.prompt(n * 31, n)) == n and
+                   self.tokenizer.count(self.prefixed_prompt(n, blocks, n + 600)) == n + 600
+                   for n in _SELF_CHECK_LENGTHS)
 
     def header(self, request_id: int) -> list[str]:
         """Pieces unique to this run (the salt) and this request (its id in base-|alphabet| words)."""
@@ -129,12 +157,11 @@ class PromptSynthesizer:
         """A prompt made of the request's prefix blocks (Mooncake `hash_ids`), so requests that share
         leading block ids share exactly that many 512-token blocks of text; tokens beyond the blocks
         are request-unique."""
-        whole, rest = divmod(n_tokens, BLOCK_TOKENS)
-        used = blocks[:whole + (rest > 0)].tolist()
-        parts = [self.block(block_id) for block_id in used[:whole]]
-        if len(used) > whole:
-            parts.append(self.block(used[whole], rest))
-        covered = BLOCK_TOKENS * whole + (rest if len(used) > whole else 0)
+        parts, covered = [], 0
+        for block_id in blocks[:-(-n_tokens // BLOCK_TOKENS)].tolist():
+            size = min(BLOCK_TOKENS, n_tokens - covered)
+            parts.append(self.block(block_id, size))
+            covered += size
         if covered < n_tokens:
             parts.append(self._text(self._space_led_header(request_id), _mix(self.seed, request_id), n_tokens - covered))
         return "".join(parts)

@@ -63,3 +63,34 @@ def serving() -> Callable[[Path], contextlib.AbstractContextManager[str]]:
 class _QuietFileHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args) -> None:
         pass
+
+
+@pytest.fixture(scope="session")
+def tokenizer_json(tmp_path_factory) -> Callable[[str], Path]:
+    """Factory: a Hugging Face tokenizer.json trained here on the bundled corpus (no model hub):
+    `byte_level` (GPT-2 / Llama-3 style) or `metaspace` (SentencePiece / Llama-2 style)."""
+    from importlib import resources
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    lines = (resources.files("replayer") / "data" / "corpus.txt").read_text(encoding="utf-8").splitlines()
+    directory = tmp_path_factory.mktemp("tokenizers")
+
+    def make(style: str) -> Path:
+        path = directory / f"{style}.json"
+        if not path.exists():
+            tokenizer = Tokenizer(models.BPE())
+            if style == "byte_level":
+                tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+                tokenizer.decoder = decoders.ByteLevel()
+                trainer = trainers.BpeTrainer(vocab_size=3000, show_progress=False,
+                                              initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+            else:
+                tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+                tokenizer.decoder = decoders.Metaspace()
+                trainer = trainers.BpeTrainer(vocab_size=3000, show_progress=False)
+            tokenizer.train_from_iterator(lines, trainer)
+            tokenizer.save(str(path))
+        return path
+
+    return make
