@@ -19,8 +19,10 @@ from replayer import __version__
 from replayer.backends import BACKENDS
 from replayer.errors import ConfigError, ReplayerError
 from replayer.metrics import summarize
+from replayer.prompts import TemplateOverhead
 from replayer.records import read_records
 from replayer.report import describe_fit, render_summary, render_trace_stats
+from replayer.sessions import HISTORY_MODES
 from replayer.simulator import DEFAULT_MODEL, EngineModel, Faults, SimulatorConfig
 from replayer.tokenizer import DEFAULT_TOKENIZER
 from replayer.trace import DEFAULT_TRACE, FORMATS, SAMPLES
@@ -41,6 +43,9 @@ examples:
 
   # check what would be sent, without sending: exact bodies and planned send offsets
   replayer run --trace sample:burstgpt-3 --dry-run --save-requests requests.jsonl
+
+  # BurstGPT v3 sessions as growing chat histories, prompts counted with the model's own tokenizer
+  replayer run --trace sample:burstgpt-3 --speedup 2000 --tokenizer ./Llama-3.1-8B/tokenizer.json --count-template
 
   # a Mooncake trace (prefix blocks kept), or any CSV with a column mapping
   replayer run --trace sample:mooncake-synthetic --max-requests 200
@@ -148,6 +153,9 @@ def _add_simulator_options(parser: argparse.ArgumentParser, title: str) -> None:
                        help="prompt tokens prefilled per step (chunked prefill, default %(default)s)")
     group.add_argument("--max-model-len", type=_positive_int, default=engine.max_model_len,
                        help="context window; longer requests get HTTP 400 (default %(default)s)")
+    group.add_argument("--template-tokens", type=_template_tokens, default=TemplateOverhead(), metavar="BASE,PER_MSG",
+                       help="chat-template tokens added to each prompt's count: BASE per request plus PER_MSG per "
+                            "message, as a real chat template does (default 0,0)")
     group.add_argument("--error-rate", type=_non_negative_float, default=faults.error_rate,
                        help="fraction of requests answered with --error-status (default %(default)s)")
     group.add_argument("--error-status", type=int, default=faults.error_status,
@@ -165,7 +173,18 @@ def _simulator_config(args: argparse.Namespace) -> SimulatorConfig:
         max_prefill_tokens_per_step=args.max_prefill_tokens, max_model_len=args.max_model_len)
     faults = Faults(error_rate=args.error_rate, error_status=args.error_status, stall_rate=args.stall_rate,
                     stall_s=args.stall_s)
-    return SimulatorConfig(model=args.sim_model, engine=engine, faults=faults, tokenizer=args.tokenizer)
+    return SimulatorConfig(model=args.sim_model, engine=engine, faults=faults, tokenizer=args.tokenizer,
+                           template=args.template_tokens)
+
+
+def _template_tokens(text: str) -> TemplateOverhead:
+    try:
+        base, per_message = (int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected BASE,PER_MSG (two integers), got {text!r}") from None
+    if base < 0 or per_message < 0:
+        raise argparse.ArgumentTypeError(f"template tokens must be >= 0, got {text!r}")
+    return TemplateOverhead(base, per_message)
 
 
 def _add_format_options(group) -> None:
@@ -228,7 +247,6 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     target.add_argument("--backend", choices=["auto", *BACKENDS], default="auto",
                         help="serving engine, for the fields that force exact output lengths (ignore_eos for "
                              "vllm, sglang, llamacpp; none for tgi, openai); default: from /v1/models owned_by")
-    _add_tokenizer_option(target)
     target.add_argument("--model", help="model to request (default: the first id from /v1/models)")
     target.add_argument("--api-key", help="Bearer token (default: $OPENAI_API_KEY); never written to any output")
     target.add_argument("--stream", action=argparse.BooleanOptionalAction, default=True,
@@ -238,13 +256,22 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
                              "(default: per --backend)")
     target.add_argument("--request-timeout", type=_positive_float, default=600.0, metavar="S",
                         help="give up on one request after S seconds (default %(default)s)")
+    prompts = run.add_argument_group("prompts")
+    _add_tokenizer_option(prompts)
+    prompts.add_argument("--prefix-cache", choices=["on", "off"], default="on",
+                         help="on: rows sharing Mooncake hash_ids share those 512-token blocks of text, so prefix "
+                              "caches hit as in the trace; off: every prompt is unique (default %(default)s)")
+    prompts.add_argument("--session-history", choices=HISTORY_MODES, default="actual",
+                         help="rows sharing a BurstGPT Session ID are sent as growing chat histories holding the "
+                              "server's actual replies, or synthetic replies of the recorded length; each turn waits "
+                              "for the previous one. off: every row on its own (default %(default)s)")
+    prompts.add_argument("--count-template", action="store_true",
+                         help="measure the chat template's tokens from the server's usage (two tiny requests before "
+                              "the run) and subtract them, so served prompt tokens equal the trace's")
+    prompts.add_argument("--seed", type=int, help="prompt seed (default random: no prefix-cache hits across runs)")
     output = run.add_argument_group("output")
     output.add_argument("--out", type=Path, metavar="DIR", help="run directory (default runs/<timestamp>)")
     output.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out directory")
-    output.add_argument("--prefix-cache", choices=["on", "off"], default="on",
-                        help="on: rows sharing Mooncake hash_ids share those 512-token blocks of text, so prefix "
-                             "caches hit as in the trace; off: every prompt is unique (default %(default)s)")
-    output.add_argument("--seed", type=int, help="prompt seed (default random: no prefix-cache hits across runs)")
     output.add_argument("--drain-timeout", type=_non_negative_float, default=30.0, metavar="S",
                         help="after Ctrl-C, wait S seconds for in-flight requests (default %(default)s)")
     output.add_argument("--quiet", action="store_true", help="no progress display or report; for scripts")
@@ -274,7 +301,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         trace=args.trace, synthetic=args.synthetic, fit=args.fit, format=args.format, columns=args.columns, time_unit=args.time_unit, shaping=shaping, base_url=args.base_url, api=args.api,
         model=args.model, api_key=args.api_key or os.environ.get("OPENAI_API_KEY") or None, stream=args.stream,
         ignore_eos=args.ignore_eos, backend=args.backend, prefix_cache=args.prefix_cache == "on",
-        tokenizer=args.tokenizer, dry_run=args.dry_run, save_requests=args.save_requests,
+        tokenizer=args.tokenizer, session_history=args.session_history, count_template=args.count_template,
+        dry_run=args.dry_run, save_requests=args.save_requests,
         out_dir=args.out, overwrite=args.overwrite, seed=args.seed,
         request_timeout_s=args.request_timeout, drain_timeout_s=args.drain_timeout, quiet=args.quiet,
         simulator=_simulator_config(args))

@@ -22,7 +22,8 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from replayer.errors import ConfigError
-from replayer.prompts import API_PATHS
+from replayer.prompts import PromptSynthesizer, TemplateOverhead
+from replayer.bodies import API_PATHS, RequestOptions, build_body
 from replayer.records import RequestRecord
 from replayer.sse import SSEParser
 
@@ -87,10 +88,12 @@ def error_message(body: bytes | str) -> str:
 class _StreamState:
     """What one SSE stream has shown so far."""
 
-    __slots__ = ("arrivals", "usage_payload", "finished", "done", "error")
+    __slots__ = ("arrivals", "usage_payload", "finished", "done", "error", "outputs")
 
-    def __init__(self) -> None:
+    def __init__(self, keep_outputs: bool = False) -> None:
         self.arrivals = array("q")
+        self.outputs: list[bytes] | None = [] if keep_outputs else None
+        """The output-bearing payloads, kept only when the reply text is wanted."""
         self.usage_payload: bytes | None = None
         self.finished = False
         self.done = False
@@ -115,6 +118,22 @@ class _StreamState:
                 self.error = error_message(payload)
         if has_output:
             self.arrivals.append(now_ns)
+            if self.outputs is not None:
+                self.outputs.append(payload)
+
+    def reply(self) -> str:
+        """The reply's visible text (reasoning excluded), decoded from the kept payloads."""
+        parts = []
+        for payload in self.outputs or ():
+            try:
+                choice = json.loads(payload)["choices"][0]
+            except (ValueError, KeyError, IndexError, TypeError):
+                continue
+            if isinstance(choice, dict):
+                text = (choice.get("delta") or {}).get("content") or choice.get("text")
+                if isinstance(text, str):
+                    parts.append(text)
+        return "".join(parts)
 
 
 def _usage(payload: bytes | None) -> dict:
@@ -158,8 +177,9 @@ class Client:
         if self._session is not None:
             await self._session.close()
 
-    async def fill(self, record: RequestRecord, body: bytes) -> None:
-        """Send `body` now and record what happens; cancellation propagates after the record is marked."""
+    async def fill(self, record: RequestRecord, body: bytes, keep_reply: bool = False) -> str | None:
+        """Send `body` now and record what happens; cancellation propagates after the record is marked.
+        With `keep_reply`, return the reply's text (for session histories); otherwise None."""
         assert self._session is not None, "use Client as an async context manager"
         t0 = self.t0_ns
         clock = time.perf_counter_ns
@@ -173,9 +193,9 @@ class Client:
                     text = await response.read()
                     record.fail(f"http_{response.status}", error_message(text), clock() - t0)
                 elif self.config.stream:
-                    await self._read_stream(response, record)
+                    return await self._read_stream(response, record, keep_reply)
                 else:
-                    await self._read_whole(response, record)
+                    return await self._read_whole(response, record, keep_reply)
         except asyncio.CancelledError:
             record.fail("cancelled", "run stopped before the response finished", clock() - t0)
             raise
@@ -184,12 +204,14 @@ class Client:
         except aiohttp.ClientError as exc:
             # Once the response has begun, a broken connection is a broken stream.
             record.fail("stream" if started else "connect", str(exc) or type(exc).__name__, clock() - t0)
+        return None
 
-    async def _read_stream(self, response: aiohttp.ClientResponse, record: RequestRecord) -> None:
+    async def _read_stream(self, response: aiohttp.ClientResponse, record: RequestRecord,
+                           keep_reply: bool) -> str | None:
         t0 = self.t0_ns
         clock = time.perf_counter_ns
         parser = SSEParser()
-        state = _StreamState()
+        state = _StreamState(keep_reply)
         content = response.content
         try:
             while True:
@@ -206,6 +228,7 @@ class Client:
         for _, payload in parser.close():
             state.take(payload, clock())
         self._finish_stream(record, state, clock() - t0)
+        return state.reply() if keep_reply else None
 
     def _keep_timings(self, record: RequestRecord, state: _StreamState) -> None:
         """Copy chunk timings into the record (also for a stream that is being cancelled)."""
@@ -226,7 +249,8 @@ class Client:
         elif not state.arrivals:
             record.fail("empty", "the response carried no output text", now_ns)
 
-    async def _read_whole(self, response: aiohttp.ClientResponse, record: RequestRecord) -> None:
+    async def _read_whole(self, response: aiohttp.ClientResponse, record: RequestRecord,
+                          keep_reply: bool) -> str | None:
         raw = await response.read()
         now = time.perf_counter_ns() - self.t0_ns
         try:
@@ -235,12 +259,13 @@ class Client:
             text = choice.get("text") or (choice.get("message") or {}).get("content") or ""
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             record.fail("stream", "malformed response body: " + error_message(raw), now)
-            return
+            return None
         # Without streaming the first token is only seen with the whole answer (as vLLM's bench does).
         record.first_token_ns = record.end_ns = now
         _apply_usage(record, data.get("usage") or {}, 1 if text else 0)
         if not text:
             record.fail("empty", "the response carried no output text", now)
+        return text if keep_reply else None
 
 
 def raise_fd_limit() -> int:
@@ -276,3 +301,41 @@ async def list_models(base_url: str, api_key: str | None = None, timeout_s: floa
     if not isinstance(entries, list):
         raise ConfigError(f"{url}: unexpected answer (no 'data' list); pass --model")
     return [entry for entry in entries if isinstance(entry, dict)]
+
+
+_PROBE_TOKENS = 16
+"""Content tokens of each message in a template probe."""
+
+
+async def measure_template(config: ClientConfig, model: str, synthesizer: PromptSynthesizer) -> TemplateOverhead:
+    """The tokens the server adds around message contents, from the `usage.prompt_tokens` of two tiny
+    requests (one message, then three): what `--count-template` subtracts from each prompt."""
+    options = RequestOptions(api=config.api, model=model, stream=False, ignore_eos=False)
+    texts = [synthesizer.prompt(n, _PROBE_TOKENS) for n in range(3)]
+    if config.api != "chat":
+        return TemplateOverhead(base=await _probe_prompt_tokens(config, build_body(options, texts[0], 1)) - _PROBE_TOKENS)
+    roles = ("user", "assistant", "user")
+    one = await _probe_prompt_tokens(config, build_body(options, texts[0], 1)) - _PROBE_TOKENS
+    messages = [{"role": role, "content": text} for role, text in zip(roles, texts)]
+    three = await _probe_prompt_tokens(config, build_body(options, messages, 1)) - 3 * _PROBE_TOKENS
+    per_message = (three - one) // 2
+    return TemplateOverhead(base=one - per_message, per_message=per_message)
+
+
+async def _probe_prompt_tokens(config: ClientConfig, body: bytes, timeout_s: float = 60.0) -> int:
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session:
+            async with session.post(config.url, data=body, headers=config.headers()) as response:
+                raw = await response.read()
+                if response.status != 200:
+                    raise ConfigError(f"--count-template: {config.url}: HTTP {response.status}: {error_message(raw)}")
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        raise ConfigError(f"--count-template: {config.url}: {exc or type(exc).__name__}") from None
+    try:
+        tokens = json.loads(raw)["usage"]["prompt_tokens"]
+    except (ValueError, KeyError, TypeError):
+        tokens = None
+    if not isinstance(tokens, int):
+        raise ConfigError(f"--count-template: {config.url} reports no usage.prompt_tokens, so the template cannot be "
+                          "measured; leave --count-template off")
+    return tokens

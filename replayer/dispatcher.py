@@ -4,21 +4,84 @@ One monotonic clock (`time.perf_counter_ns`) drives everything. At each wake-up 
 instant has come is started as its own task, so rows sharing a timestamp leave together and a slow
 or failing server never delays a later send. The gap between a request's intended and actual send
 time is its schedule lag, recorded per request.
+
+Two things may hold a request back, both measured: a session turn waits for its session's previous
+turn to finish (`session_wait_ns`, part of its schedule lag), and bodies come from a bounded
+look-ahead that is refilled in short slices while nothing is due, so memory stays flat on any trace.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
+from replayer.bodies import PreparedRequest
 from replayer.client import Client
-from replayer.prompts import PreparedRequest
 from replayer.records import RequestRecord
 
 _MAX_SLEEP_S = 0.1
 """Longest single sleep, so a stop request is noticed quickly even across long trace gaps."""
+LOOKAHEAD = 10_000
+"""Requests prepared ahead of the send clock (all of them, for most traces)."""
+_REFILL_SLICE_NS = 500_000
+"""Longest stretch of body building between two looks at the clock and the network, so a refill
+never delays a send, or the timestamp of an arriving chunk, by more than this."""
+_SEND_MARGIN_NS = 200_000
+"""Refilling stops this long before the next send is due."""
+
+
+class Lookahead:
+    """Requests taken from an iterable at most `size` ahead of the one due next."""
+
+    def __init__(self, requests: Iterable[PreparedRequest], size: int = LOOKAHEAD):
+        self._source = iter(requests)
+        self._pending: deque[PreparedRequest] = deque()
+        self.size = size
+        self.exhausted = False
+        self.position = 0
+        """Send position of the next request (its index in the plan)."""
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    @property
+    def can_grow(self) -> bool:
+        return not self.exhausted and len(self._pending) < self.size
+
+    def fill(self, budget_ns: int | None = None) -> None:
+        """Build requests until the buffer is full, the plan ends, or `budget_ns` has been spent."""
+        deadline = None if budget_ns is None else time.perf_counter_ns() + budget_ns
+        pending, source = self._pending, self._source
+        while len(pending) < self.size:
+            request = next(source, None)
+            if request is None:
+                self.exhausted = True
+                return
+            pending.append(request)
+            if deadline is not None and time.perf_counter_ns() >= deadline:
+                return
+
+    def next_offset_ns(self) -> int:
+        return self._pending[0].offset_ns
+
+    def pop(self) -> tuple[int, PreparedRequest]:
+        """The next request and its send position."""
+        self.position += 1
+        return self.position - 1, self._pending.popleft()
+
+
+class SessionHooks(Protocol):
+    """What the dispatcher needs from a plan with session turns (`replayer.bodies.RequestPlan`)."""
+
+    def body(self, position: int, request: PreparedRequest) -> bytes: ...
+
+    def wants_reply(self, position: int) -> bool: ...
+
+    def finished(self, position: int, request: PreparedRequest, reply: str | None) -> None: ...
 
 
 class StopControl:
@@ -51,17 +114,24 @@ class Progress:
         return self.sent - self.finished
 
 
-async def dispatch(requests: Sequence[PreparedRequest], client: Client, on_record: Callable[[RequestRecord], None],
-                   t0_ns: int, *, stop: StopControl | None = None, drain_timeout_s: float = 30.0,
-                   progress: Progress | None = None) -> Progress:
-    """Send every request at its instant; return when all have finished (or the stop has been handled)."""
+async def dispatch(requests: Lookahead | Iterable[PreparedRequest], client: Client,
+                   on_record: Callable[[RequestRecord], None], t0_ns: int, *, total: int | None = None,
+                   sessions: SessionHooks | None = None, stop: StopControl | None = None,
+                   drain_timeout_s: float = 30.0, progress: Progress | None = None) -> Progress:
+    """Send every request at its instant (a session turn also after its previous turn has finished);
+    return when all have finished (or the stop has been handled)."""
     stop = stop or StopControl()
     progress = progress or Progress()
-    progress.planned = len(requests)
+    buffer = requests if isinstance(requests, Lookahead) else Lookahead(requests)
+    progress.planned = total if total is not None else len(requests)  # type: ignore[arg-type]
     loop = asyncio.get_running_loop()
     tasks: set[asyncio.Task] = set()
     idle = asyncio.Event()
     clock = time.perf_counter_ns
+    open_turns: set[int] = set()
+    """Positions of session turns taken from the buffer that have not finished (sent or parked)."""
+    parked: dict[int, tuple[int, PreparedRequest]] = {}
+    """Turns whose instant has come, by the position of the previous turn they wait for."""
 
     sending = True
 
@@ -70,28 +140,58 @@ async def dispatch(requests: Sequence[PreparedRequest], client: Client, on_recor
         if not tasks and not sending:
             idle.set()
 
-    async def one(request: PreparedRequest) -> None:
-        record = RequestRecord(request.id, request.offset_ns, request.input_tokens, request.output_tokens)
+    def start(position: int, request: PreparedRequest, waited_ns: int = 0) -> None:
+        if request.turn:
+            open_turns.add(position)
+        task = loop.create_task(one(position, request, waited_ns))
+        tasks.add(task)
+        task.add_done_callback(forget)
+        progress.sent += 1
+
+    async def one(position: int, request: PreparedRequest, waited_ns: int) -> None:
+        record = RequestRecord(request.id, request.offset_ns, request.input_tokens, request.output_tokens,
+                               turn=request.turn, session_wait_ns=waited_ns)
+        reply = None
         try:
-            await client.fill(record, request.body)
+            body = request.body if request.body is not None else sessions.body(position, request)
+            reply = await client.fill(record, body, keep_reply=sessions is not None and sessions.wants_reply(position))
         finally:
             progress.finished += 1
             progress.failed += not record.ok
             on_record(record)
+            if request.turn:
+                turn_done(position, request, reply if record.ok else None)
 
-    index, total = 0, len(requests)
-    while index < total and not stop.stopping.is_set():
-        wait_ns = t0_ns + requests[index].offset_ns - clock()
+    def turn_done(position: int, request: PreparedRequest, reply: str | None) -> None:
+        open_turns.discard(position)
+        if sessions is not None:
+            sessions.finished(position, request, reply)
+        waiting = parked.pop(position, None)
+        if waiting is not None and not stop.stopping.is_set():
+            start(*waiting, waited_ns=clock() - t0_ns - waiting[1].offset_ns)
+
+    if not len(buffer):
+        buffer.fill()
+    while len(buffer) and not stop.stopping.is_set():
+        wait_ns = t0_ns + buffer.next_offset_ns() - clock()
         if wait_ns > 0:
-            await asyncio.sleep(min(wait_ns / 1e9, _MAX_SLEEP_S))
+            budget_ns = _refill_budget(buffer, wait_ns)
+            if budget_ns > 0:
+                buffer.fill(budget_ns)
+                await asyncio.sleep(0)  # let arriving chunks be read between slices
+            else:
+                await asyncio.sleep(min(wait_ns / 1e9, _MAX_SLEEP_S))
             continue
         now = clock()
-        while index < total and t0_ns + requests[index].offset_ns <= now:
-            task = loop.create_task(one(requests[index]))
-            tasks.add(task)
-            task.add_done_callback(forget)
-            index += 1
-        progress.sent = index
+        while len(buffer) and t0_ns + buffer.next_offset_ns() <= now:
+            position, request = buffer.pop()
+            if request.after in open_turns:
+                open_turns.add(position)
+                parked[request.after] = (position, request)
+            else:
+                start(position, request)
+        if not len(buffer) and not buffer.exhausted:
+            buffer.fill(_REFILL_SLICE_NS)
     sending = False
     if tasks:
         await _first(idle, stop.stopping)
@@ -101,6 +201,15 @@ async def dispatch(requests: Sequence[PreparedRequest], client: Client, on_recor
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     return progress
+
+
+def _refill_budget(buffer: Lookahead, wait_ns: int) -> int:
+    """How long to spend building bodies now: the slack before the next send, within one slice; a full
+    slice when the buffer is running dry, even if that send is then a little late."""
+    if not buffer.can_grow:
+        return 0
+    budget = min(wait_ns - _SEND_MARGIN_NS, _REFILL_SLICE_NS)
+    return _REFILL_SLICE_NS if len(buffer) < buffer.size // 4 else budget
 
 
 async def _first(*events: asyncio.Event, timeout_s: float | None = None) -> None:

@@ -7,7 +7,9 @@ For a request, `sent` is when it left, `first` the arrival of the first output-b
   (vLLM's `bench serve` definitions: TPOT excludes the first token);
 - ITL = gaps between consecutive output-bearing chunks, pooled over all requests;
 - user-view TTFT / E2E = the same measured from the intended send time (includes client lag);
-- schedule lag = sent − intended;
+- schedule lag = sent − intended; for a session turn it includes the session wait (how long the
+  turn waited past its instant for the previous turn of its session to finish), which the summary
+  also reports on its own. Whether the client kept up is judged on the lag without that wait;
 - duration = last completion − t0; throughputs are completed requests, and their served output and
   input tokens, per second of that duration.
 
@@ -25,7 +27,8 @@ import numpy as np
 from replayer.records import RequestRecord
 
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0), ("p999", 99.9))
-DISTRIBUTIONS = ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "user_ttft_ms", "user_e2e_ms", "schedule_lag_ms")
+DISTRIBUTIONS = ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "user_ttft_ms", "user_e2e_ms", "schedule_lag_ms",
+                 "session_wait_ms")
 CLIENT_LIMITED_LAG_MS = 5.0
 """Schedule-lag p99 above which a run is flagged as limited by the client rather than the server."""
 
@@ -52,6 +55,8 @@ def latency_samples(records: Sequence[RequestRecord], streamed: bool = True) -> 
     for r in records:
         if r.sent_ns is not None:
             samples["schedule_lag_ms"].append(_ms(r.sent_ns - r.intended_ns))
+            if r.turn >= 2:
+                samples["session_wait_ms"].append(_ms(r.session_wait_ns))
         if not r.ok or r.sent_ns is None or r.first_token_ns is None or r.end_ns is None:
             continue
         samples["ttft_ms"].append(_ms(r.first_token_ns - r.sent_ns))
@@ -120,7 +125,9 @@ def summarize(records: Sequence[RequestRecord], *, streamed: bool = True,
         "token_mismatch": token_mismatch(ok),
         **{name: distribution(values) for name, values in samples.items()},
     }
-    lag_p99 = summary["schedule_lag_ms"]["p99"]
+    client_lag = [_ms(r.sent_ns - r.intended_ns - r.session_wait_ns) for r in sent]
+    lag_p99 = float(np.percentile(client_lag, 99)) if client_lag else None
+    summary["client_lag_p99_ms"] = lag_p99
     summary["client_limited"] = bool(lag_p99 is not None and lag_p99 > client_limited_lag_ms)
     summary["client_limited_threshold_ms"] = client_limited_lag_ms
     return summary

@@ -13,23 +13,22 @@ single token are dropped when the synthesizer is built, and the property is chec
 from __future__ import annotations
 
 import functools
-import json
 import re
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 
 import numpy as np
 
 from replayer.errors import ConfigError
 from replayer.tokenizer import Tokenizer
-from replayer.workload import Workload
 
 _WORD_OR_MARK = re.compile(r"[A-Za-z]+|[.,;:]")
 BLOCK_TOKENS = 512
 """Tokens per prefix block (Mooncake's `hash_ids` granularity)."""
 _BLOCK_SALT = 0x5DEECE66D
 """Keeps block texts apart from request texts of the same number."""
+_REPLY_SALT = 0x2545F4914F6CDD1D
+"""Keeps synthetic assistant replies apart from the prompts of the same request."""
 _PERMUTATIONS = 16
 """Distinct sentence orders; with every start sentence they give a few hundred different bodies."""
 
@@ -147,6 +146,11 @@ class PromptSynthesizer:
         """A prompt that encodes to exactly `n_tokens` tokens (n_tokens >= 1)."""
         return self._text(self.header(request_id), _mix(self.seed, request_id), n_tokens)
 
+    def reply(self, request_id: int, n_tokens: int) -> str:
+        """A synthetic assistant reply of exactly `n_tokens` tokens, for session histories that do not
+        use the server's actual replies; distinct from every prompt."""
+        return self._text(self._space_led_header(request_id), _mix(self.seed ^ _REPLY_SALT, request_id), n_tokens)
+
     def block(self, block_id: int, n_tokens: int = BLOCK_TOKENS) -> str:
         """The text of one prefix block (or its first `n_tokens`): the same for the same id within a run,
         different from every other block's from its first words. It starts with a space-led word, so
@@ -190,79 +194,18 @@ def _mix(seed: int, value: int) -> int:
 
 
 @dataclass(frozen=True)
-class RequestOptions:
-    """How request bodies are shaped for the target API."""
+class TemplateOverhead:
+    """Tokens the server adds around the message contents (chat template markers, BOS): `base` per
+    request plus `per_message` for each message. Zero unless measured (`--count-template`)."""
 
-    api: str = "chat"
-    model: str = ""
-    stream: bool = True
-    ignore_eos: bool = True
+    base: int = 0
+    per_message: int = 0
 
-    def __post_init__(self) -> None:
-        if self.api not in API_PATHS:
-            raise ValueError(f"unknown api {self.api!r}")
+    def of(self, messages: int) -> int:
+        """The overhead of a request with `messages` messages."""
+        return self.base + self.per_message * messages
 
-
-API_PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
-"""Endpoint path of each supported API, relative to the server root."""
-
-
-def build_body(options: RequestOptions, prompt: str, max_tokens: int) -> bytes:
-    """The JSON request body, serialized once, ahead of the run."""
-    body: dict = {"model": options.model, "max_tokens": max_tokens, "stream": options.stream}
-    if options.api == "chat":
-        body["messages"] = [{"role": "user", "content": prompt}]
-    else:
-        body["prompt"] = prompt
-    if options.stream:
-        body["stream_options"] = {"include_usage": True}
-    if options.ignore_eos:
-        body["ignore_eos"] = True
-    return json.dumps(body, separators=(",", ":")).encode()
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedRequest:
-    """One request ready to go: everything the dispatcher needs, nothing left to compute."""
-
-    id: int
-    offset_ns: int
-    input_tokens: int
-    output_tokens: int
-    body: bytes
-
-
-def prepare_requests(workload: Workload, synthesizer: PromptSynthesizer, options: RequestOptions,
-                     prefix_cache: bool = True) -> list[PreparedRequest]:
-    """Synthesize and serialize every request of the workload, in send order. With `prefix_cache`,
-    rows carrying prefix blocks (Mooncake `hash_ids`) share text where they share blocks; without it
-    every prompt is unique."""
-    trace = workload.trace
-    blocks = trace.prefix_blocks if prefix_cache else None
-
-    def prompt(index: int, request_id: int, n_tokens: int) -> str:
-        if blocks is None:
-            return synthesizer.prompt(request_id, n_tokens)
-        return synthesizer.prefixed_prompt(request_id, blocks[index], n_tokens)
-
-    return [
-        PreparedRequest(int(rid), int(offset), int(n_in), int(n_out),
-                        build_body(options, prompt(i, int(rid), int(n_in)), int(n_out)))
-        for i, (rid, offset, n_in, n_out) in enumerate(zip(trace.row_ids, workload.offsets_ns, trace.input_tokens,
-                                                           trace.output_tokens))
-    ]
-
-
-def save_requests(requests: list[PreparedRequest], options: RequestOptions, path: Path) -> None:
-    """Write each request as one JSON line: id, planned send offset, planned lengths, endpoint and the
-    exact body, so a run can be audited, or replayed by another tool, byte for byte."""
-    endpoint = API_PATHS[options.api]
-    try:
-        with open(path, "w", encoding="utf-8") as out:
-            for request in requests:
-                out.write(f'{{"id":{request.id},"offset_ns":{request.offset_ns},"input_tokens":{request.input_tokens},'
-                          f'"output_tokens":{request.output_tokens},"endpoint":"{endpoint}","body":')
-                out.write(request.body.decode())
-                out.write("}\n")
-    except OSError as exc:
-        raise ConfigError(f"--save-requests {path}: {exc.strerror or exc}") from None
+    def content_tokens(self, request_tokens: int, messages: int = 1) -> int:
+        """How many content tokens make a request of `request_tokens` as the server counts it (at
+        least one token when any was asked for)."""
+        return max(min(request_tokens, 1), request_tokens - self.of(messages))

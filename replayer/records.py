@@ -26,6 +26,9 @@ class RequestRecord:
     `first_token_ns` / `end_ns` are the arrivals of the first and last output-bearing chunks (for a
     failure, `end_ns` is when it was detected). `served_*_tokens` come from the server's `usage`;
     `output_counted` is true when the server gave none and output chunks were counted instead.
+    `turn` is the turn number within a session (0 outside sessions); `session_wait_ns` is how long
+    the turn waited past its instant for its session's previous turn to finish (part of its
+    schedule lag, `sent_ns - intended_ns`).
     """
 
     id: int
@@ -41,6 +44,8 @@ class RequestRecord:
     served_output_tokens: int | None = None
     output_counted: bool = False
     itl_ms: list[float] = field(default_factory=list)
+    turn: int = 0
+    session_wait_ns: int = 0
 
     @property
     def ok(self) -> bool:

@@ -15,8 +15,10 @@ _ROWS = (
     ("E2E", "e2e_ms"),
     ("TTFT (user)", "user_ttft_ms"),
     ("sched. lag", "schedule_lag_ms"),
+    ("session wait", "session_wait_ms"),
 )
-_GLOSSARY = ("TTFT (user) counts from the intended send time; sched. lag = actual - intended send. "
+_GLOSSARY = ("TTFT (user) counts from the intended send time; sched. lag = actual - intended send, including "
+             "a session turn's wait for its previous turn (session wait, shown when the trace has sessions). "
              "TPOT excludes the first token (vLLM's definition; AIPerf and GuideLLM call it ITL).")
 
 
@@ -34,7 +36,9 @@ def latency_table(summary: dict) -> Table:
         table.add_column(name.replace("p999", "p99.9"), justify="right", no_wrap=True)
     for label, key in _ROWS:
         dist = summary.get(key) or {}
-        digits = 2 if key in ("schedule_lag_ms", "itl_ms", "tpot_ms") else 1
+        if key == "session_wait_ms" and not dist.get("count"):
+            continue
+        digits = 2 if key in ("schedule_lag_ms", "session_wait_ms", "itl_ms", "tpot_ms") else 1
         table.add_row(label, *(_fmt(dist.get(name), digits, grouping="") for name in columns))
     return table
 
@@ -75,7 +79,7 @@ def render_summary(summary: dict, console: Console, title: str = "replayer summa
         parts.append(Text(f"{kind}: {message}", style="red"))
     if summary.get("client_limited"):
         parts.append(Text(
-            f"WARNING: schedule lag p99 {summary['schedule_lag_ms']['p99']:.1f} ms exceeds "
+            f"WARNING: schedule lag p99 {summary.get('client_lag_p99_ms', summary['schedule_lag_ms']['p99']):.1f} ms (session waits excluded) exceeds "
             f"{summary['client_limited_threshold_ms']:g} ms: the client, not the server, limited this run.",
             style="bold yellow"))
     console.print(Group(*parts))

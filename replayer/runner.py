@@ -21,13 +21,14 @@ from rich.console import Console
 
 from replayer import __version__
 from replayer.backends import BACKENDS, detect_backend
-from replayer.client import Client, ClientConfig, list_models, raise_fd_limit
-from replayer.dispatcher import Progress, StopControl, dispatch
+from replayer.bodies import RequestOptions, RequestPlan, save_requests
+from replayer.client import Client, ClientConfig, list_models, measure_template, raise_fd_limit
+from replayer.dispatcher import Lookahead, Progress, StopControl, dispatch
 from replayer.errors import ConfigError
 from replayer.eventloop import run as run_loop
 from replayer.live import LiveDisplay
 from replayer.metrics import summarize
-from replayer.prompts import PreparedRequest, PromptSynthesizer, RequestOptions, prepare_requests, save_requests
+from replayer.prompts import PromptSynthesizer, TemplateOverhead
 from replayer.records import RecordWriter, read_records
 from replayer.report import render_summary
 from replayer.simulator import SimulatorConfig, SimulatorThread
@@ -65,6 +66,8 @@ class RunConfig:
     seed: int | None = None
     tokenizer: str = DEFAULT_TOKENIZER
     prefix_cache: bool = True
+    session_history: str = "actual"
+    count_template: bool = False
     request_timeout_s: float = 600.0
     drain_timeout_s: float = 30.0
     quiet: bool = False
@@ -139,7 +142,8 @@ def request_options(config: RunConfig, model: str, backend: str) -> RequestOptio
 
 
 def _header(config: RunConfig, workload: Workload, base_url: str, model: str, backend: str,
-            options: RequestOptions, seed: int, t0_wall_ns: int) -> dict:
+            plan: RequestPlan, t0_wall_ns: int) -> dict:
+    options = plan.options
     return {
         "tool": "replayer",
         "version": __version__,
@@ -149,41 +153,60 @@ def _header(config: RunConfig, workload: Workload, base_url: str, model: str, ba
         "workload": workload.describe(),
         "target": {"base_url": base_url, "builtin_simulator": config.base_url is None, "api": options.api,
                    "model": model, "backend": backend, "stream": options.stream, "ignore_eos": options.ignore_eos},
-        "seed": seed,
+        "seed": plan.synthesizer.seed,
         "tokenizer": config.tokenizer,
+        "template_overhead": asdict(plan.template),
+        "sessions": plan.history if plan.has_sessions else None,
     }
 
 
-def prepare(config: RunConfig, workload: Workload, options: RequestOptions) -> tuple[int, list[PreparedRequest]]:
-    """The prompt seed and every request body, built before t0 (and saved when asked)."""
+def make_synthesizer(config: RunConfig) -> PromptSynthesizer:
+    """The prompt synthesizer for the run's tokenizer and seed (a random seed unless --seed)."""
     seed = config.seed if config.seed is not None else secrets.randbits(32)
-    synthesizer = PromptSynthesizer(load_tokenizer(config.tokenizer), seed=seed)
-    requests = prepare_requests(workload, synthesizer, options, prefix_cache=config.prefix_cache)
-    if config.save_requests is not None:
-        save_requests(requests, options, config.save_requests)
-    return seed, requests
+    return PromptSynthesizer(load_tokenizer(config.tokenizer), seed=seed)
+
+
+def plan_requests(config: RunConfig, workload: Workload, synthesizer: PromptSynthesizer, options: RequestOptions,
+                  template: TemplateOverhead = TemplateOverhead()) -> RequestPlan:
+    """The plan of every request body (built lazily, in send order)."""
+    return RequestPlan(workload, synthesizer, options, prefix_cache=config.prefix_cache,
+                       history=config.session_history, template=template)
+
+
+def save_plan(plan: RequestPlan, path: Path, console: Console) -> None:
+    """Write every body to `path` ahead of the run (see `RequestPlan.built_ahead` for session turns)."""
+    ahead = plan.built_ahead()
+    if ahead is not plan:
+        console.print(f"note: in {path}, later session turns carry synthetic replies where the run sends the "
+                      "server's actual ones")
+    save_requests(ahead, plan.options, path)
 
 
 async def _replay(config: RunConfig, workload: Workload, base_url: str, out_dir: Path, console: Console) -> str | None:
     """Prepare bodies, then dispatch at the recorded instants; returns the stop reason, if any."""
     model, backend = await _target(config, base_url)
     options = request_options(config, model, backend)
-    seed, requests = prepare(config, workload, options)
+    client_config = ClientConfig(base_url, api=config.api, stream=config.stream, api_key=config.api_key,
+                                 request_timeout_s=config.request_timeout_s)
+    synthesizer = make_synthesizer(config)
+    template = await measure_template(client_config, model, synthesizer) if config.count_template else TemplateOverhead()
+    plan = plan_requests(config, workload, synthesizer, options, template)
+    if config.save_requests is not None:
+        save_plan(plan, config.save_requests, console)
+    buffer = Lookahead(plan)
+    buffer.fill()
     if not config.quiet:
-        console.print(f"target {base_url} model {model} (backend {backend}), api {config.api}, "
-                      f"{'streaming' if config.stream else 'not streaming'}, ignore_eos {options.ignore_eos}")
-        console.print(f"{len(requests):,} requests prepared; replaying {workload.describe()['span_s']:,.1f} s "
-                      f"at speedup {workload.speedup:g}")
+        _describe_plan(console, plan, base_url, model, backend)
+        console.print(f"{len(buffer):,} of {len(plan):,} requests prepared; replaying "
+                      f"{workload.describe()['span_s']:,.1f} s at speedup {workload.speedup:g}")
     stop = StopControl()
     loop = asyncio.get_running_loop()
     for name in EXIT_SIGNALS:
         loop.add_signal_handler(getattr(signal, name), stop.request_stop, name)
-    client_config = ClientConfig(base_url, api=config.api, stream=config.stream, api_key=config.api_key,
-                                 request_timeout_s=config.request_timeout_s)
     t0_ns = time.perf_counter_ns() + int(START_LEAD_S * 1e9)
     t0_wall_ns = time.time_ns() + int(START_LEAD_S * 1e9)
     writer = RecordWriter(out_dir / "records.jsonl",
-                          _header(config, workload, base_url, model, backend, options, seed, t0_wall_ns))
+                          _header(config, workload, base_url, model, backend, plan, t0_wall_ns))
     progress = Progress()
     live = None if config.quiet else LiveDisplay(console, progress, t0_ns, workload.describe()["span_s"],
                                                  workload.speedup)
@@ -196,7 +219,8 @@ async def _replay(config: RunConfig, workload: Workload, base_url: str, out_dir:
 
     try:
         async with Client(client_config, t0_ns=t0_ns) as client:
-            await dispatch(requests, client, on_record, t0_ns, stop=stop,
+            await dispatch(buffer, client, on_record, t0_ns, total=len(plan),
+                           sessions=plan if plan.has_sessions else None, stop=stop,
                            drain_timeout_s=config.drain_timeout_s, progress=progress)
     finally:
         writer.close()
@@ -207,6 +231,21 @@ async def _replay(config: RunConfig, workload: Workload, base_url: str, out_dir:
             with contextlib.suppress(asyncio.CancelledError):
                 await live_task
     return stop.reason
+
+
+def _describe_plan(console: Console, plan: RequestPlan, base_url: str, model: str, backend: str) -> None:
+    options = plan.options
+    console.print(f"target {base_url} model {model} (backend {backend}), api {options.api}, "
+                  f"{'streaming' if options.stream else 'not streaming'}, ignore_eos {options.ignore_eos}")
+    if plan.template != TemplateOverhead():
+        console.print(f"template overhead measured: {plan.template.base} + {plan.template.per_message} per message "
+                      "tokens, subtracted from each prompt")
+    if plan.has_sessions:
+        turns = int((plan.links.previous >= 0).sum())
+        console.print(f"sessions: {turns:,} later turns sent as growing histories ({plan.history} replies), each "
+                      "after its previous turn has finished")
+    for note in plan.notes:
+        console.print(f"[yellow]note:[/] {note}")
 
 
 def load_workload(config: RunConfig, console: Console) -> Workload:
@@ -232,10 +271,18 @@ def _dry_run(config: RunConfig, workload: Workload, console: Console) -> RunResu
     """Build (and save, with --save-requests) every request body without contacting any server."""
     model, backend = dry_run_target(config)
     options = request_options(config, model, backend)
-    _, requests = prepare(config, workload, options)
-    console.print(f"dry run: {len(requests):,} requests prepared for model {model} (backend {backend}, ignore_eos "
+    plan = plan_requests(config, workload, make_synthesizer(config), options)
+    if config.save_requests is not None:
+        save_plan(plan, config.save_requests, console)
+    else:
+        for _ in plan:  # build every body anyway: a dry run proves the whole trace can be prepared
+            pass
+    for note in plan.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    console.print(f"dry run: {len(plan):,} requests prepared for model {model} (backend {backend}, ignore_eos "
                   f"{options.ignore_eos}); nothing was sent" +
-                  (f"; bodies in {config.save_requests}" if config.save_requests else ""))
+                  (f"; bodies in {config.save_requests}" if config.save_requests else "") +
+                  ("; --count-template is measured only when sending" if config.count_template else ""))
     return RunResult(None, None, 0, None)
 
 

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from replayer.errors import ConfigError
 from replayer.eventloop import new_event_loop
-from replayer.prompts import PromptSynthesizer
+from replayer.prompts import PromptSynthesizer, TemplateOverhead
 from replayer.tokenizer import DEFAULT_TOKENIZER, Tokenizer, load_tokenizer
 
 DEFAULT_MODEL = "replayer-sim"
@@ -86,6 +86,8 @@ class SimulatorConfig:
     tokenizer: str = DEFAULT_TOKENIZER
     engine: EngineModel = field(default_factory=EngineModel)
     faults: Faults = field(default_factory=Faults)
+    template: TemplateOverhead = field(default_factory=TemplateOverhead)
+    """Tokens a chat template would add to each prompt's count (BASE per request, PER_MSG per message)."""
 
 
 class _Sequence:
@@ -184,7 +186,9 @@ class _BadRequest(Exception):
     """A request the simulator refuses with HTTP 400 and this message."""
 
 
-def _prompt_text(api: str, body: dict) -> str:
+def _prompt_parts(api: str, body: dict) -> list[str]:
+    """The texts the prompt is made of: one per chat message (a chat template keeps messages apart, so
+    each is tokenized on its own), or the completion prompt."""
     if api == "chat":
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
@@ -193,16 +197,16 @@ def _prompt_text(api: str, body: dict) -> str:
         for message in messages:
             content = message.get("content") if isinstance(message, dict) else None
             if isinstance(content, list):
-                parts.extend(p.get("text", "") for p in content if isinstance(p, dict))
+                parts.append("".join(p.get("text", "") for p in content if isinstance(p, dict)))
             elif isinstance(content, str):
                 parts.append(content)
-        return "".join(parts)
+        return parts
     prompt = body.get("prompt")
     if isinstance(prompt, list):
         prompt = "".join(p for p in prompt if isinstance(p, str))
     if not isinstance(prompt, str):
         raise _BadRequest("'prompt' must be a string")
-    return prompt
+    return [prompt]
 
 
 def _positive_int(body: dict, *names: str, default: int) -> int:
@@ -268,7 +272,7 @@ class Simulator:
             body = await request.json()
             if not isinstance(body, dict):
                 raise _BadRequest("the body must be a JSON object")
-            prompt_tokens = self.tokenizer.count(_prompt_text(api, body))
+            prompt_tokens = self._prompt_tokens(api, body)
             max_tokens = _positive_int(body, "max_completion_tokens", "max_tokens", default=256)
             min_tokens = _positive_int(body, "min_tokens", default=0)
             if prompt_tokens + max_tokens > self.config.engine.max_model_len:
@@ -291,6 +295,16 @@ class Simulator:
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return await self._stream(request, sequence, frames, include_usage, stall_s)
         return await self._whole(sequence, frames, stall_s)
+
+    def _prompt_tokens(self, api: str, body: dict) -> int:
+        parts = _prompt_parts(api, body)
+        template = self.config.template
+        overhead = template.of(len(parts)) if api == "chat" else template.base
+        return overhead + sum(self.tokenizer.count(part) for part in parts)
+
+    def reply_text(self, n_tokens: int) -> str:
+        """The text of an `n_tokens`-token reply (every reply of that length is the same)."""
+        return "".join(json.loads(self._piece(i)) for i in range(n_tokens))
 
     def _piece(self, index: int) -> bytes:
         return self._pieces[index % len(self._pieces)]
@@ -329,7 +343,7 @@ class Simulator:
             sequence.ready.clear()
         if stall_s:
             await asyncio.sleep(stall_s)
-        text = "".join(json.loads(self._piece(i)) for i in range(sequence.generated))
+        text = self.reply_text(sequence.generated)
         return web.json_response(frames.whole(text, sequence.prompt_tokens, sequence.generated))
 
 

@@ -11,15 +11,29 @@ from pathlib import Path
 
 import pytest
 
+from replayer.prompts import PromptSynthesizer
 from replayer.simulator import EngineModel, Faults, SimulatorConfig, SimulatorThread
+from replayer.tokenizer import Tokenizer, load_tokenizer
+
+@pytest.fixture(scope="session")
+def tokenizer() -> Tokenizer:
+    """cl100k_base, the default tokenizer."""
+    return load_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def synthesizer(tokenizer: Tokenizer) -> PromptSynthesizer:
+    """A cl100k prompt synthesizer with a fixed seed."""
+    return PromptSynthesizer(tokenizer, seed=7)
+
 
 @pytest.fixture
 def simulator() -> Callable[..., contextlib.AbstractContextManager[SimulatorThread]]:
-    """Factory: `with simulator(engine=..., faults=...) as sim:` serves on 127.0.0.1:<free port>."""
+    """Factory: `with simulator(engine=..., faults=..., template=...) as sim:` serves on 127.0.0.1:<free port>."""
 
     @contextlib.contextmanager
-    def start(engine: EngineModel | None = None, faults: Faults | None = None) -> Iterator[SimulatorThread]:
-        config = SimulatorConfig(engine=engine or EngineModel(), faults=faults or Faults())
+    def start(engine: EngineModel | None = None, faults: Faults | None = None, **options) -> Iterator[SimulatorThread]:
+        config = SimulatorConfig(engine=engine or EngineModel(), faults=faults or Faults(), **options)
         with SimulatorThread(config) as sim:
             yield sim
 

@@ -1,11 +1,17 @@
 import asyncio
+import json
 import time
 
+import numpy as np
+
 from replayer.client import Client, ClientConfig, raise_fd_limit
-from replayer.dispatcher import Progress, StopControl, dispatch
-from replayer.prompts import PreparedRequest, PromptSynthesizer, RequestOptions, build_body
-from replayer.simulator import EngineModel, Faults
+from replayer.dispatcher import Lookahead, Progress, StopControl, dispatch
+from replayer.bodies import PreparedRequest, RequestOptions, RequestPlan, build_body
+from replayer.prompts import PromptSynthesizer
+from replayer.simulator import EngineModel, Faults, Simulator
 from replayer.tokenizer import load_tokenizer
+from replayer.trace import Categorical, Trace
+from replayer.workload import Shaping, Workload
 
 SECOND = 1_000_000_000
 
@@ -18,10 +24,10 @@ def requests_at(offsets_ns: list[int], input_tokens: int = 20, output_tokens: in
             for i, offset in enumerate(offsets_ns)]
 
 
-def replay(base_url: str, requests: list[PreparedRequest], stop_after_s: float | None = None,
-           drain_timeout_s: float = 30.0):
+def replay(base_url: str, requests, stop_after_s: float | None = None, drain_timeout_s: float = 30.0,
+           progress: Progress | None = None, **options):
     records = []
-    progress = Progress()
+    progress = progress or Progress()
 
     async def go():
         stop = StopControl()
@@ -30,7 +36,7 @@ def replay(base_url: str, requests: list[PreparedRequest], stop_after_s: float |
             asyncio.get_running_loop().call_later(stop_after_s, stop.request_stop, "test")
         async with Client(ClientConfig(base_url), t0_ns=t0) as client:
             await dispatch(requests, client, records.append, t0, stop=stop, drain_timeout_s=drain_timeout_s,
-                           progress=progress)
+                           progress=progress, **options)
 
     asyncio.run(go())
     return records, progress
@@ -76,3 +82,65 @@ def test_drain_lets_in_flight_requests_finish(simulator):
         records, progress = replay(sim.base_url, requests, stop_after_s=0.1)
     assert progress.sent == 2
     assert [r.status for r in records] == ["ok", "ok"]
+
+
+def test_bodies_are_built_a_bounded_window_ahead_of_the_sends(simulator):
+    requests = requests_at([i * SECOND // 1000 for i in range(1500)], input_tokens=10, output_tokens=1)
+    progress = Progress()
+    ahead = []
+
+    def lazily():
+        for index, request in enumerate(requests):
+            ahead.append(index - progress.sent)  # how far building runs ahead of sending
+            yield request
+
+    with simulator() as sim:
+        records, _ = replay(sim.base_url, Lookahead(lazily(), size=50), total=len(requests), progress=progress)
+    assert len(records) == 1500 and all(r.ok for r in records)
+    assert max(ahead) <= 50
+
+
+def _session_plan(offsets_s: list[float], sessions: list[str], outputs: int) -> RequestPlan:
+    n = len(offsets_s)
+    labels = tuple(sorted(set(sessions)))
+    trace = Trace(source="t", format="test", row_ids=np.arange(n), arrival_s=np.asarray(offsets_s),
+                  input_tokens=np.arange(1, n + 1) * 200, output_tokens=np.full(n, outputs),
+                  sessions=Categorical(np.array([labels.index(s) for s in sessions]), labels))
+    workload = Workload(trace, (np.asarray(offsets_s) * SECOND).astype(np.int64), 1.0, Shaping())
+    return RequestPlan(workload, PromptSynthesizer(load_tokenizer(), seed=1), RequestOptions(model="replayer-sim"))
+
+
+def test_a_session_turn_waits_for_the_previous_turn_and_counts_the_wait(simulator):
+    # turns of session "a" 50 ms apart, each answer taking about 300 ms; "b" is independent
+    plan = _session_plan([0.0, 0.05, 0.1, 0.1], ["a", "a", "a", "b"], outputs=30)
+    with simulator(engine=EngineModel(decode_base_ms=10)) as sim:
+        records, progress = replay(sim.base_url, plan, sessions=plan)
+    by_id = {r.id: r for r in records}
+    assert all(r.ok for r in records) and progress.sent == 4
+    for turn in (1, 2):
+        previous, current = by_id[turn - 1], by_id[turn]
+        assert current.turn == turn + 1
+        assert current.sent_ns >= previous.end_ns  # never before the previous turn finished
+        assert current.session_wait_ns > 0.2 * SECOND
+        assert current.sent_ns - current.intended_ns >= current.session_wait_ns  # the wait is schedule lag
+    assert by_id[3].session_wait_ns == 0 and by_id[3].sent_ns < by_id[0].end_ns  # b did not wait for a
+
+
+def test_a_session_turn_uses_the_servers_actual_reply(simulator):
+    plan = _session_plan([0.0, 0.01], ["a", "a"], outputs=7)
+    sent_bodies = []
+    original = plan.body
+
+    def spying(position, request):
+        body = original(position, request)
+        sent_bodies.append(json.loads(body))
+        return body
+
+    plan.body = spying
+    with simulator() as sim:
+        records, _ = replay(sim.base_url, plan, sessions=plan)
+        server_reply = Simulator(sim.config).reply_text(7)
+    assert all(r.ok for r in records)
+    first, second = sent_bodies  # the first turn is built ahead, the second after the first's reply
+    assert second["messages"] == [*first["messages"], {"role": "assistant", "content": server_reply},
+                                  second["messages"][-1]]

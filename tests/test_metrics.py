@@ -48,6 +48,16 @@ def test_lag_above_threshold_marks_the_run_client_limited():
     assert summarize(RECORDS, client_limited_lag_ms=3.0)["client_limited"] is True
 
 
+def test_session_waits_count_as_schedule_lag_but_do_not_make_the_client_limited():
+    turn = ok(4, 5000, 5400, 5500, 5600, 2, [100.0])
+    turn.turn, turn.session_wait_ns = 2, 399 * MS  # held back 399 ms by its previous turn, then 1 ms late
+    s = summarize([*RECORDS, turn], client_limited_lag_ms=4.5)
+    assert s["schedule_lag_ms"]["max"] == 400.0
+    assert s["session_wait_ms"]["count"] == 1 and s["session_wait_ms"]["max"] == 399.0
+    assert s["client_lag_p99_ms"] < 4.5 and s["client_limited"] is False
+    assert summarize(RECORDS)["session_wait_ms"]["count"] == 0
+
+
 def test_not_streamed_runs_have_no_tpot_or_itl():
     s = summarize(RECORDS, streamed=False)
     assert s["tpot_ms"]["count"] == 0 and s["itl_ms"]["count"] == 0

@@ -1,23 +1,9 @@
-import json
 from collections import Counter
 
 import numpy as np
-import pytest
 
-from replayer.prompts import PromptSynthesizer, RequestOptions, build_body, prepare_requests
-from replayer.tokenizer import load_tokenizer
+from replayer.prompts import PromptSynthesizer, TemplateOverhead
 from replayer.trace import read_trace
-from replayer.workload import Shaping, shape
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return load_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def synthesizer(tokenizer):
-    return PromptSynthesizer(tokenizer, seed=7)
 
 
 def test_tokenizer_is_cl100k(tokenizer):
@@ -47,28 +33,6 @@ def test_prompt_text_is_prose_not_a_repeated_token(synthesizer):
     words = synthesizer.prompt(5, 300).split()
     assert len(set(words)) > 80
     assert "." in synthesizer.prompt(5, 300)
-
-
-def test_chat_body_carries_exact_max_tokens_and_ignore_eos():
-    body = json.loads(build_body(RequestOptions(api="chat", model="m"), "hi there", 42))
-    assert body == {"model": "m", "max_tokens": 42, "stream": True, "messages": [{"role": "user", "content": "hi there"}],
-                    "stream_options": {"include_usage": True}, "ignore_eos": True}
-
-
-def test_completions_body_without_stream_or_ignore_eos():
-    body = json.loads(build_body(RequestOptions(api="completions", model="m", stream=False, ignore_eos=False), "x", 3))
-    assert body == {"model": "m", "max_tokens": 3, "stream": False, "prompt": "x"}
-
-
-def test_prepared_requests_follow_the_workload(tokenizer, synthesizer):
-    workload = shape(read_trace("sample:burstgpt-1"), Shaping(max_requests=20, speedup=100))
-    requests = prepare_requests(workload, synthesizer, RequestOptions(model="m"))
-    assert [r.id for r in requests] == workload.trace.row_ids.tolist()
-    assert [r.offset_ns for r in requests] == workload.offsets_ns.tolist()
-    for request in requests:
-        body = json.loads(request.body)
-        assert body["max_tokens"] == request.output_tokens
-        assert tokenizer.count(body["messages"][0]["content"]) == request.input_tokens
 
 
 def _common_prefix_tokens(tokenizer, a: str, b: str) -> int:
@@ -108,17 +72,21 @@ def test_mooncake_rows_sharing_leading_blocks_share_exactly_those_512_token_pref
     assert checked["sharing"] > 300 and checked["disjoint"] > 1000
 
 
-def test_prefix_cache_off_makes_every_mooncake_prompt_unique(tokenizer, synthesizer):
-    workload = shape(read_trace("sample:mooncake-synthetic"), Shaping(max_requests=200))
-    options = RequestOptions(api="completions", model="m", stream=False)
-    shared = prepare_requests(workload, synthesizer, options)
-    unique = prepare_requests(workload, synthesizer, options, prefix_cache=False)
-    heads = lambda requests: {json.loads(r.body)["prompt"][:60] for r in requests}  # noqa: E731
-    assert len(heads(shared)) < len(shared)  # some rows share their first block
-    assert len(heads(unique)) == len(unique)
-
-
 def test_blocks_concatenate_without_merging_across_the_boundary(tokenizer, synthesizer):
     blocks = np.array([11, 22, 33, 44])
     for n in (1, 511, 512, 513, 1500, 2048, 2100, 3000):  # 3000: more tokens than the blocks hold
         assert tokenizer.count(synthesizer.prefixed_prompt(9, blocks, n)) == n
+
+
+def test_synthetic_replies_are_exact_and_differ_from_the_prompt(tokenizer, synthesizer):
+    for n in (0, 1, 5, 300):
+        assert tokenizer.count(synthesizer.reply(4, n)) == n
+    assert synthesizer.reply(4, 50)[:20] != synthesizer.prompt(4, 50)[:20]
+
+
+def test_template_overhead_leaves_at_least_one_content_token():
+    template = TemplateOverhead(base=3, per_message=5)
+    assert template.of(3) == 18
+    assert template.content_tokens(100) == 92
+    assert template.content_tokens(100, messages=3) == 82
+    assert template.content_tokens(4) == 1 and template.content_tokens(0) == 0

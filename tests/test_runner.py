@@ -2,7 +2,10 @@ import json
 
 import pytest
 
+from replayer.prompts import TemplateOverhead
+from replayer.records import read_records
 from replayer.runner import RunConfig, execute, request_options
+from replayer.simulator import EngineModel, Simulator, SimulatorConfig
 from replayer.trace import read_trace
 from replayer.workload import Shaping
 
@@ -82,3 +85,70 @@ def test_ten_thousand_saved_prompts_encode_exactly_with_cl100k(tmp_path):
 @pytest.mark.parametrize(("style", "count"), [("byte_level", 10_000), ("metaspace", 2_000)])
 def test_saved_prompts_encode_exactly_with_a_tokenizer_json(tmp_path, tokenizer_json, style, count):
     _saved_prompts_match_their_targets(tmp_path, str(tokenizer_json(style)), count)
+
+
+FAST_ENGINE = EngineModel(decode_base_ms=0.2, decode_ms_per_seq=0.0, prefill_tokens_per_ms=10_000)
+"""A simulator fast enough that long sessions of long replies finish in seconds."""
+
+
+def _capture_bodies(monkeypatch) -> list[tuple[int, dict]]:
+    """(request id, JSON body) of every request the simulator receives, in arrival order."""
+    captured: list[tuple[int, dict]] = []
+    original = Simulator._complete
+
+    async def capturing(self, request, api):
+        captured.append((int(request.headers["X-Request-Id"]), await request.json()))
+        return await original(self, request, api)
+
+    monkeypatch.setattr(Simulator, "_complete", capturing)
+    return captured
+
+
+def test_burstgpt3_sessions_are_replayed_as_growing_histories_in_order(tmp_path, monkeypatch, tokenizer):
+    captured = _capture_bodies(monkeypatch)
+    config = RunConfig(trace="sample:burstgpt-3", shaping=Shaping(speedup=20_000), out_dir=tmp_path / "run",
+                       seed=5, quiet=True, simulator=SimulatorConfig(engine=FAST_ENGINE))
+    result = execute(config)
+    assert result.exit_code == 0 and result.summary["failed"] == 0
+    trace = read_trace("sample:burstgpt-3")
+    row = {int(rid): i for i, rid in enumerate(trace.row_ids)}
+    sessions = trace.sessions.values()
+    server_reply = Simulator(config.simulator).reply_text
+    records = {r.id: r for r in read_records(tmp_path / "run" / "records.jsonl").records}
+    last: dict[str, tuple[int, list[dict]]] = {}
+    grown = 0
+    for request_id, body in captured:
+        i = row[request_id]
+        messages = body["messages"]
+        assert sum(tokenizer.count(m["content"]) for m in messages) == trace.input_tokens[i]
+        if not sessions[i]:
+            assert len(messages) == 1
+            continue
+        if sessions[i] in last:
+            previous_id, previous_messages = last[sessions[i]]
+            assert previous_id < request_id  # the session's turns arrive in trace order
+            assert records[request_id].sent_ns >= records[previous_id].end_ns  # after the previous turn ended
+            history = [*previous_messages, {"role": "assistant", "content": server_reply(
+                int(trace.output_tokens[row[previous_id]]))}]
+            kept = history[len(history) - (len(messages) - 1):] if len(messages) > 1 else []
+            assert messages[:-1] == kept  # the whole history, or its newest exchanges when the trace trimmed it
+            grown += kept == history
+        last[sessions[i]] = (request_id, messages)
+    assert grown > 150
+    assert result.summary["token_mismatch"]["input"]["mismatched"] == 0
+
+
+@pytest.mark.parametrize("count_template", [False, True])
+def test_count_template_subtracts_the_measured_template(tmp_path, count_template):
+    config = RunConfig(trace="sample:burstgpt-3", shaping=Shaping(speedup=20_000, max_requests=120),
+                       out_dir=tmp_path / "run", quiet=True, count_template=count_template,
+                       simulator=SimulatorConfig(engine=FAST_ENGINE, template=TemplateOverhead(base=3, per_message=5)))
+    result = execute(config)
+    header = read_records(tmp_path / "run" / "records.jsonl").header
+    mismatch = result.summary["token_mismatch"]["input"]
+    if count_template:
+        assert header["template_overhead"] == {"base": 3, "per_message": 5}
+        assert mismatch["mismatched"] == 0 and mismatch["checked"] == result.summary["completed"]
+    else:
+        assert mismatch["mismatched"] == mismatch["checked"] == result.summary["completed"]
+        assert mismatch["more"] == mismatch["checked"] and mismatch["mean_abs_error"] > 8
