@@ -1,0 +1,19 @@
+"""The benchmarks run and report what they promise (their figures are read by people, not asserted)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def test_prompt_benchmark_prints_rates_exactness_and_the_verdict():
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "prompt_synthesis.py"), "--prompts", "3000",
+                             "--huge", "30000"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    rates = [line for line in lines if "prompts/s," in line and "tokens/s" in line]
+    assert [line.split()[0] for line in rates] == ["prompts", "request", "huge"]
+    assert "1,000/1,000 sampled prompts re-encode to their exact length" in result.stdout
+    assert "30,000" in rates[2] and "look-ahead" in result.stdout
+    assert lines[-1].startswith("target >= 20,000 prompts/s at mean 600 tokens: ")
