@@ -1,13 +1,17 @@
 import asyncio
+import contextlib
 import socket
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
 
-from replayer.client import Client, ClientConfig, _StreamState, error_message, root_url
+from replayer.client import Client, ClientConfig, _StreamState, error_message, measure_template, root_url
 from replayer.errors import ConfigError
+from replayer.prompts import PromptSynthesizer, TemplateOverhead
 from replayer.records import RequestRecord
+from replayer.tokenizer import load_tokenizer
 
 CHUNK = b'{"id":"x","choices":[{"index":0,"delta":{"content":" hi"},"finish_reason":null}]}'
 
@@ -100,7 +104,9 @@ ROUTES = {
 }
 
 
-async def fill_from(path: str, timeout_s: float = 10.0, cancel_after_s: float | None = None) -> RequestRecord:
+@contextlib.asynccontextmanager
+async def routes_served() -> AsyncIterator[str]:
+    """The ROUTES on a loopback port; yields the server root."""
     app = web.Application()
     for route, handler in ROUTES.items():
         app.router.add_post(route + "/v1/chat/completions", handler)
@@ -108,18 +114,25 @@ async def fill_from(path: str, timeout_s: float = 10.0, cancel_after_s: float | 
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = runner.addresses[0][1]
-    record = RequestRecord(id=1, intended_ns=0, input_tokens=7, output_tokens=2)
     try:
-        config = ClientConfig(f"http://127.0.0.1:{port}{path}", request_timeout_s=timeout_s)
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+async def fill_from(path: str, timeout_s: float = 10.0, cancel_after_s: float | None = None,
+                    replies: list | None = None) -> RequestRecord:
+    record = RequestRecord(id=1, intended_ns=0, input_tokens=7, output_tokens=2)
+    async with routes_served() as root:
+        config = ClientConfig(root + path, request_timeout_s=timeout_s)
         async with Client(config, t0_ns=time.perf_counter_ns()) as client:
-            task = asyncio.ensure_future(client.fill(record, b"{}"))
+            task = asyncio.ensure_future(client.fill(record, b"{}", keep_reply=replies is not None))
             if cancel_after_s is not None:
                 await asyncio.sleep(cancel_after_s)
                 task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-    finally:
-        await runner.cleanup()
+            [result] = await asyncio.gather(task, return_exceptions=True)
+    if replies is not None:
+        replies.append(result)
     return record
 
 
@@ -129,6 +142,35 @@ def test_good_stream_records_timings_and_usage():
     assert (record.served_input_tokens, record.served_output_tokens, record.output_counted) == (7, 2, False)
     assert 0 <= record.sent_ns <= record.first_token_ns <= record.end_ns
     assert len(record.itl_ms) == 1
+
+
+def test_the_reply_text_is_kept_only_when_asked_for():
+    replies = []
+    assert asyncio.run(fill_from("/ok", replies=replies)).ok
+    assert replies == [" hi hi"]
+    assert state_after(CHUNK).outputs is None  # no payloads kept by default
+
+
+async def _measure(root: str, api: str = "chat") -> TemplateOverhead:
+    return await measure_template(ClientConfig(root, api=api), "m", PromptSynthesizer(load_tokenizer(), seed=1))
+
+
+@pytest.mark.parametrize("api", ["chat", "completions"])
+def test_the_template_overhead_is_measured_from_usage(simulator, api):
+    with simulator(template=TemplateOverhead(base=4, per_message=6)) as sim:
+        measured = asyncio.run(_measure(sim.base_url, api))
+    assert measured == (TemplateOverhead(4, 6) if api == "chat" else TemplateOverhead(4, 0))
+
+
+@pytest.mark.parametrize(("path", "message"), [("/http429", "HTTP 429: slow down"),
+                                               ("/ok", "reports no usage.prompt_tokens")])
+def test_a_template_probe_that_fails_is_a_one_line_error(path, message):
+    async def probe():
+        async with routes_served() as root:
+            await _measure(root + path)
+
+    with pytest.raises(ConfigError, match=message):
+        asyncio.run(probe())
 
 
 def test_stream_without_usage_counts_chunks_and_says_so():
