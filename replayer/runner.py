@@ -1,8 +1,8 @@
 """`replayer run`: the pipeline from trace file to records, summary and report.
 
-Order matters for fidelity: everything slow (reading, shaping, prompt synthesis, serialization,
-opening the output) happens before t0; during the run only the dispatcher, the client and the
-record writer work.
+Order matters for fidelity: everything slow (reading, shaping, opening the output, and the first
+10,000 request bodies) happens before t0; during the run the dispatcher, the client and the record
+writer work, and further bodies are built only in the slack before the next send.
 """
 
 from __future__ import annotations
