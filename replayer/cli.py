@@ -153,6 +153,9 @@ def _add_simulator_options(parser: argparse.ArgumentParser, title: str) -> None:
                        help="prompt tokens prefilled per step (chunked prefill, default %(default)s)")
     group.add_argument("--max-model-len", type=_positive_int, default=engine.max_model_len,
                        help="context window; longer requests get HTTP 400 (default %(default)s)")
+    group.add_argument("--truth-log", type=Path, metavar="FILE.jsonl",
+                       help="write each streamed response's server-side timings (received, every chunk written), "
+                            "the ground truth that replayer bench compares the client's records with")
     group.add_argument("--template-tokens", type=_template_tokens, default=TemplateOverhead(), metavar="BASE,PER_MSG",
                        help="chat-template tokens added to each prompt's count: BASE per request plus PER_MSG per "
                             "message, as a real chat template does (default 0,0)")
@@ -174,7 +177,7 @@ def _simulator_config(args: argparse.Namespace) -> SimulatorConfig:
     faults = Faults(error_rate=args.error_rate, error_status=args.error_status, stall_rate=args.stall_rate,
                     stall_s=args.stall_s)
     return SimulatorConfig(model=args.sim_model, engine=engine, faults=faults, tokenizer=args.tokenizer,
-                           template=args.template_tokens)
+                           template=args.template_tokens, truth_log=args.truth_log)
 
 
 def _template_tokens(text: str) -> TemplateOverhead:
@@ -340,6 +343,73 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     config = _simulator_config(args)
     Console(stderr=True).print(f"replayer simulator serving {config.model} on http://{args.host}:{args.port}")
     serve(config, args.host, args.port)
+    return 0
+
+
+BENCH_EXAMPLES = """\
+examples:
+  replayer bench --quick                      # 128-token streams at 50..400 req/s, 6 s per step (~1 minute)
+  replayer bench                              # the full ladder: up to 600 req/s, 128- and 512-token streams
+  replayer bench --rates 100,200 --tokens 128 --duration 30 --out bench-runs
+"""
+
+
+def _add_bench(commands: argparse._SubParsersAction) -> None:
+    from replayer.bench import FULL
+
+    bench = commands.add_parser(
+        "bench", help="measure the client itself: timing inflation, schedule lag and CPU at a ladder of loads",
+        description="Replays Poisson arrivals at a ladder of request rates and stream lengths against the built-in "
+                    "simulator, run as its own process on another core. The simulator logs when it received each "
+                    "request and wrote each chunk, so the client's TTFT and ITL are compared with the truth. Ends "
+                    "with the load this machine can drive with < 1 ms inflation: is the client the bottleneck?",
+        epilog=BENCH_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench.add_argument("--quick", action="store_true", help="a short ladder that finishes in about a minute")
+    bench.add_argument("--rates", type=_number_list(float), metavar="R,R,...",
+                       help=f"request rates per step (default {','.join(f'{r:g}' for r in FULL['rates'])})")
+    bench.add_argument("--tokens", type=_number_list(int), metavar="N,N,...",
+                       help=f"streamed output tokens per request (default {','.join(map(str, FULL['tokens']))})")
+    bench.add_argument("--duration", type=_positive_float, metavar="S",
+                       help=f"seconds of arrivals per step (default {FULL['duration_s']:g}; --quick 6)")
+    bench.add_argument("--out", type=Path, metavar="DIR", help="keep every step's records and truth log here")
+    bench.add_argument("--no-pin", action="store_true", help="do not pin the client and the simulator to cores")
+    bench.set_defaults(handler=_cmd_bench)
+
+
+def _number_list(kind):
+    def parse(text: str) -> tuple:
+        try:
+            values = tuple(kind(part) for part in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        if not values or any(v <= 0 for v in values):
+            raise argparse.ArgumentTypeError(f"values must be > 0, got {text!r}")
+        return values
+
+    return parse
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from replayer.bench import FULL, QUICK, run_ladder, verdict
+    from replayer.report import bench_table
+
+    preset = QUICK if args.quick else FULL
+    rates, tokens = args.rates or preset["rates"], args.tokens or preset["tokens"]
+    duration_s = args.duration or preset["duration_s"]
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=120)  # logs and pipes: keep the table's rows whole
+    console.print(f"bench: {len(rates) * len(tokens)} steps of {duration_s:g} s (Poisson arrivals, "
+                  f"{'/'.join(map(str, tokens))} tokens per stream); client and simulator {'not pinned' if args.no_pin else 'pinned to separate cores'}")
+    results = []
+
+    def show(result) -> None:
+        results.append(result)
+        console.print(f"  {result.rate:g} req/s x {result.tokens} tokens: done")
+
+    run_ladder(rates, tokens, duration_s, args.out, pin=not args.no_pin, on_step=show)
+    console.print(bench_table(results))
+    console.print(verdict(results), style="bold")
     return 0
 
 
@@ -538,6 +608,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inspect(commands)
     _add_synth(commands)
     _add_datasets(commands)
+    _add_bench(commands)
     return parser
 
 

@@ -25,7 +25,7 @@ from replayer.bodies import RequestOptions, RequestPlan, save_requests
 from replayer.client import Client, ClientConfig, list_models, measure_template, raise_fd_limit
 from replayer.dispatcher import Lookahead, Progress, StopControl, dispatch
 from replayer.errors import ConfigError
-from replayer.eventloop import run as run_loop
+from replayer.eventloop import run as run_loop, settle_heap
 from replayer.live import LiveDisplay
 from replayer.metrics import summarize
 from replayer.prompts import PromptSynthesizer, TemplateOverhead
@@ -142,13 +142,14 @@ def request_options(config: RunConfig, model: str, backend: str) -> RequestOptio
 
 
 def _header(config: RunConfig, workload: Workload, base_url: str, model: str, backend: str,
-            plan: RequestPlan, t0_wall_ns: int) -> dict:
+            plan: RequestPlan, t0_ns: int, t0_wall_ns: int) -> dict:
     options = plan.options
     return {
         "tool": "replayer",
         "version": __version__,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "t0_wall_ns": t0_wall_ns,
+        "t0_monotonic_ns": t0_ns,
         "config": config.public(),
         "workload": workload.describe(),
         "target": {"base_url": base_url, "builtin_simulator": config.base_url is None, "api": options.api,
@@ -182,8 +183,10 @@ def save_plan(plan: RequestPlan, path: Path, console: Console) -> None:
     save_requests(ahead, plan.options, path)
 
 
-async def _replay(config: RunConfig, workload: Workload, base_url: str, out_dir: Path, console: Console) -> str | None:
-    """Prepare bodies, then dispatch at the recorded instants; returns the stop reason, if any."""
+async def _replay(config: RunConfig, workload: Workload, base_url: str, out_dir: Path,
+                  console: Console) -> tuple[str | None, float]:
+    """Prepare bodies, then dispatch at the recorded instants; returns the stop reason (if any) and the
+    CPU seconds the client process spent from t0 to the last response."""
     model, backend = await _target(config, base_url)
     options = request_options(config, model, backend)
     client_config = ClientConfig(base_url, api=config.api, stream=config.stream, api_key=config.api_key,
@@ -203,10 +206,11 @@ async def _replay(config: RunConfig, workload: Workload, base_url: str, out_dir:
     loop = asyncio.get_running_loop()
     for name in EXIT_SIGNALS:
         loop.add_signal_handler(getattr(signal, name), stop.request_stop, name)
+    settle_heap()
     t0_ns = time.perf_counter_ns() + int(START_LEAD_S * 1e9)
     t0_wall_ns = time.time_ns() + int(START_LEAD_S * 1e9)
     writer = RecordWriter(out_dir / "records.jsonl",
-                          _header(config, workload, base_url, model, backend, plan, t0_wall_ns))
+                          _header(config, workload, base_url, model, backend, plan, t0_ns, t0_wall_ns))
     progress = Progress()
     live = None if config.quiet else LiveDisplay(console, progress, t0_ns, workload.describe()["span_s"],
                                                  workload.speedup)
@@ -217,12 +221,14 @@ async def _replay(config: RunConfig, workload: Workload, base_url: str, out_dir:
         if live:
             live.observe(record)
 
+    cpu_at_t0 = time.process_time()
     try:
         async with Client(client_config, t0_ns=t0_ns) as client:
             await dispatch(buffer, client, on_record, t0_ns, total=len(plan),
                            sessions=plan if plan.has_sessions else None, stop=stop,
                            drain_timeout_s=config.drain_timeout_s, progress=progress)
     finally:
+        cpu_s = time.process_time() - cpu_at_t0
         writer.close()
         for name in EXIT_SIGNALS:
             loop.remove_signal_handler(getattr(signal, name))
@@ -230,7 +236,7 @@ async def _replay(config: RunConfig, workload: Workload, base_url: str, out_dir:
             live_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await live_task
-    return stop.reason
+    return stop.reason, cpu_s
 
 
 def _describe_plan(console: Console, plan: RequestPlan, base_url: str, model: str, backend: str) -> None:
@@ -299,10 +305,11 @@ def execute(config: RunConfig, console: Console | None = None) -> RunResult:
         base_url = config.base_url
         if base_url is None:
             base_url = stack.enter_context(SimulatorThread(config.simulator)).base_url
-        stop_reason = run_loop(_replay(config, workload, base_url, out_dir, console))
+        stop_reason, cpu_s = run_loop(_replay(config, workload, base_url, out_dir, console))
     record_file = read_records(out_dir / "records.jsonl")
     summary = summarize(record_file.records, streamed=config.stream)
     summary["interrupted"] = stop_reason
+    summary["client_cpu_s"] = cpu_s
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return RunResult(out_dir, summary, EXIT_SIGNALS.get(stop_reason or "", 0), stop_reason)
 

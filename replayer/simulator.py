@@ -9,6 +9,11 @@ raises TTFT (queueing, prefill) and TPOT (bigger batches) the way a real engine 
 Prompt tokens are counted with the same tokenizer the client uses; `max_tokens`, `ignore_eos`,
 `min_tokens` and `stream_options.include_usage` are honoured. Fault knobs inject HTTP errors and
 stalls for testing.
+
+With a truth log, it writes one JSON line per streamed response: the request id (`X-Request-Id`),
+when the handler received the request and when each token chunk was written, all on the monotonic
+clock that the client's `perf_counter_ns` also reads. `replayer bench` compares these with the
+client's records to measure how much the client inflates TTFT and ITL.
 """
 
 from __future__ import annotations
@@ -20,12 +25,15 @@ import random
 import threading
 import time
 from collections import deque
+from array import array
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
 
 from aiohttp import web
 
 from replayer.errors import ConfigError
-from replayer.eventloop import new_event_loop
+from replayer.eventloop import new_event_loop, settle_heap
 from replayer.prompts import PromptSynthesizer, TemplateOverhead
 from replayer.tokenizer import DEFAULT_TOKENIZER, Tokenizer, load_tokenizer
 
@@ -88,6 +96,8 @@ class SimulatorConfig:
     faults: Faults = field(default_factory=Faults)
     template: TemplateOverhead = field(default_factory=TemplateOverhead)
     """Tokens a chat template would add to each prompt's count (BASE per request, PER_MSG per message)."""
+    truth_log: Path | None = None
+    """Where to write each streamed response's server-side timings (JSON lines), if anywhere."""
 
 
 class _Sequence:
@@ -232,6 +242,7 @@ class Simulator:
         self.engine: Engine | None = None
         self._engine_task: asyncio.Task | None = None
         self.requests_received = 0
+        self._truth: IO[str] | None = None
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -243,10 +254,15 @@ class Simulator:
         return app
 
     async def _start_engine(self, app: web.Application) -> None:
+        settle_heap()
+        if self.config.truth_log is not None:
+            self._truth = open(self.config.truth_log, "w", encoding="utf-8")
         self.engine = Engine(self.config.engine)
         self._engine_task = asyncio.get_running_loop().create_task(self.engine.run())
 
     async def _stop_engine(self, app: web.Application) -> None:
+        if self._truth is not None:
+            self._truth.close()
         self._engine_task.cancel()
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
@@ -266,6 +282,7 @@ class Simulator:
         return max(min_tokens, min(max_tokens, natural))
 
     async def _complete(self, request: web.Request, api: str) -> web.StreamResponse:
+        received_ns = time.perf_counter_ns()
         self.requests_received += 1
         faults = self.config.faults
         try:
@@ -293,7 +310,12 @@ class Simulator:
         frames = _Frames(api, f"{self._counter}", self.config.model)
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return await self._stream(request, sequence, frames, include_usage, stall_s)
+            chunk_ns = array("q")
+            try:
+                return await self._stream(request, sequence, frames, include_usage, stall_s, chunk_ns)
+            finally:
+                if self._truth is not None:
+                    self._write_truth(request.headers.get("X-Request-Id"), received_ns, chunk_ns)
         return await self._whole(sequence, frames, stall_s)
 
     def _prompt_tokens(self, api: str, body: dict) -> int:
@@ -309,8 +331,13 @@ class Simulator:
     def _piece(self, index: int) -> bytes:
         return self._pieces[index % len(self._pieces)]
 
+    def _write_truth(self, request_id: str | None, received_ns: int, chunk_ns: array) -> None:
+        self._truth.write(json.dumps({"id": request_id, "received_ns": received_ns, "chunk_ns": chunk_ns.tolist()},
+                                     separators=(",", ":")) + "\n")
+
     async def _stream(self, request: web.Request, sequence: _Sequence, frames: _Frames, include_usage: bool,
-                      stall_s: float) -> web.StreamResponse:
+                      stall_s: float, chunk_ns: array) -> web.StreamResponse:
+        """Stream the tokens as the engine makes them; `chunk_ns` gets each token chunk's write time."""
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
         try:
@@ -322,7 +349,10 @@ class Simulator:
                 await sequence.ready.wait()
                 sequence.ready.clear()
                 ready = sequence.generated
-                await response.write(b"".join(frames.token(self._piece(i)) for i in range(written, ready)))
+                data = b"".join(frames.token(self._piece(i)) for i in range(written, ready))
+                now = time.perf_counter_ns()
+                chunk_ns.extend(now for _ in range(ready - written))
+                await response.write(data)
                 written = ready
         except (ConnectionError, asyncio.CancelledError):
             assert self.engine is not None

@@ -1,0 +1,215 @@
+"""`replayer bench`: how much the client adds to what it measures, and up to what load it keeps up.
+
+Each step of a ladder (request rate × stream length) replays Poisson arrivals through the real
+`replayer run` pipeline against the built-in simulator, started as its own process and pinned to
+another core than the client. The simulator writes a truth log: when it received each request and
+when it wrote each token chunk, on the same monotonic clock the client reads. So per step we know
+the achieved rate, the schedule lag, the measurement inflation (client TTFT and ITL minus the
+simulator's truth) and the client's CPU cost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from replayer.errors import ConfigError
+from replayer.records import read_records
+from replayer.runner import RunConfig, execute
+
+INFLATION_LIMIT_MS = 1.0
+"""TTFT inflation p99 under which the verdict counts a step as measured faithfully."""
+LAG_LIMIT_MS = 5.0
+"""Schedule-lag p99 under which a step counts as kept up with."""
+QUICK = {"rates": (50.0, 100.0, 200.0, 400.0), "tokens": (128,), "duration_s": 6.0}
+FULL = {"rates": (50.0, 100.0, 200.0, 300.0, 400.0, 600.0), "tokens": (128, 512), "duration_s": 20.0}
+_INPUT_TOKENS = 32
+_SIMULATOR_OPTIONS = ("--decode-base-ms", "10", "--decode-ms-per-seq", "0", "--prefill-tokens-per-ms", "1000",
+                      "--max-running", "100000", "--kv-tokens", "100000000", "--max-model-len", "100000")
+"""An engine that never queues: 100 tokens/s per stream whatever the load, so only the client varies."""
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one ladder step measured. Times in milliseconds; CPU in seconds."""
+
+    rate: float
+    tokens: int
+    planned: int
+    completed: int
+    intended_rate: float
+    """Of this step's sampled Poisson arrivals (close to `rate`)."""
+    achieved_rate: float
+    lag_ms: tuple[float, float, float]
+    """Schedule lag p50, p99, max."""
+    ttft_inflation_ms: tuple[float, float]
+    """Client TTFT minus the simulator's (first chunk written - request received): p50, p99."""
+    itl_error_ms: tuple[float, float]
+    """|client ITL - gap between the simulator's chunk writes|: p50, p99."""
+    cpu_per_1k_requests_s: float
+    cpu_per_100k_tokens_s: float
+
+    @property
+    def faithful(self) -> bool:
+        return (self.completed == self.planned and self.ttft_inflation_ms[1] < INFLATION_LIMIT_MS
+                and self.lag_ms[1] <= LAG_LIMIT_MS)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _cores() -> tuple[set[int] | None, set[int] | None]:
+    """(client cores, simulator cores): one core each when the machine has two or more."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None, None
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return None, None
+    return {cores[0]}, set(cores[1:])
+
+
+@contextmanager
+def simulator_process(truth_log: Path, cores: set[int] | None) -> Iterator[str]:
+    """The simulator in its own process (pinned to `cores`), writing `truth_log`; yields its base URL."""
+    port = _free_port()
+    command = [sys.executable, "-m", "replayer", "simulate", "--port", str(port), "--truth-log", str(truth_log),
+               *_SIMULATOR_OPTIONS]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        if cores:
+            os.sched_setaffinity(process.pid, cores)
+        base_url = f"http://127.0.0.1:{port}"
+        _wait_until_serving(base_url, process)
+        yield base_url
+    finally:
+        process.send_signal(signal.SIGINT)  # a graceful stop closes the truth log
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_until_serving(base_url: str, process: subprocess.Popen, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            message = process.stderr.read().decode(errors="replace").strip().splitlines()
+            raise ConfigError(f"bench: the simulator exited at start ({message[-1] if message else 'no message'})")
+        try:
+            with urllib.request.urlopen(base_url + "/v1/models", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise ConfigError(f"bench: the simulator did not answer on {base_url} within {timeout_s:g} s")
+
+
+def read_truth(path: Path) -> dict[int, tuple[int, np.ndarray]]:
+    """Request id → (received_ns, chunk write times) from a simulator truth log."""
+    truth = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        entry = json.loads(line)
+        if entry.get("id") is not None:
+            truth[int(entry["id"])] = (entry["received_ns"], np.asarray(entry["chunk_ns"], dtype=np.int64))
+    return truth
+
+
+def compare(records: list, truth: dict[int, tuple[int, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """(TTFT inflation per request, |ITL error| per chunk gap), in ms, over requests both sides saw whole."""
+    ttft, itl = [], []
+    for record in records:
+        seen = truth.get(record.id)
+        if not record.ok or seen is None or record.first_token_ns is None or not len(seen[1]):
+            continue
+        received_ns, chunk_ns = seen
+        ttft.append((record.first_token_ns - record.sent_ns - (chunk_ns[0] - received_ns)) / 1e6)
+        if len(record.itl_ms) == len(chunk_ns) - 1:
+            itl.append(np.abs(np.asarray(record.itl_ms) - np.diff(chunk_ns) / 1e6))
+    return np.asarray(ttft), (np.concatenate(itl) if itl else np.zeros(0))
+
+
+def _percentiles(values: np.ndarray, *qs: float) -> tuple[float, ...]:
+    return tuple(float(v) for v in np.percentile(values, qs)) if values.size else tuple(float("nan") for _ in qs)
+
+
+def run_step(rate: float, tokens: int, duration_s: float, directory: Path, pin: bool = True) -> StepResult:
+    """Replay `duration_s` of Poisson arrivals at `rate` with `tokens`-token streams; measure the client."""
+    client_cores, simulator_cores = _cores() if pin else (None, None)
+    truth_log = directory / "truth.jsonl"
+    spec = f"arrivals=poisson,rate={rate:g},duration={duration_s:g},input=fixed:{_INPUT_TOKENS},output=fixed:{tokens},seed=1"
+    before_affinity = os.sched_getaffinity(0) if client_cores else None
+    with simulator_process(truth_log, simulator_cores) as base_url:
+        if client_cores:
+            os.sched_setaffinity(0, client_cores)
+        try:
+            result = execute(RunConfig(synthetic=spec, base_url=base_url, out_dir=directory / "run", overwrite=True,
+                                       seed=1, quiet=True))
+        finally:
+            if before_affinity:
+                os.sched_setaffinity(0, before_affinity)
+    records = read_records(directory / "run" / "records.jsonl").records
+    sent = np.array([r.sent_ns for r in records if r.sent_ns is not None], dtype=np.int64)
+    intended = np.array([r.intended_ns for r in records], dtype=np.int64)
+    lag = np.array([(r.sent_ns - r.intended_ns) / 1e6 for r in records if r.sent_ns is not None])
+    ttft, itl = compare(records, read_truth(truth_log))
+    summary = result.summary
+    cpu_s = summary["client_cpu_s"]
+    streamed = summary["total_output_tokens"] or 1
+    return StepResult(
+        rate=rate, tokens=tokens, planned=len(records), completed=summary["completed"],
+        intended_rate=_rate_of(intended), achieved_rate=_rate_of(sent),
+        lag_ms=(*_percentiles(lag, 50, 99), float(lag.max()) if lag.size else float("nan")),
+        ttft_inflation_ms=_percentiles(ttft, 50, 99), itl_error_ms=_percentiles(itl, 50, 99),
+        cpu_per_1k_requests_s=cpu_s / max(len(records), 1) * 1000, cpu_per_100k_tokens_s=cpu_s / streamed * 1e5)
+
+
+def _rate_of(instants_ns: np.ndarray) -> float:
+    """Events per second between the first and the last instant."""
+    if instants_ns.size < 2 or instants_ns.max() == instants_ns.min():
+        return float("nan")
+    return (instants_ns.size - 1) / ((instants_ns.max() - instants_ns.min()) / 1e9)
+
+
+def run_ladder(rates: tuple[float, ...], tokens: tuple[int, ...], duration_s: float, directory: Path | None = None,
+               pin: bool = True, on_step=None) -> list[StepResult]:
+    """Every (tokens, rate) step in order; `on_step` is called with each result as it comes."""
+    results = []
+    with tempfile.TemporaryDirectory(prefix="replayer-bench-") as scratch:
+        root = directory or Path(scratch)
+        for n_tokens in tokens:
+            for rate in rates:
+                step_dir = root / f"rate{rate:g}-tokens{n_tokens}"
+                step_dir.mkdir(parents=True, exist_ok=True)
+                result = run_step(rate, n_tokens, duration_s, step_dir, pin)
+                results.append(result)
+                if on_step:
+                    on_step(result)
+    return results
+
+
+def verdict(results: list[StepResult]) -> str:
+    """The one-line answer to "is my client the bottleneck?"."""
+    faithful = [r for r in results if r.faithful]
+    if not faithful:
+        lowest = min(results, key=lambda r: (r.rate, r.tokens))
+        return (f"even at {lowest.rate:g} req/s x {lowest.tokens} tokens the client inflated TTFT p99 by "
+                f"{lowest.ttft_inflation_ms[1]:.2f} ms (limit {INFLATION_LIMIT_MS:g} ms) or fell behind")
+    best = max(faithful, key=lambda r: (r.rate * r.tokens, r.rate))
+    return (f"this machine can drive {best.rate:g} req/s x {best.tokens} tokens with < {INFLATION_LIMIT_MS:g} ms "
+            f"inflation (TTFT p99 +{best.ttft_inflation_ms[1]:.2f} ms, schedule lag p99 {best.lag_ms[1]:.2f} ms)")

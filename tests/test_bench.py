@@ -1,0 +1,44 @@
+import numpy as np
+
+from replayer.bench import StepResult, compare, run_ladder, verdict
+from replayer.records import RequestRecord
+
+MS = 1_000_000
+
+
+def _record(i: int, sent: int, first: int, itl: list[float], status: str = "ok") -> RequestRecord:
+    return RequestRecord(id=i, intended_ns=sent, input_tokens=1, output_tokens=len(itl) + 1, sent_ns=sent,
+                         first_token_ns=first, end_ns=first, status=status, itl_ms=itl)
+
+
+def test_inflation_is_client_minus_truth_per_request_and_gap():
+    records = [_record(1, 0, 12 * MS, [10.5, 9.0]), _record(2, 0, 30 * MS, [1.0], status="timeout"),
+               _record(3, 0, 5 * MS, [4.0])]  # 3 has a chunk count the truth disagrees with: TTFT only
+    truth = {1: (1 * MS, np.array([11, 21, 31]) * MS),  # truth TTFT 10 ms, gaps 10 and 10
+             2: (0, np.array([1]) * MS), 3: (0, np.array([4, 8, 12]) * MS)}
+    ttft, itl = compare(records, truth)
+    assert np.allclose(ttft, [2.0, 1.0])
+    assert np.allclose(itl, [0.5, 1.0])
+
+
+def _step(rate: float, tokens: int, inflation_p99: float, completed: int = 10, lag_p99: float = 1.0) -> StepResult:
+    return StepResult(rate, tokens, 10, completed, rate, rate, (0.1, lag_p99, 2.0), (0.1, inflation_p99), (0.1, 0.2),
+                      1.0, 1.0)
+
+
+def test_the_verdict_names_the_heaviest_faithful_step():
+    results = [_step(50, 128, 0.4), _step(100, 128, 0.8), _step(200, 128, 3.0), _step(400, 128, 0.5, completed=9),
+               _step(100, 512, 0.9, lag_p99=6.0)]
+    assert verdict(results).startswith("this machine can drive 100 req/s x 128 tokens with < 1 ms inflation")
+    assert verdict([_step(50, 128, 2.5)]).startswith("even at 50 req/s x 128 tokens the client inflated TTFT p99 by 2.50")
+
+
+def test_a_tiny_ladder_matches_every_request_with_the_simulators_truth(tmp_path):
+    [result] = run_ladder((20.0,), (8,), 1.0, tmp_path)
+    assert result.planned > 5 and result.completed == result.planned
+    assert result.intended_rate > 0 and result.achieved_rate > 0
+    assert all(not np.isnan(v) for v in (*result.lag_ms, *result.ttft_inflation_ms, *result.itl_error_ms))
+    assert result.ttft_inflation_ms[0] > 0  # the client sees the first token after the simulator wrote it
+    assert result.cpu_per_1k_requests_s > 0 and result.cpu_per_100k_tokens_s > 0
+    truth_lines = (tmp_path / "rate20-tokens8" / "truth.jsonl").read_text().splitlines()
+    assert len(truth_lines) == result.planned
