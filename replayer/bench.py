@@ -166,7 +166,6 @@ def run_step(rate: float, tokens: int, duration_s: float, directory: Path, pin: 
     records = read_records(directory / "run" / "records.jsonl").records
     sent = np.array([r.sent_ns for r in records if r.sent_ns is not None], dtype=np.int64)
     intended = np.array([r.intended_ns for r in records], dtype=np.int64)
-    lag = np.array([(r.sent_ns - r.intended_ns) / 1e6 for r in records if r.sent_ns is not None])
     ttft, itl = compare(records, read_truth(truth_log))
     summary = result.summary
     cpu_s = summary["client_cpu_s"]
@@ -174,9 +173,13 @@ def run_step(rate: float, tokens: int, duration_s: float, directory: Path, pin: 
     return StepResult(
         rate=rate, tokens=tokens, planned=len(records), completed=summary["completed"],
         intended_rate=_rate_of(intended), achieved_rate=_rate_of(sent),
-        lag_ms=(*_percentiles(lag, 50, 99), float(lag.max()) if lag.size else float("nan")),
+        lag_ms=tuple(_or_nan(summary["schedule_lag_ms"][name]) for name in ("p50", "p99", "max")),
         ttft_inflation_ms=_percentiles(ttft, 50, 99), itl_error_ms=_percentiles(itl, 50, 99),
         cpu_per_1k_requests_s=cpu_s / max(len(records), 1) * 1000, cpu_per_100k_tokens_s=cpu_s / streamed * 1e5)
+
+
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else value
 
 
 def _rate_of(instants_ns: np.ndarray) -> float:

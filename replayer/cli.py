@@ -102,6 +102,19 @@ def _number(kind: type, minimum: float, *, strict: bool):
 _positive_float = _number(float, 0, strict=True)
 _non_negative_float = _number(float, 0, strict=False)
 _positive_int = _number(int, 0, strict=True)
+_non_negative_int = _number(int, 0, strict=False)
+
+
+def _number_list(parse_one, count: int | None = None):
+    """An argparse type: comma-separated values, each checked by `parse_one` (exactly `count` if given)."""
+
+    def parse(text: str) -> tuple:
+        parts = text.split(",")
+        if count is not None and len(parts) != count:
+            raise argparse.ArgumentTypeError(f"expected {count} comma-separated numbers, got {text!r}")
+        return tuple(parse_one(part) for part in parts)
+
+    return parse
 
 
 def _fraction(text: str) -> float:
@@ -181,13 +194,7 @@ def _simulator_config(args: argparse.Namespace) -> SimulatorConfig:
 
 
 def _template_tokens(text: str) -> TemplateOverhead:
-    try:
-        base, per_message = (int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected BASE,PER_MSG (two integers), got {text!r}") from None
-    if base < 0 or per_message < 0:
-        raise argparse.ArgumentTypeError(f"template tokens must be >= 0, got {text!r}")
-    return TemplateOverhead(base, per_message)
+    return TemplateOverhead(*_number_list(_non_negative_int, count=2)(text))
 
 
 def _add_format_options(group) -> None:
@@ -365,28 +372,15 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
                     "with the load this machine can drive with < 1 ms inflation: is the client the bottleneck?",
         epilog=BENCH_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     bench.add_argument("--quick", action="store_true", help="a short ladder that finishes in about a minute")
-    bench.add_argument("--rates", type=_number_list(float), metavar="R,R,...",
+    bench.add_argument("--rates", type=_number_list(_positive_float), metavar="R,R,...",
                        help=f"request rates per step (default {','.join(f'{r:g}' for r in FULL['rates'])})")
-    bench.add_argument("--tokens", type=_number_list(int), metavar="N,N,...",
+    bench.add_argument("--tokens", type=_number_list(_positive_int), metavar="N,N,...",
                        help=f"streamed output tokens per request (default {','.join(map(str, FULL['tokens']))})")
     bench.add_argument("--duration", type=_positive_float, metavar="S",
                        help=f"seconds of arrivals per step (default {FULL['duration_s']:g}; --quick 6)")
     bench.add_argument("--out", type=Path, metavar="DIR", help="keep every step's records and truth log here")
     bench.add_argument("--no-pin", action="store_true", help="do not pin the client and the simulator to cores")
     bench.set_defaults(handler=_cmd_bench)
-
-
-def _number_list(kind):
-    def parse(text: str) -> tuple:
-        try:
-            values = tuple(kind(part) for part in text.split(","))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-        if not values or any(v <= 0 for v in values):
-            raise argparse.ArgumentTypeError(f"values must be > 0, got {text!r}")
-        return values
-
-    return parse
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -401,13 +395,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         console = Console(width=120)  # logs and pipes: keep the table's rows whole
     console.print(f"bench: {len(rates) * len(tokens)} steps of {duration_s:g} s (Poisson arrivals, "
                   f"{'/'.join(map(str, tokens))} tokens per stream); client and simulator {'not pinned' if args.no_pin else 'pinned to separate cores'}")
-    results = []
 
     def show(result) -> None:
-        results.append(result)
         console.print(f"  {result.rate:g} req/s x {result.tokens} tokens: done")
 
-    run_ladder(rates, tokens, duration_s, args.out, pin=not args.no_pin, on_step=show)
+    results = run_ladder(rates, tokens, duration_s, args.out, pin=not args.no_pin, on_step=show)
     console.print(bench_table(results))
     console.print(verdict(results), style="bold")
     return 0

@@ -21,9 +21,9 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from replayer.bodies import API_PATHS, RequestOptions, build_body
 from replayer.errors import ConfigError
 from replayer.prompts import PromptSynthesizer, TemplateOverhead
-from replayer.bodies import API_PATHS, RequestOptions, build_body
 from replayer.records import RequestRecord
 from replayer.sse import SSEParser
 
@@ -312,10 +312,10 @@ async def measure_template(config: ClientConfig, model: str, synthesizer: Prompt
     requests (one message, then three): what `--count-template` subtracts from each prompt."""
     options = RequestOptions(api=config.api, model=model, stream=False, ignore_eos=False)
     texts = [synthesizer.prompt(n, _PROBE_TOKENS) for n in range(3)]
-    if config.api != "chat":
-        return TemplateOverhead(base=await _probe_prompt_tokens(config, build_body(options, texts[0], 1)) - _PROBE_TOKENS)
-    roles = ("user", "assistant", "user")
     one = await _probe_prompt_tokens(config, build_body(options, texts[0], 1)) - _PROBE_TOKENS
+    if config.api != "chat":
+        return TemplateOverhead(base=one)
+    roles = ("user", "assistant", "user")
     messages = [{"role": role, "content": text} for role, text in zip(roles, texts)]
     three = await _probe_prompt_tokens(config, build_body(options, messages, 1)) - 3 * _PROBE_TOKENS
     per_message = (three - one) // 2

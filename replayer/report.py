@@ -78,8 +78,9 @@ def render_summary(summary: dict, console: Console, title: str = "replayer summa
     for kind, message in summary.get("failure_examples", {}).items():
         parts.append(Text(f"{kind}: {message}", style="red"))
     if summary.get("client_limited"):
+        lag_p99 = summary.get("client_lag_p99_ms", summary["schedule_lag_ms"]["p99"])
         parts.append(Text(
-            f"WARNING: schedule lag p99 {summary.get('client_lag_p99_ms', summary['schedule_lag_ms']['p99']):.1f} ms (session waits excluded) exceeds "
+            f"WARNING: schedule lag p99 {lag_p99:.1f} ms (session waits excluded) exceeds "
             f"{summary['client_limited_threshold_ms']:g} ms: the client, not the server, limited this run.",
             style="bold yellow"))
     console.print(Group(*parts))

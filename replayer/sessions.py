@@ -87,8 +87,8 @@ class Conversations:
         finished, in `actual` mode), then a new user message completing `request_tokens`."""
         previous = int(self.links.previous[position])
         history = self._open.pop(previous, []) if previous >= 0 else []
-        history = self._fit(history, request_tokens)
-        room = request_tokens - sum(m.tokens for m in history)
+        history, used = self._fit(history, request_tokens)
+        room = request_tokens - used
         user_tokens = self.template.content_tokens(room, len(history) + 1)
         conversation = [*history, _Message("user", self.synthesizer.prompt(request_id, user_tokens), user_tokens)]
         messages = [{"role": m.role, "content": m.content} for m in conversation]
@@ -98,15 +98,16 @@ class Conversations:
             self._open[position] = conversation
         return messages
 
-    def _fit(self, history: list[_Message], request_tokens: int) -> list[_Message]:
-        """Drop the oldest exchanges until the new user message has at least one token of room."""
+    def _fit(self, history: list[_Message], request_tokens: int) -> tuple[list[_Message], int]:
+        """Drop the oldest exchanges until the new user message has at least one token of room; returns
+        the kept history and its content tokens."""
         used = sum(m.tokens for m in history)
         start = 0
         while start < len(history) and used + self.template.of(len(history) - start + 1) >= request_tokens:
             dropped = history[start:start + 2]  # one user message and its reply
             used -= sum(m.tokens for m in dropped)
             start += len(dropped)
-        return history[start:]
+        return history[start:], used
 
     def wants_reply(self, position: int) -> bool:
         """Whether the server's reply to this turn goes into its session's history."""

@@ -24,8 +24,8 @@ import math
 import random
 import threading
 import time
-from collections import deque
 from array import array
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -310,12 +310,13 @@ class Simulator:
         frames = _Frames(api, f"{self._counter}", self.config.model)
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            if self._truth is None:
+                return await self._stream(request, sequence, frames, include_usage, stall_s)
             chunk_ns = array("q")
             try:
                 return await self._stream(request, sequence, frames, include_usage, stall_s, chunk_ns)
             finally:
-                if self._truth is not None:
-                    self._write_truth(request.headers.get("X-Request-Id"), received_ns, chunk_ns)
+                self._write_truth(request.headers.get("X-Request-Id"), received_ns, chunk_ns)
         return await self._whole(sequence, frames, stall_s)
 
     def _prompt_tokens(self, api: str, body: dict) -> int:
@@ -336,8 +337,8 @@ class Simulator:
                                      separators=(",", ":")) + "\n")
 
     async def _stream(self, request: web.Request, sequence: _Sequence, frames: _Frames, include_usage: bool,
-                      stall_s: float, chunk_ns: array) -> web.StreamResponse:
-        """Stream the tokens as the engine makes them; `chunk_ns` gets each token chunk's write time."""
+                      stall_s: float, chunk_ns: array | None = None) -> web.StreamResponse:
+        """Stream the tokens as the engine makes them; `chunk_ns`, if given, gets each token chunk's write time."""
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
         try:
@@ -350,8 +351,8 @@ class Simulator:
                 sequence.ready.clear()
                 ready = sequence.generated
                 data = b"".join(frames.token(self._piece(i)) for i in range(written, ready))
-                now = time.perf_counter_ns()
-                chunk_ns.extend(now for _ in range(ready - written))
+                if chunk_ns is not None:
+                    chunk_ns.extend([time.perf_counter_ns()] * (ready - written))
                 await response.write(data)
                 written = ready
         except (ConnectionError, asyncio.CancelledError):
