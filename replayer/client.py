@@ -3,7 +3,8 @@
 Every outcome is a record, never an exception that ends the run: connection failures, timeouts,
 HTTP errors, broken or malformed streams and empty answers each become a failure kind.
 
-Per chunk the hot path does: one clock read on receipt (before any parsing), the SSE split, and one
+Requests go over `replayer.http`'s keep-alive connections. Per network read the hot path does: one
+clock read on receipt (before any parsing, in the protocol callback itself), the SSE split, and one
 regex pass that finds which top-level keys carry values. Inside a JSON string every quote is
 escaped, so a match of `"content":"x` can only be a real key with a non-empty string value: that
 test is exact, and only the rare usage and error payloads are decoded with `json`.
@@ -23,6 +24,7 @@ import aiohttp
 
 from replayer.bodies import API_PATHS, RequestOptions, build_body
 from replayer.errors import ConfigError
+from replayer.http import ConnectError, ConnectionPool, StreamError
 from replayer.prompts import PromptSynthesizer, TemplateOverhead
 from replayer.records import RequestRecord
 from replayer.sse import SSEParser
@@ -86,11 +88,12 @@ def error_message(body: bytes | str) -> str:
 
 
 class _StreamState:
-    """What one SSE stream has shown so far."""
+    """What one SSE stream has shown so far; called with each body piece as it arrives."""
 
-    __slots__ = ("arrivals", "usage_payload", "finished", "done", "error", "outputs")
+    __slots__ = ("parser", "arrivals", "usage_payload", "finished", "done", "error", "outputs")
 
     def __init__(self, keep_outputs: bool = False) -> None:
+        self.parser = SSEParser()
         self.arrivals = array("q")
         self.outputs: list[bytes] | None = [] if keep_outputs else None
         """The output-bearing payloads, kept only when the reply text is wanted."""
@@ -98,6 +101,12 @@ class _StreamState:
         self.finished = False
         self.done = False
         self.error: str | None = None
+
+    def __call__(self, data: bytes, now_ns: int) -> bool:
+        """Take one network read of the body, received at `now_ns`; True once `[DONE]` has been seen."""
+        for _, payload in self.parser.feed(data):
+            self.take(payload, now_ns)
+        return self.done
 
     def take(self, payload: bytes, now_ns: int) -> None:
         """Account for one event's data, received at `now_ns`."""
@@ -120,6 +129,11 @@ class _StreamState:
             self.arrivals.append(now_ns)
             if self.outputs is not None:
                 self.outputs.append(payload)
+
+    def close(self, now_ns: int) -> None:
+        """The body has ended: an event not followed by a blank line still counts."""
+        for _, payload in self.parser.close():
+            self.take(payload, now_ns)
 
     def reply(self) -> str:
         """The reply's visible text (reasoning excluded), decoded from the kept payloads."""
@@ -157,101 +171,80 @@ def _apply_usage(record: RequestRecord, usage: dict, counted_output: int) -> Non
 
 
 class Client:
-    """One aiohttp session for the whole run; `fill` sends one request and completes its record."""
+    """Keep-alive connections to the server for the whole run; `fill` sends one request and completes
+    its record."""
 
-    def __init__(self, config: ClientConfig, t0_ns: int = 0, max_connections: int = 0):
+    def __init__(self, config: ClientConfig, t0_ns: int = 0):
         self.config = config
         self.t0_ns = t0_ns
-        self._url = config.url
-        self._headers = config.headers()
-        self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: ConnectionPool | None = None
+
+    @property
+    def open_connections(self) -> int:
+        return self._pool.open_connections if self._pool else 0
 
     async def __aenter__(self) -> Client:
-        connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0, ttl_dns_cache=None)
-        timeout = aiohttp.ClientTimeout(total=self.config.request_timeout_s, sock_connect=self.config.connect_timeout_s)
-        self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False)
+        self._pool = ConnectionPool(self.config.url, self.config.headers(), self.config.connect_timeout_s)
         return self
 
     async def __aexit__(self, *exc_info) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._pool is not None:
+            self._pool.close()
 
     async def fill(self, record: RequestRecord, body: bytes, keep_reply: bool = False) -> str | None:
         """Send `body` now and record what happens; cancellation propagates after the record is marked.
         With `keep_reply`, return the reply's text (for session histories); otherwise None."""
-        assert self._session is not None, "use Client as an async context manager"
+        assert self._pool is not None, "use Client as an async context manager"
         t0 = self.t0_ns
         clock = time.perf_counter_ns
+        state = _StreamState(keep_reply) if self.config.stream else None
         record.sent_ns = clock() - t0
-        headers = {**self._headers, "X-Request-Id": str(record.id)}
-        started = False
         try:
-            async with self._session.post(self._url, data=body, headers=headers) as response:
-                started = True
-                if response.status != 200:
-                    text = await response.read()
-                    record.fail(f"http_{response.status}", error_message(text), clock() - t0)
-                elif self.config.stream:
-                    return await self._read_stream(response, record, keep_reply)
-                else:
-                    return await self._read_whole(response, record, keep_reply)
+            response = await self._pool.request(body, state, b"X-Request-Id: %d\r\n" % record.id,
+                                                self.config.request_timeout_s)
         except asyncio.CancelledError:
-            record.fail("cancelled", "run stopped before the response finished", clock() - t0)
+            self._end_stream(record, state, "cancelled", "run stopped before the response finished")
             raise
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            record.fail("timeout", str(exc) or "request timed out", clock() - t0)
-        except aiohttp.ClientError as exc:
-            # Once the response has begun, a broken connection is a broken stream.
-            record.fail("stream" if started else "connect", str(exc) or type(exc).__name__, clock() - t0)
+        except asyncio.TimeoutError:
+            self._end_stream(record, state, "timeout", "request timed out")
+        except ConnectError as exc:
+            record.fail("connect", str(exc), clock() - t0)
+        except StreamError as exc:
+            self._end_stream(record, state, "stream", str(exc))
+        else:
+            if response.status != 200:
+                record.fail(f"http_{response.status}", error_message(response.body), clock() - t0)
+            elif state is not None:
+                state.close(clock())
+                self._end_stream(record, state)
+                return state.reply() if keep_reply else None
+            else:
+                return self._take_whole(record, response.body, keep_reply)
         return None
 
-    async def _read_stream(self, response: aiohttp.ClientResponse, record: RequestRecord,
-                           keep_reply: bool) -> str | None:
-        t0 = self.t0_ns
-        clock = time.perf_counter_ns
-        parser = SSEParser()
-        state = _StreamState(keep_reply)
-        content = response.content
-        try:
-            while True:
-                data = await content.readany()
-                now = clock()
-                if not data:
-                    break
-                for _, payload in parser.feed(data):
-                    state.take(payload, now)
-                if state.done:
-                    break
-        finally:
-            self._keep_timings(record, state)
-        for _, payload in parser.close():
-            state.take(payload, clock())
-        self._finish_stream(record, state, clock() - t0)
-        return state.reply() if keep_reply else None
-
-    def _keep_timings(self, record: RequestRecord, state: _StreamState) -> None:
-        """Copy chunk timings into the record (also for a stream that is being cancelled)."""
-        arrivals = state.arrivals
-        if arrivals:
-            t0 = self.t0_ns
-            record.first_token_ns = arrivals[0] - t0
-            record.end_ns = arrivals[-1] - t0
-            record.itl_ms = [round((b - a) / 1e6, 3) for a, b in zip(arrivals, arrivals[1:])]
-        _apply_usage(record, _usage(state.usage_payload), len(arrivals))
-
-    @staticmethod
-    def _finish_stream(record: RequestRecord, state: _StreamState, now_ns: int) -> None:
-        if state.error is not None:
+    def _end_stream(self, record: RequestRecord, state: _StreamState | None, kind: str | None = None,
+                    message: str = "") -> None:
+        """Copy the chunk timings gathered so far into the record and settle its outcome: the failure
+        `kind` given, or what the stream itself showed."""
+        now_ns = time.perf_counter_ns() - self.t0_ns
+        if state is not None:
+            arrivals = state.arrivals
+            if arrivals:
+                t0 = self.t0_ns
+                record.first_token_ns = arrivals[0] - t0
+                record.end_ns = arrivals[-1] - t0
+                record.itl_ms = [round((b - a) / 1e6, 3) for a, b in zip(arrivals, arrivals[1:])]
+            _apply_usage(record, _usage(state.usage_payload), len(arrivals))
+        if kind is not None:
+            record.fail(kind, message, now_ns)
+        elif state.error is not None:
             record.fail("stream", state.error, now_ns)
         elif not (state.done or state.finished):
             record.fail("stream", "stream ended before [DONE] or a finish_reason", now_ns)
         elif not state.arrivals:
             record.fail("empty", "the response carried no output text", now_ns)
 
-    async def _read_whole(self, response: aiohttp.ClientResponse, record: RequestRecord,
-                          keep_reply: bool) -> str | None:
-        raw = await response.read()
+    def _take_whole(self, record: RequestRecord, raw: bytes, keep_reply: bool) -> str | None:
         now = time.perf_counter_ns() - self.t0_ns
         try:
             data = json.loads(raw)
