@@ -26,6 +26,7 @@ import threading
 import time
 from array import array
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -103,7 +104,7 @@ class SimulatorConfig:
 class _Sequence:
     """One request inside the engine."""
 
-    __slots__ = ("prompt_tokens", "target_tokens", "prefilled", "generated", "ready")
+    __slots__ = ("prompt_tokens", "target_tokens", "prefilled", "generated", "ready", "on_token")
 
     def __init__(self, prompt_tokens: int, target_tokens: int):
         self.prompt_tokens = prompt_tokens
@@ -111,6 +112,9 @@ class _Sequence:
         self.prefilled = 0
         self.generated = 0
         self.ready = asyncio.Event()
+        """Set at each new token for a handler that waits (non-streaming, or a stream during a stall)."""
+        self.on_token: Callable[[], None] | None = None
+        """Called at each new token instead, once a stream writes its tokens directly."""
 
     @property
     def kv_tokens(self) -> int:
@@ -180,7 +184,10 @@ class Engine:
         finished = False
         for sequence in emitting:
             sequence.generated += 1
-            sequence.ready.set()
+            if sequence.on_token is None:
+                sequence.ready.set()
+            else:
+                sequence.on_token()
             finished = finished or sequence.generated >= sequence.target_tokens
         if finished:
             keep = []
@@ -341,22 +348,19 @@ class Simulator:
         """Stream the tokens as the engine makes them; `chunk_ns`, if given, gets each token chunk's write time."""
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(request)
+        assert self.engine is not None
         try:
-            await response.write(frames.role())
+            role = frames.role()
+            if role:
+                await response.write(role)
             if stall_s:
                 await asyncio.sleep(stall_s)
-            written = 0
-            while written < sequence.target_tokens:
-                await sequence.ready.wait()
-                sequence.ready.clear()
-                ready = sequence.generated
-                data = b"".join(frames.token(self._piece(i)) for i in range(written, ready))
-                if chunk_ns is not None:
-                    chunk_ns.extend([time.perf_counter_ns()] * (ready - written))
-                await response.write(data)
-                written = ready
+            if sequence.target_tokens:
+                writer = _TokenWriter(request.transport, self.engine, sequence, frames, self._piece, chunk_ns)
+                sequence.on_token = writer
+                writer()  # the tokens made so far (during a stall), if any
+                await writer.ended
         except (ConnectionError, asyncio.CancelledError):
-            assert self.engine is not None
             self.engine.abort(sequence)
             raise
         reason = "length" if sequence.generated >= sequence.target_tokens else "stop"
@@ -376,6 +380,43 @@ class Simulator:
             await asyncio.sleep(stall_s)
         text = self.reply_text(sequence.generated)
         return web.json_response(frames.whole(text, sequence.prompt_tokens, sequence.generated))
+
+
+class _TokenWriter:
+    """Writes a stream's new tokens straight onto its connection, called by the engine at each step:
+    one chunked-encoding frame per step and no handler task woken per token, so the simulator can
+    stream tens of thousands of chunks a second from one core (the headers and the first frame went
+    through aiohttp, which also writes the final frames)."""
+
+    __slots__ = ("transport", "engine", "sequence", "frames", "piece", "chunk_ns", "written", "ended")
+
+    def __init__(self, transport: asyncio.Transport | None, engine: Engine, sequence: _Sequence, frames: _Frames,
+                 piece: Callable[[int], bytes], chunk_ns: array | None):
+        self.transport = transport
+        self.engine = engine
+        self.sequence = sequence
+        self.frames = frames
+        self.piece = piece
+        self.chunk_ns = chunk_ns
+        self.written = 0
+        self.ended: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    def __call__(self) -> None:
+        sequence, ready = self.sequence, self.sequence.generated
+        if ready == self.written or self.ended.done():
+            return
+        if self.transport is None or self.transport.is_closing():
+            self.engine.abort(sequence)
+            self.ended.set_exception(ConnectionResetError("the client went away"))
+            return
+        token, piece = self.frames.token, self.piece
+        data = b"".join(token(piece(i)) for i in range(self.written, ready))
+        if self.chunk_ns is not None:
+            self.chunk_ns.extend([time.perf_counter_ns()] * (ready - self.written))
+        self.transport.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.written = ready
+        if ready >= sequence.target_tokens:
+            self.ended.set_result(None)
 
 
 def _error(status: int, message: str) -> web.Response:
