@@ -114,12 +114,13 @@ class _StreamState:
             self.done = True
             return
         has_output = False
-        for match in _KEYS.finditer(payload):
-            key, value = match.groups()
+        for key, value in _KEYS.findall(payload):
             if key in _OUTPUT_KEYS:
-                has_output = has_output or (value[:1] == b'"' and value[1:2] != b'"')
+                if value[:1] == b'"' and value[1:2] != b'"':
+                    has_output = True
             elif key == b"finish_reason":
-                self.finished = self.finished or value[:1] == b'"'
+                if value[:1] == b'"':
+                    self.finished = True
             elif key == b"usage":
                 if value[:1] == b"{":
                     self.usage_payload = payload

@@ -206,6 +206,17 @@ class _Connection(asyncio.Protocol):
             self._finish()
 
     def _read_chunked(self, data: bytes, now: int) -> None:
+        if not self._chunk_left and not self._line and not self._trailers:
+            # The usual read: exactly one whole chunk.
+            start = data.find(b"\r\n") + 2
+            if 2 < start < 10 and data[-2:] == b"\r\n":
+                try:
+                    length = int(data[:start - 2], 16)
+                except ValueError:
+                    length = -1
+                if start + length + 2 == len(data):
+                    self._deliver(data[start:-2], now)
+                    return
         position, size = 0, len(data)
         while position < size:
             left = self._chunk_left

@@ -22,6 +22,9 @@ class SSEParser:
 
     def feed(self, data: bytes) -> list[Event]:
         """Add bytes from the stream; return the events they complete, in order."""
+        if not self._buffer and data[:6] == b"data: " and data.find(b"\n") == len(data) - 2 \
+                and data[-1:] == b"\n" and not self._after_cr and b"\r" not in data:
+            return [(b"", data[6:-2])]  # the usual read: exactly one one-line event
         if self._after_cr and data[:1] == b"\n":
             data = data[1:]  # the LF of a CRLF split across reads: its CR already ended the line
         if b"\r" in data:
