@@ -21,14 +21,19 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from rich.console import Console
 
+from replayer.baseline import RawRun, replay_raw
+from replayer.bodies import API_PATHS
 from replayer.errors import ConfigError
+from replayer.eventloop import run as run_loop, settle_heap
 from replayer.records import read_records
-from replayer.runner import RunConfig, execute
+from replayer.runner import (RunConfig, dry_run_target, execute, load_workload, make_synthesizer, plan_requests,
+                             request_options)
 
 INFLATION_LIMIT_MS = 1.0
 """TTFT inflation p99 under which the verdict counts a step as measured faithfully."""
@@ -61,6 +66,16 @@ class StepResult:
     """|client ITL - gap between the simulator's chunk writes|: p50, p99."""
     cpu_per_1k_requests_s: float
     cpu_per_100k_tokens_s: float
+    raw_ttft_inflation_ms: tuple[float, float] = (float("nan"), float("nan"))
+    """The same as `ttft_inflation_ms` for the minimal raw client (`replayer.baseline`) on the same
+    arrivals and bodies, against a fresh simulator: the floor this machine and simulator set."""
+    raw_lag_p99_ms: float = float("nan")
+    raw_cpu_per_1k_requests_s: float = float("nan")
+
+    @property
+    def ratio_to_raw(self) -> float:
+        """TTFT inflation p99 of the client over the raw client's."""
+        return self.ttft_inflation_ms[1] / self.raw_ttft_inflation_ms[1]
 
     @property
     def faithful(self) -> bool:
@@ -132,37 +147,52 @@ def read_truth(path: Path) -> dict[int, tuple[int, np.ndarray]]:
 
 def compare(records: list, truth: dict[int, tuple[int, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     """(TTFT inflation per request, |ITL error| per chunk gap), in ms, over requests both sides saw whole."""
-    ttft, itl = [], []
-    for record in records:
+    whole = [r for r in records if r.ok and r.first_token_ns is not None]
+    ttft = ttft_inflation({r.id: r.first_token_ns - r.sent_ns for r in whole}, truth)
+    itl = []
+    for record in whole:
         seen = truth.get(record.id)
-        if not record.ok or seen is None or record.first_token_ns is None or not len(seen[1]):
-            continue
-        received_ns, chunk_ns = seen
-        ttft.append((record.first_token_ns - record.sent_ns - (chunk_ns[0] - received_ns)) / 1e6)
-        if len(record.itl_ms) == len(chunk_ns) - 1:
-            itl.append(np.abs(np.asarray(record.itl_ms) - np.diff(chunk_ns) / 1e6))
-    return np.asarray(ttft), (np.concatenate(itl) if itl else np.zeros(0))
+        if seen is not None and len(record.itl_ms) == len(seen[1]) - 1:
+            itl.append(np.abs(np.asarray(record.itl_ms) - np.diff(seen[1]) / 1e6))
+    return ttft, (np.concatenate(itl) if itl else np.zeros(0))
+
+
+def ttft_inflation(client_ttft_ns: dict[int, int], truth: dict[int, tuple[int, np.ndarray]]) -> np.ndarray:
+    """Client TTFT minus the simulator's (first chunk written - request received), in ms, per request."""
+    inflation = []
+    for request_id, ttft_ns in client_ttft_ns.items():
+        seen = truth.get(request_id)
+        if seen is not None and len(seen[1]):
+            inflation.append((ttft_ns - (seen[1][0] - seen[0])) / 1e6)
+    return np.asarray(inflation)
 
 
 def _percentiles(values: np.ndarray, *qs: float) -> tuple[float, ...]:
     return tuple(float(v) for v in np.percentile(values, qs)) if values.size else tuple(float("nan") for _ in qs)
 
 
+@contextmanager
+def _pinned(cores: set[int] | None) -> Iterator[None]:
+    """Run the block with this process pinned to `cores` (no pinning for None)."""
+    before = os.sched_getaffinity(0) if cores else None
+    if cores:
+        os.sched_setaffinity(0, cores)
+    try:
+        yield
+    finally:
+        if before:
+            os.sched_setaffinity(0, before)
+
+
 def run_step(rate: float, tokens: int, duration_s: float, directory: Path, pin: bool = True) -> StepResult:
-    """Replay `duration_s` of Poisson arrivals at `rate` with `tokens`-token streams; measure the client."""
+    """Replay `duration_s` of Poisson arrivals at `rate` with `tokens`-token streams, with the real
+    client and then with the raw client; measure both against the simulator's truth."""
     client_cores, simulator_cores = _cores() if pin else (None, None)
     truth_log = directory / "truth.jsonl"
     spec = f"arrivals=poisson,rate={rate:g},duration={duration_s:g},input=fixed:{_INPUT_TOKENS},output=fixed:{tokens},seed=1"
-    before_affinity = os.sched_getaffinity(0) if client_cores else None
-    with simulator_process(truth_log, simulator_cores) as base_url:
-        if client_cores:
-            os.sched_setaffinity(0, client_cores)
-        try:
-            result = execute(RunConfig(synthetic=spec, base_url=base_url, out_dir=directory / "run", overwrite=True,
-                                       seed=1, quiet=True))
-        finally:
-            if before_affinity:
-                os.sched_setaffinity(0, before_affinity)
+    config = RunConfig(synthetic=spec, out_dir=directory / "run", overwrite=True, seed=1, quiet=True)
+    with simulator_process(truth_log, simulator_cores) as base_url, _pinned(client_cores):
+        result = execute(replace(config, base_url=base_url))
     records = read_records(directory / "run" / "records.jsonl").records
     sent = np.array([r.sent_ns for r in records if r.sent_ns is not None], dtype=np.int64)
     intended = np.array([r.intended_ns for r in records], dtype=np.int64)
@@ -170,12 +200,30 @@ def run_step(rate: float, tokens: int, duration_s: float, directory: Path, pin: 
     summary = result.summary
     cpu_s = summary["client_cpu_s"]
     streamed = summary["total_output_tokens"] or 1
+    raw = _run_raw(config, directory / "truth-raw.jsonl", client_cores, simulator_cores)
+    raw_truth = read_truth(directory / "truth-raw.jsonl")
+    raw_ttft = ttft_inflation({t.id: t.first_ns - t.sent_ns for t in raw.timings if t.first_ns}, raw_truth)
+    raw_lag_ms = np.array([t.sent_ns - t.intended_ns for t in raw.timings]) / 1e6
     return StepResult(
         rate=rate, tokens=tokens, planned=len(records), completed=summary["completed"],
         intended_rate=_rate_of(intended), achieved_rate=_rate_of(sent),
         lag_ms=tuple(_or_nan(summary["schedule_lag_ms"][name]) for name in ("p50", "p99", "max")),
         ttft_inflation_ms=_percentiles(ttft, 50, 99), itl_error_ms=_percentiles(itl, 50, 99),
-        cpu_per_1k_requests_s=cpu_s / max(len(records), 1) * 1000, cpu_per_100k_tokens_s=cpu_s / streamed * 1e5)
+        cpu_per_1k_requests_s=cpu_s / max(len(records), 1) * 1000, cpu_per_100k_tokens_s=cpu_s / streamed * 1e5,
+        raw_ttft_inflation_ms=_percentiles(raw_ttft, 50, 99), raw_lag_p99_ms=_percentiles(raw_lag_ms, 99)[0],
+        raw_cpu_per_1k_requests_s=raw.cpu_s / max(len(raw.timings), 1) * 1000)
+
+
+def _run_raw(config: RunConfig, truth_log: Path, client_cores: set[int] | None,
+             simulator_cores: set[int] | None) -> RawRun:
+    """The same requests (same bodies, same instants) through the minimal raw client."""
+    workload = load_workload(config, Console(quiet=True))
+    model, backend = dry_run_target(config)
+    options = request_options(config, model, backend)
+    requests = list(plan_requests(config, workload, make_synthesizer(config), options))
+    settle_heap()
+    with simulator_process(truth_log, simulator_cores) as base_url, _pinned(client_cores):
+        return run_loop(replay_raw(base_url, API_PATHS[options.api], requests))
 
 
 def _or_nan(value: float | None) -> float:
@@ -216,3 +264,9 @@ def verdict(results: list[StepResult]) -> str:
     best = max(faithful, key=lambda r: (r.rate * r.tokens, r.rate))
     return (f"this machine can drive {best.rate:g} req/s x {best.tokens} tokens with < {INFLATION_LIMIT_MS:g} ms "
             f"inflation (TTFT p99 +{best.ttft_inflation_ms[1]:.2f} ms, schedule lag p99 {best.lag_ms[1]:.2f} ms)")
+
+
+def versus_raw(results: list[StepResult]) -> str:
+    """How the client's TTFT inflation p99 compares with the raw client's, step by step."""
+    ratios = ", ".join(f"{r.ratio_to_raw:.2f}x at {r.rate:g}x{r.tokens}" for r in results)
+    return f"TTFT inflation p99 against the minimal raw client on the same requests: {ratios}"

@@ -384,7 +384,7 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from replayer.bench import FULL, QUICK, run_ladder, verdict
+    from replayer.bench import FULL, QUICK, run_ladder, verdict, versus_raw
     from replayer.report import bench_table
 
     preset = QUICK if args.quick else FULL
@@ -397,10 +397,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                   f"{'/'.join(map(str, tokens))} tokens per stream); client and simulator {'not pinned' if args.no_pin else 'pinned to separate cores'}")
 
     def show(result) -> None:
-        console.print(f"  {result.rate:g} req/s x {result.tokens} tokens: done")
+        console.print(f"  {result.rate:g} req/s x {result.tokens} tokens: done (replayer, then the raw client)")
 
     results = run_ladder(rates, tokens, duration_s, args.out, pin=not args.no_pin, on_step=show)
     console.print(bench_table(results))
+    console.print(versus_raw(results))
     console.print(verdict(results), style="bold")
     return 0
 

@@ -1,6 +1,9 @@
+import json
+from dataclasses import replace
+
 import numpy as np
 
-from replayer.bench import StepResult, compare, run_ladder, verdict
+from replayer.bench import StepResult, compare, run_ladder, verdict, versus_raw
 from replayer.records import RequestRecord
 
 MS = 1_000_000
@@ -33,6 +36,12 @@ def test_the_verdict_names_the_heaviest_faithful_step():
     assert verdict([_step(50, 128, 2.5)]).startswith("even at 50 req/s x 128 tokens the client inflated TTFT p99 by 2.50")
 
 
+def test_the_client_is_compared_with_the_raw_client_step_by_step():
+    steps = [replace(_step(100, 128, 1.5), raw_ttft_inflation_ms=(0.1, 1.0)),
+             replace(_step(200, 128, 3.0), raw_ttft_inflation_ms=(0.1, 4.0))]
+    assert versus_raw(steps).endswith("1.50x at 100x128, 0.75x at 200x128")
+
+
 def test_a_tiny_ladder_matches_every_request_with_the_simulators_truth(tmp_path):
     [result] = run_ladder((20.0,), (8,), 1.0, tmp_path)
     assert result.planned > 5 and result.completed == result.planned
@@ -40,5 +49,8 @@ def test_a_tiny_ladder_matches_every_request_with_the_simulators_truth(tmp_path)
     assert all(not np.isnan(v) for v in (*result.lag_ms, *result.ttft_inflation_ms, *result.itl_error_ms))
     assert result.ttft_inflation_ms[0] > 0  # the client sees the first token after the simulator wrote it
     assert result.cpu_per_1k_requests_s > 0 and result.cpu_per_100k_tokens_s > 0
-    truth_lines = (tmp_path / "rate20-tokens8" / "truth.jsonl").read_text().splitlines()
-    assert len(truth_lines) == result.planned
+    assert result.raw_ttft_inflation_ms[0] > 0 and result.raw_cpu_per_1k_requests_s > 0  # the yardstick ran too
+    assert not np.isnan(result.ratio_to_raw)
+    for log in ("truth.jsonl", "truth-raw.jsonl"):  # the raw client sent the very same requests
+        ids = sorted(int(json.loads(line)["id"]) for line in (tmp_path / "rate20-tokens8" / log).read_text().splitlines())
+        assert ids == list(range(result.planned))
