@@ -18,7 +18,7 @@ from rich.console import Console
 from replayer import __version__
 from replayer.backends import BACKENDS
 from replayer.errors import ConfigError, ReplayerError
-from replayer.metrics import summarize
+from replayer.metrics import CLIENT_LIMITED_LAG_MS, LAG_WINDOW_S, summarize
 from replayer.prompts import TemplateOverhead
 from replayer.records import read_records
 from replayer.report import describe_fit, render_summary, render_trace_stats
@@ -284,6 +284,9 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     output.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out directory")
     output.add_argument("--drain-timeout", type=_non_negative_float, default=30.0, metavar="S",
                         help="after Ctrl-C, wait S seconds for in-flight requests (default %(default)s)")
+    output.add_argument("--lag-limit", type=_positive_float, default=CLIENT_LIMITED_LAG_MS, metavar="MS",
+                        help="schedule guard: if the client's send lag p99 over any %g s window exceeds MS, the live "
+                             "display warns and summary.json says client_limited (default %%(default)s)" % LAG_WINDOW_S)
     output.add_argument("--quiet", action="store_true", help="no progress display or report; for scripts")
     output.add_argument("--save-requests", type=Path, metavar="FILE.jsonl",
                         help="write every request body exactly as sent, with its planned send offset")
@@ -315,6 +318,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         dry_run=args.dry_run, save_requests=args.save_requests,
         out_dir=args.out, overwrite=args.overwrite, seed=args.seed,
         request_timeout_s=args.request_timeout, drain_timeout_s=args.drain_timeout, quiet=args.quiet,
+        lag_limit_ms=args.lag_limit,
         simulator=_simulator_config(args))
     if config.base_url is not None:
         from replayer.client import ClientConfig
@@ -420,7 +424,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     path = args.run / "records.jsonl" if args.run.is_dir() else args.run
     record_file = read_records(path)
     streamed = record_file.header.get("target", {}).get("stream", True)
-    summary = summarize(record_file.records, streamed=streamed)
+    limit_ms = record_file.header.get("config", {}).get("lag_limit_ms", CLIENT_LIMITED_LAG_MS)
+    summary = summarize(record_file.records, streamed=streamed, client_limited_lag_ms=limit_ms)
     if args.format == "json":
         print(json.dumps(summary, indent=2))
     else:

@@ -16,7 +16,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from replayer.bodies import PreparedRequest
@@ -32,6 +32,8 @@ _REFILL_SLICE_NS = 500_000
 never delays a send, or the timestamp of an arriving chunk, by more than this."""
 _SEND_MARGIN_NS = 200_000
 """Refilling stops this long before the next send is due."""
+RECENT_LAGS = 4096
+"""Sends whose lag the live display keeps (a bound, so its p99 stays cheap at any rate)."""
 
 
 class Lookahead:
@@ -108,6 +110,8 @@ class Progress:
     sent: int = 0
     finished: int = 0
     failed: int = 0
+    recent_lag: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=RECENT_LAGS))
+    """(send time, client lag) of the latest sends, both ns: the live schedule guard's window."""
 
     @property
     def in_flight(self) -> int:
@@ -154,6 +158,8 @@ async def dispatch(requests: Lookahead | Iterable[PreparedRequest], client: Clie
         reply = None
         try:
             body = request.body if request.body is not None else sessions.body(position, request)
+            now = clock()
+            progress.recent_lag.append((now, now - t0_ns - request.offset_ns - waited_ns))
             reply = await client.fill(record, body, keep_reply=sessions is not None and sessions.wants_reply(position))
         finally:
             progress.finished += 1

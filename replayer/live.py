@@ -1,7 +1,9 @@
-"""The live progress display of a run: counts, elapsed vs trace time, recent TTFT percentiles.
+"""The live progress display of a run: counts, elapsed vs trace time, recent TTFT percentiles, and
+the schedule guard: the client's lag p99 over the last window of sends, with a warning while it is
+over the limit (the same test `summary.json`'s `client_limited` applies per window afterwards).
 
 It is refreshed from the event loop a few times a second (never from a thread of its own), and only
-looks at counters and a bounded window of recent TTFTs, so it costs the dispatcher little.
+looks at counters and bounded windows of recent values, so it costs the dispatcher little.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from rich.live import Live
 from rich.text import Text
 
 from replayer.dispatcher import Progress
+from replayer.metrics import CLIENT_LIMITED_LAG_MS, LAG_WINDOW_S
 from replayer.records import RequestRecord
 
 REFRESH_S = 0.5
@@ -27,13 +30,21 @@ _WINDOW = 1000
 class LiveDisplay:
     """Shows one status line while the run goes; `observe` is fed every finished record."""
 
-    def __init__(self, console: Console, progress: Progress, t0_ns: int, span_s: float, speedup: float):
+    def __init__(self, console: Console, progress: Progress, t0_ns: int, span_s: float, speedup: float,
+                 lag_limit_ms: float = CLIENT_LIMITED_LAG_MS):
         self.console = console
         self.progress = progress
         self.t0_ns = t0_ns
         self.span_s = span_s
         self.speedup = speedup
+        self.lag_limit_ms = lag_limit_ms
         self._ttft_ms: deque[float] = deque(maxlen=_WINDOW)
+
+    def lag_p99_ms(self) -> float | None:
+        """The client's schedule-lag p99 over the sends of the last LAG_WINDOW_S (None without any)."""
+        since = time.perf_counter_ns() - int(LAG_WINDOW_S * 1e9)
+        lags = [lag for sent, lag in self.progress.recent_lag if sent >= since]
+        return float(np.percentile(lags, 99)) / 1e6 if lags else None
 
     def observe(self, record: RequestRecord) -> None:
         if record.ok and record.first_token_ns is not None and record.sent_ns is not None:
@@ -51,6 +62,12 @@ class LiveDisplay:
         if self._ttft_ms:
             p50, p99 = np.percentile(np.fromiter(self._ttft_ms, float), [50, 99])
             line.append(f" | TTFT p50 {p50:,.0f} p99 {p99:,.0f} ms")
+        lag = self.lag_p99_ms()
+        if lag is not None and lag > self.lag_limit_ms:
+            line.append(f" | CLIENT BEHIND: lag p99 {lag:,.1f} ms > {self.lag_limit_ms:g} ms over the last "
+                        f"{LAG_WINDOW_S:g} s", style="bold yellow")
+        elif lag is not None:
+            line.append(f" | lag p99 {lag:.1f} ms")
         return line
 
     async def run(self) -> None:

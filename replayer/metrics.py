@@ -9,7 +9,8 @@ For a request, `sent` is when it left, `first` the arrival of the first output-b
 - user-view TTFT / E2E = the same measured from the intended send time (includes client lag);
 - schedule lag = sent − intended; for a session turn it includes the session wait (how long the
   turn waited past its instant for the previous turn of its session to finish), which the summary
-  also reports on its own. Whether the client kept up is judged on the lag without that wait;
+  also reports on its own. Whether the client kept up is judged on the lag without that wait, per
+  window of intended send times: the run is `client_limited` if any window's p99 is over the limit;
 - duration = last completion − t0; throughputs are completed requests, and their served output and
   input tokens, per second of that duration.
 
@@ -30,7 +31,10 @@ PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0), ("p99
 DISTRIBUTIONS = ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "user_ttft_ms", "user_e2e_ms", "schedule_lag_ms",
                  "session_wait_ms")
 CLIENT_LIMITED_LAG_MS = 5.0
-"""Schedule-lag p99 above which a run is flagged as limited by the client rather than the server."""
+"""Schedule-lag p99 (in any window) above which a run is flagged as limited by the client."""
+LAG_WINDOW_S = 5.0
+"""The client is judged window by window: a burst it could not keep up with must not hide inside a
+calm run's overall p99."""
 
 _NS_PER_MS = 1e6
 
@@ -125,9 +129,28 @@ def summarize(records: Sequence[RequestRecord], *, streamed: bool = True,
         "token_mismatch": token_mismatch(ok),
         **{name: distribution(values) for name, values in samples.items()},
     }
-    client_lag = [_ms(r.sent_ns - r.intended_ns - r.session_wait_ns) for r in sent]
-    lag_p99 = float(np.percentile(client_lag, 99)) if client_lag else None
-    summary["client_lag_p99_ms"] = lag_p99
-    summary["client_limited"] = bool(lag_p99 is not None and lag_p99 > client_limited_lag_ms)
+    client_lag = np.array([_ms(r.sent_ns - r.intended_ns - r.session_wait_ns) for r in sent])
+    intended_s = np.array([r.intended_ns / 1e9 for r in sent])
+    behind = lagging_windows(intended_s, client_lag, client_limited_lag_ms)
+    summary["client_lag_p99_ms"] = float(np.percentile(client_lag, 99)) if client_lag.size else None
+    summary["client_limited"] = bool(behind)
     summary["client_limited_threshold_ms"] = client_limited_lag_ms
+    summary["client_behind_windows"] = behind
     return summary
+
+
+def lagging_windows(intended_s: np.ndarray, lag_ms: np.ndarray, limit_ms: float,
+                    window_s: float = LAG_WINDOW_S) -> list[dict]:
+    """The windows of intended send time (`window_s` long, from 0) whose lag p99 exceeds `limit_ms`."""
+    if not lag_ms.size:
+        return []
+    index = np.floor(intended_s / window_s).astype(np.int64)
+    order = np.argsort(index, kind="stable")
+    windows, starts = np.unique(index[order], return_index=True)
+    behind = []
+    for window, lags in zip(windows, np.split(lag_ms[order], starts[1:])):
+        p99 = float(np.percentile(lags, 99))
+        if p99 > limit_ms:
+            behind.append({"start_s": float(window * window_s), "end_s": float((window + 1) * window_s),
+                           "requests": int(lags.size), "lag_p99_ms": p99})
+    return behind

@@ -78,12 +78,19 @@ def render_summary(summary: dict, console: Console, title: str = "replayer summa
     for kind, message in summary.get("failure_examples", {}).items():
         parts.append(Text(f"{kind}: {message}", style="red"))
     if summary.get("client_limited"):
-        lag_p99 = summary.get("client_lag_p99_ms", summary["schedule_lag_ms"]["p99"])
-        parts.append(Text(
-            f"WARNING: schedule lag p99 {lag_p99:.1f} ms (session waits excluded) exceeds "
-            f"{summary['client_limited_threshold_ms']:g} ms: the client, not the server, limited this run.",
-            style="bold yellow"))
+        parts.append(Text(client_behind_warning(summary), style="bold yellow"))
     console.print(Group(*parts))
+
+
+def client_behind_warning(summary: dict) -> str:
+    """Why the run is marked client-limited: the windows where the client fell behind its schedule."""
+    windows = summary.get("client_behind_windows") or []
+    worst = max(windows, key=lambda w: w["lag_p99_ms"], default=None)
+    where = (f"in {len(windows)} window(s) of the schedule, worst {worst['start_s']:g}-{worst['end_s']:g} s "
+             f"with lag p99 {worst['lag_p99_ms']:.1f} ms" if worst else
+             f"overall lag p99 {summary.get('client_lag_p99_ms') or 0:.1f} ms")
+    return (f"WARNING: the client fell behind its schedule {where} (limit {summary['client_limited_threshold_ms']:g} ms, "
+            "session waits excluded): there the client, not the server, limited this run.")
 
 
 def _lengths_row(label: str, values: dict) -> tuple[str, ...]:

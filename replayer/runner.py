@@ -27,7 +27,7 @@ from replayer.dispatcher import Lookahead, Progress, StopControl, dispatch
 from replayer.errors import ConfigError
 from replayer.eventloop import run as run_loop, settle_heap
 from replayer.live import LiveDisplay
-from replayer.metrics import summarize
+from replayer.metrics import CLIENT_LIMITED_LAG_MS, summarize
 from replayer.prompts import PromptSynthesizer, TemplateOverhead
 from replayer.records import RecordWriter, read_records
 from replayer.report import render_summary
@@ -70,6 +70,7 @@ class RunConfig:
     count_template: bool = False
     request_timeout_s: float = 600.0
     drain_timeout_s: float = 30.0
+    lag_limit_ms: float = CLIENT_LIMITED_LAG_MS
     quiet: bool = False
     dry_run: bool = False
     save_requests: Path | None = None
@@ -213,7 +214,7 @@ async def _replay(config: RunConfig, workload: Workload, base_url: str, out_dir:
                           _header(config, workload, base_url, model, backend, plan, t0_ns, t0_wall_ns))
     progress = Progress()
     live = None if config.quiet else LiveDisplay(console, progress, t0_ns, workload.describe()["span_s"],
-                                                 workload.speedup)
+                                                 workload.speedup, config.lag_limit_ms)
     live_task = loop.create_task(live.run()) if live else None
 
     def on_record(record) -> None:
@@ -307,7 +308,7 @@ def execute(config: RunConfig, console: Console | None = None) -> RunResult:
             base_url = stack.enter_context(SimulatorThread(config.simulator)).base_url
         stop_reason, cpu_s = run_loop(_replay(config, workload, base_url, out_dir, console))
     record_file = read_records(out_dir / "records.jsonl")
-    summary = summarize(record_file.records, streamed=config.stream)
+    summary = summarize(record_file.records, streamed=config.stream, client_limited_lag_ms=config.lag_limit_ms)
     summary["interrupted"] = stop_reason
     summary["client_cpu_s"] = cpu_s
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

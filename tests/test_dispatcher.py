@@ -98,6 +98,7 @@ def test_bodies_are_built_a_bounded_window_ahead_of_the_sends(simulator):
         records, _ = replay(sim.base_url, Lookahead(lazily(), size=50), total=len(requests), progress=progress)
     assert len(records) == 1500 and all(r.ok for r in records)
     assert max(ahead) <= 50
+    assert len(progress.recent_lag) == 1500  # every send's lag reaches the live schedule guard
 
 
 def _session_plan(offsets_s: list[float], sessions: list[str], outputs: int) -> RequestPlan:

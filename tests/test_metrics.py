@@ -45,7 +45,19 @@ def test_hand_computed_summary():
 
 
 def test_lag_above_threshold_marks_the_run_client_limited():
-    assert summarize(RECORDS, client_limited_lag_ms=3.0)["client_limited"] is True
+    s = summarize(RECORDS, client_limited_lag_ms=3.0)
+    assert s["client_limited"] is True
+    assert [(w["start_s"], w["end_s"], w["requests"]) for w in s["client_behind_windows"]] == [(0.0, 5.0, 4)]
+
+
+def test_a_burst_the_client_fell_behind_in_is_not_hidden_by_a_calm_run():
+    calm = [ok(i, i * 100, i * 100, i * 100 + 10, i * 100 + 20, 2, [10.0]) for i in range(400)]  # 40 s on time
+    burst = [ok(400 + i, 22_000, 22_000 + 8, 22_100, 22_200, 2, [100.0]) for i in range(3)]  # 8 ms late
+    s = summarize(calm + burst)
+    assert s["client_lag_p99_ms"] < 5.0  # the whole run's p99 looks fine...
+    assert s["client_limited"] is True  # ...but in 20-25 s the client was behind
+    [window] = s["client_behind_windows"]
+    assert (window["start_s"], window["requests"]) == (20.0, 53) and window["lag_p99_ms"] == pytest.approx(8.0)
 
 
 def test_session_waits_count_as_schedule_lag_but_do_not_make_the_client_limited():
@@ -94,3 +106,12 @@ def test_the_report_shows_how_served_lengths_missed_the_plan():
     text = console.export_text()
     assert "1/3 as planned (1 fewer, 1 more; mean error 1.00, max 2)" in text
     assert "3/3 as planned" in text  # output side
+
+
+def test_the_report_names_the_window_where_the_client_fell_behind():
+    from rich.console import Console
+
+    from replayer.report import render_summary
+    console = Console(record=True, width=300)
+    render_summary(summarize(RECORDS, client_limited_lag_ms=3.0), console)
+    assert "fell behind its schedule in 1 window(s) of the schedule, worst 0-5 s with lag p99 3.9" in console.export_text()
