@@ -266,6 +266,9 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
                              "(default: per --backend)")
     target.add_argument("--request-timeout", type=_positive_float, default=600.0, metavar="S",
                         help="give up on one request after S seconds (default %(default)s)")
+    target.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                        help="replay with N processes (one per core) for loads one core cannot drive; sessions "
+                             "stay whole, all start at one instant, records are merged (default 1)")
     prompts = run.add_argument_group("prompts")
     _add_tokenizer_option(prompts)
     prompts.add_argument("--prefix-cache", choices=["on", "off"], default="on",
@@ -318,7 +321,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         dry_run=args.dry_run, save_requests=args.save_requests,
         out_dir=args.out, overwrite=args.overwrite, seed=args.seed,
         request_timeout_s=args.request_timeout, drain_timeout_s=args.drain_timeout, quiet=args.quiet,
-        lag_limit_ms=args.lag_limit,
+        lag_limit_ms=args.lag_limit, workers=args.workers,
         simulator=_simulator_config(args))
     if config.base_url is not None:
         from replayer.client import ClientConfig

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 from rich.console import Console
@@ -27,11 +28,18 @@ LOG_EVERY_S = 10.0
 _WINDOW = 1000
 
 
+def window_lag_p99_ms(progress: Progress) -> float | None:
+    """The client's schedule-lag p99 over the sends of the last LAG_WINDOW_S (None without any)."""
+    since = time.perf_counter_ns() - int(LAG_WINDOW_S * 1e9)
+    lags = [lag for sent, lag in progress.recent_lag if sent >= since]
+    return float(np.percentile(lags, 99)) / 1e6 if lags else None
+
+
 class LiveDisplay:
     """Shows one status line while the run goes; `observe` is fed every finished record."""
 
     def __init__(self, console: Console, progress: Progress, t0_ns: int, span_s: float, speedup: float,
-                 lag_limit_ms: float = CLIENT_LIMITED_LAG_MS):
+                 lag_limit_ms: float = CLIENT_LIMITED_LAG_MS, lag_p99: Callable[[], float | None] | None = None):
         self.console = console
         self.progress = progress
         self.t0_ns = t0_ns
@@ -39,12 +47,8 @@ class LiveDisplay:
         self.speedup = speedup
         self.lag_limit_ms = lag_limit_ms
         self._ttft_ms: deque[float] = deque(maxlen=_WINDOW)
-
-    def lag_p99_ms(self) -> float | None:
-        """The client's schedule-lag p99 over the sends of the last LAG_WINDOW_S (None without any)."""
-        since = time.perf_counter_ns() - int(LAG_WINDOW_S * 1e9)
-        lags = [lag for sent, lag in self.progress.recent_lag if sent >= since]
-        return float(np.percentile(lags, 99)) / 1e6 if lags else None
+        self.lag_p99_ms = lag_p99 or (lambda: window_lag_p99_ms(progress))
+        """The client's lag p99 over the last window; with --workers, the worst worker's."""
 
     def observe(self, record: RequestRecord) -> None:
         if record.ok and record.first_token_ns is not None and record.sent_ns is not None:

@@ -75,7 +75,11 @@ class RecordWriter:
         self.count = 0
 
     def write(self, record: RequestRecord) -> None:
-        self._file.write(record_to_json(record) + "\n")
+        self.write_line(record_to_json(record))
+
+    def write_line(self, line: str) -> None:
+        """One record already serialized (as read back from a worker's file)."""
+        self._file.write(line + "\n")
         self.count += 1
 
     def close(self) -> None:

@@ -14,7 +14,7 @@ import json
 import secrets
 import signal
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -71,6 +71,7 @@ class RunConfig:
     request_timeout_s: float = 600.0
     drain_timeout_s: float = 30.0
     lag_limit_ms: float = CLIENT_LIMITED_LAG_MS
+    workers: int = 1
     quiet: bool = False
     dry_run: bool = False
     save_requests: Path | None = None
@@ -142,8 +143,9 @@ def request_options(config: RunConfig, model: str, backend: str) -> RequestOptio
     return RequestOptions(api=config.api, model=model, stream=config.stream, ignore_eos=ignore_eos)
 
 
-def _header(config: RunConfig, workload: Workload, base_url: str, model: str, backend: str,
-            plan: RequestPlan, t0_ns: int, t0_wall_ns: int) -> dict:
+def run_header(config: RunConfig, workload: Workload, target: Target, plan: RequestPlan, t0_ns: int,
+               t0_wall_ns: int, workers: int = 1) -> dict:
+    """The first line of `records.jsonl`: what was replayed, against what, from which instant."""
     options = plan.options
     return {
         "tool": "replayer",
@@ -151,10 +153,12 @@ def _header(config: RunConfig, workload: Workload, base_url: str, model: str, ba
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "t0_wall_ns": t0_wall_ns,
         "t0_monotonic_ns": t0_ns,
+        "workers": workers,
         "config": config.public(),
         "workload": workload.describe(),
-        "target": {"base_url": base_url, "builtin_simulator": config.base_url is None, "api": options.api,
-                   "model": model, "backend": backend, "stream": options.stream, "ignore_eos": options.ignore_eos},
+        "target": {"base_url": target.base_url, "builtin_simulator": config.base_url is None, "api": options.api,
+                   "model": target.model, "backend": target.backend, "stream": options.stream,
+                   "ignore_eos": options.ignore_eos},
         "seed": plan.synthesizer.seed,
         "tokenizer": config.tokenizer,
         "template_overhead": asdict(plan.template),
@@ -162,9 +166,10 @@ def _header(config: RunConfig, workload: Workload, base_url: str, model: str, ba
     }
 
 
-def make_synthesizer(config: RunConfig) -> PromptSynthesizer:
-    """The prompt synthesizer for the run's tokenizer and seed (a random seed unless --seed)."""
-    seed = config.seed if config.seed is not None else secrets.randbits(32)
+def make_synthesizer(config: RunConfig, seed: int | None = None) -> PromptSynthesizer:
+    """The prompt synthesizer for the run's tokenizer and `seed` (else --seed, else a random one)."""
+    if seed is None:
+        seed = config.seed if config.seed is not None else secrets.randbits(32)
     return PromptSynthesizer(load_tokenizer(config.tokenizer), seed=seed)
 
 
@@ -184,37 +189,72 @@ def save_plan(plan: RequestPlan, path: Path, console: Console) -> None:
     save_requests(ahead, plan.options, path)
 
 
+@dataclass(frozen=True)
+class Target:
+    """What every request goes to and how it is built, settled once before any load is sent (and
+    shared by all `--workers`, so their bodies are exactly those of a single process)."""
+
+    base_url: str
+    model: str
+    backend: str
+    options: RequestOptions
+    template: TemplateOverhead
+    seed: int
+
+    def client_config(self, config: RunConfig) -> ClientConfig:
+        return ClientConfig(self.base_url, api=config.api, stream=config.stream, api_key=config.api_key,
+                            request_timeout_s=config.request_timeout_s)
+
+
+async def resolve_target(config: RunConfig, base_url: str) -> Target:
+    """Ask the server what it serves (and, with --count-template, how its template counts)."""
+    model, backend = await _target(config, base_url)
+    options = request_options(config, model, backend)
+    seed = config.seed if config.seed is not None else secrets.randbits(32)
+    target = Target(base_url, model, backend, options, TemplateOverhead(), seed)
+    if config.count_template:
+        template = await measure_template(target.client_config(config), model, make_synthesizer(config, seed))
+        target = replace(target, template=template)
+    return target
+
+
+def plan_for(config: RunConfig, workload: Workload, target: Target) -> RequestPlan:
+    """The run's request plan for `workload` (a whole workload, or one worker's shard of it)."""
+    return plan_requests(config, workload, make_synthesizer(config, target.seed), target.options, target.template)
+
+
 async def _replay(config: RunConfig, workload: Workload, base_url: str, out_dir: Path,
                   console: Console) -> tuple[str | None, float]:
     """Prepare bodies, then dispatch at the recorded instants; returns the stop reason (if any) and the
     CPU seconds the client process spent from t0 to the last response."""
-    model, backend = await _target(config, base_url)
-    options = request_options(config, model, backend)
-    client_config = ClientConfig(base_url, api=config.api, stream=config.stream, api_key=config.api_key,
-                                 request_timeout_s=config.request_timeout_s)
-    synthesizer = make_synthesizer(config)
-    template = await measure_template(client_config, model, synthesizer) if config.count_template else TemplateOverhead()
-    plan = plan_requests(config, workload, synthesizer, options, template)
+    target = await resolve_target(config, base_url)
+    plan = plan_for(config, workload, target)
     if config.save_requests is not None:
         save_plan(plan, config.save_requests, console)
     buffer = Lookahead(plan)
     buffer.fill()
     if not config.quiet:
-        _describe_plan(console, plan, base_url, model, backend)
+        _describe_plan(console, plan, target)
         console.print(f"{len(buffer):,} of {len(plan):,} requests prepared; replaying "
                       f"{workload.describe()['span_s']:,.1f} s at speedup {workload.speedup:g}")
+    settle_heap()
+    t0_ns = time.perf_counter_ns() + int(START_LEAD_S * 1e9)
+    t0_wall_ns = time.time_ns() + int(START_LEAD_S * 1e9)
+    writer = RecordWriter(out_dir / "records.jsonl", run_header(config, workload, target, plan, t0_ns, t0_wall_ns))
+    progress = Progress()
+    live = None if config.quiet else LiveDisplay(console, progress, t0_ns, workload.describe()["span_s"],
+                                                 workload.speedup, config.lag_limit_ms)
+    return await send_plan(config, target, plan, buffer, t0_ns, writer, progress, live)
+
+
+async def send_plan(config: RunConfig, target: Target, plan: RequestPlan, buffer: Lookahead, t0_ns: int,
+                    writer: RecordWriter, progress: Progress, live: LiveDisplay | None) -> tuple[str | None, float]:
+    """Dispatch a prepared plan from `t0_ns` on, writing each record as it finishes; Ctrl-C/SIGTERM
+    stop it in two stages. Returns the stop reason (if any) and the CPU seconds spent from t0 on."""
     stop = StopControl()
     loop = asyncio.get_running_loop()
     for name in EXIT_SIGNALS:
         loop.add_signal_handler(getattr(signal, name), stop.request_stop, name)
-    settle_heap()
-    t0_ns = time.perf_counter_ns() + int(START_LEAD_S * 1e9)
-    t0_wall_ns = time.time_ns() + int(START_LEAD_S * 1e9)
-    writer = RecordWriter(out_dir / "records.jsonl",
-                          _header(config, workload, base_url, model, backend, plan, t0_ns, t0_wall_ns))
-    progress = Progress()
-    live = None if config.quiet else LiveDisplay(console, progress, t0_ns, workload.describe()["span_s"],
-                                                 workload.speedup, config.lag_limit_ms)
     live_task = loop.create_task(live.run()) if live else None
 
     def on_record(record) -> None:
@@ -224,7 +264,7 @@ async def _replay(config: RunConfig, workload: Workload, base_url: str, out_dir:
 
     cpu_at_t0 = time.process_time()
     try:
-        async with Client(client_config, t0_ns=t0_ns) as client:
+        async with Client(target.client_config(config), t0_ns=t0_ns) as client:
             await dispatch(buffer, client, on_record, t0_ns, total=len(plan),
                            sessions=plan if plan.has_sessions else None, stop=stop,
                            drain_timeout_s=config.drain_timeout_s, progress=progress)
@@ -240,9 +280,9 @@ async def _replay(config: RunConfig, workload: Workload, base_url: str, out_dir:
     return stop.reason, cpu_s
 
 
-def _describe_plan(console: Console, plan: RequestPlan, base_url: str, model: str, backend: str) -> None:
+def _describe_plan(console: Console, plan: RequestPlan, target: Target) -> None:
     options = plan.options
-    console.print(f"target {base_url} model {model} (backend {backend}), api {options.api}, "
+    console.print(f"target {target.base_url} model {target.model} (backend {target.backend}), api {options.api}, "
                   f"{'streaming' if options.stream else 'not streaming'}, ignore_eos {options.ignore_eos}")
     if plan.template != TemplateOverhead():
         console.print(f"template overhead measured: {plan.template.base} + {plan.template.per_message} per message "
@@ -306,7 +346,11 @@ def execute(config: RunConfig, console: Console | None = None) -> RunResult:
         base_url = config.base_url
         if base_url is None:
             base_url = stack.enter_context(SimulatorThread(config.simulator)).base_url
-        stop_reason, cpu_s = run_loop(_replay(config, workload, base_url, out_dir, console))
+        if config.workers > 1:
+            from replayer.workers import run_workers  # (it builds on this module)
+            stop_reason, cpu_s = run_workers(config, workload, base_url, out_dir, console)
+        else:
+            stop_reason, cpu_s = run_loop(_replay(config, workload, base_url, out_dir, console))
     record_file = read_records(out_dir / "records.jsonl")
     summary = summarize(record_file.records, streamed=config.stream, client_limited_lag_ms=config.lag_limit_ms)
     summary["interrupted"] = stop_reason

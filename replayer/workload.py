@@ -87,6 +87,10 @@ class Workload:
     def __len__(self) -> int:
         return len(self.offsets_ns)
 
+    def take(self, positions: np.ndarray) -> Workload:
+        """The rows at `positions` (in send order), with their ids and send offsets unchanged."""
+        return replace(self, trace=self.trace.take(positions), offsets_ns=self.offsets_ns[positions])
+
     def describe(self) -> dict:
         """The shaping, its effect and the source, for the run's metadata."""
         return {
