@@ -262,23 +262,6 @@ class Client:
         return text if keep_reply else None
 
 
-def raise_fd_limit() -> int:
-    """Lift the soft open-files limit to the hard one (each in-flight request holds a socket)."""
-    try:
-        import resource
-    except ImportError:  # not on this platform
-        return 0
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError):
-            pass
-    return soft
-
-
 async def list_models(base_url: str, api_key: str | None = None, timeout_s: float = 10.0) -> list[dict]:
     """The server's `/v1/models` entries (used to pick a default model and recognise the backend)."""
     config = ClientConfig(base_url, api_key=api_key)

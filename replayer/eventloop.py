@@ -1,4 +1,5 @@
-"""Event loops: uvloop where it is installed (faster I/O, less client overhead), asyncio otherwise."""
+"""Event loops and process set-up for I/O-heavy runs: uvloop where it is installed (faster I/O, less
+client overhead), asyncio otherwise; a frozen heap; open-files headroom."""
 
 from __future__ import annotations
 
@@ -40,3 +41,20 @@ def settle_heap() -> None:
     every send and chunk timestamp in that window with it."""
     gc.collect()
     gc.freeze()
+
+
+def raise_fd_limit() -> int:
+    """Lift the soft open-files limit to the hard one (each in-flight request holds a socket)."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return 0
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft

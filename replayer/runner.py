@@ -22,10 +22,10 @@ from rich.console import Console
 from replayer import __version__
 from replayer.backends import BACKENDS, detect_backend
 from replayer.bodies import RequestOptions, RequestPlan, save_requests
-from replayer.client import Client, ClientConfig, list_models, measure_template, raise_fd_limit
+from replayer.client import Client, ClientConfig, list_models, measure_template
 from replayer.dispatcher import Lookahead, Progress, StopControl, dispatch
 from replayer.errors import ConfigError
-from replayer.eventloop import run as run_loop, settle_heap
+from replayer.eventloop import raise_fd_limit, run as run_loop, settle_heap
 from replayer.live import LiveDisplay
 from replayer.metrics import CLIENT_LIMITED_LAG_MS, summarize
 from replayer.prompts import PromptSynthesizer, TemplateOverhead
@@ -35,7 +35,7 @@ from replayer.simulator import SimulatorConfig, SimulatorThread
 from replayer.tokenizer import DEFAULT_TOKENIZER, load_tokenizer
 from replayer.synthetic import parse_spec, synthesize
 from replayer.trace import DEFAULT_TRACE, ColumnMap, read_trace
-from replayer.workload import Shaping, Workload, shape
+from replayer.workload import NOMINAL_MS_PER_TOKEN, Shaping, Workload, peak_concurrency, shape
 
 START_LEAD_S = 0.05
 """t0 is set this far after the last preparation step, so the first send is on time too."""
@@ -333,6 +333,22 @@ def _dry_run(config: RunConfig, workload: Workload, console: Console) -> RunResu
     return RunResult(None, None, 0, None)
 
 
+_RESERVED_FILES = 64
+"""Open files a run needs besides its sockets (records, libraries, the event loop's own)."""
+
+
+def _check_open_files(config: RunConfig, workload: Workload, console: Console) -> None:
+    """Raise the open-files limit, and warn when a trace's likely peak concurrency would still exceed it
+    (such requests would fail to connect, which would be counted against the server)."""
+    limit = raise_fd_limit()
+    peak = peak_concurrency(workload)
+    sockets = -(-peak // config.workers) * (2 if config.base_url is None else 1)  # the built-in server's too
+    if limit and sockets + _RESERVED_FILES > limit:
+        console.print(f"[yellow]warning:[/] about {peak:,} requests may be in flight at once (at "
+                      f"{NOMINAL_MS_PER_TOKEN:g} ms per output token), which needs about {sockets + _RESERVED_FILES:,} "
+                      f"open files per process, but the limit is {limit:,}: raise it (ulimit -n) or use --workers")
+
+
 def execute(config: RunConfig, console: Console | None = None) -> RunResult:
     """Run the whole pipeline and write `records.jsonl` and `summary.json` into the output directory."""
     console = console or Console(stderr=True, quiet=config.quiet)
@@ -341,7 +357,7 @@ def execute(config: RunConfig, console: Console | None = None) -> RunResult:
         return _dry_run(config, workload, console)
     out_dir = config.out_dir or default_out_dir()
     prepare_out_dir(out_dir, config.overwrite)
-    raise_fd_limit()
+    _check_open_files(config, workload, console)
     with contextlib.ExitStack() as stack:
         base_url = config.base_url
         if base_url is None:

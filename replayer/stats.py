@@ -29,6 +29,15 @@ def peak(arrival_s: np.ndarray, bin_s: float) -> int:
     return int(np.bincount((arrival_s // bin_s).astype(np.int64)).max()) if arrival_s.size else 0
 
 
+def max_overlap(starts: np.ndarray, ends: np.ndarray) -> int:
+    """The most intervals [start, end) open at the same instant (0 for none)."""
+    if not starts.size:
+        return 0
+    times = np.concatenate([starts, ends])
+    steps = np.concatenate([np.ones(starts.size, dtype=np.int64), -np.ones(ends.size, dtype=np.int64)])
+    return int(np.cumsum(steps[np.lexsort((steps, times))]).max())  # at equal instants, ends first
+
+
 def sparkline(arrival_s: np.ndarray, width: int = 60) -> str:
     """Arrival rate over the trace as a one-line bar chart of `width` bins."""
     if arrival_s.size == 0:

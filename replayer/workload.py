@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from replayer.errors import ConfigError
+from replayer.stats import max_overlap
 from replayer.trace import Categorical, Trace
 
 
@@ -104,6 +105,21 @@ class Workload:
             "window_s": self.window_s,
             "span_s": float(self.offsets_ns[-1]) / 1e9 if len(self) else 0.0,
         }
+
+
+NOMINAL_MS_PER_TOKEN = 30.0
+"""Decode time per output token assumed when estimating how many requests will be open at once."""
+NOMINAL_FIRST_TOKEN_S = 1.0
+
+
+def peak_concurrency(workload: Workload, ms_per_token: float = NOMINAL_MS_PER_TOKEN,
+                     first_token_s: float = NOMINAL_FIRST_TOKEN_S) -> int:
+    """The most requests in flight at once if each lasted `first_token_s` plus its output tokens at
+    `ms_per_token`: what the open-files limit must allow, since an open loop holds one socket per
+    request in flight (and never caps connections, which would turn it into a closed loop)."""
+    starts = workload.offsets_ns
+    ends = starts + ((first_token_s * 1e3 + workload.trace.output_tokens * ms_per_token) * 1e6).astype(np.int64)
+    return max_overlap(starts, ends)
 
 
 def _label_mask(column: Categorical | None, wanted: tuple[str, ...], what: str, flag: str) -> np.ndarray | None:

@@ -4,7 +4,8 @@ import time
 
 import numpy as np
 
-from replayer.client import Client, ClientConfig, raise_fd_limit
+from replayer.client import Client, ClientConfig
+from replayer.eventloop import raise_fd_limit
 from replayer.dispatcher import Lookahead, Progress, StopControl, dispatch
 from replayer.bodies import PreparedRequest, RequestOptions, RequestPlan, build_body
 from replayer.prompts import PromptSynthesizer

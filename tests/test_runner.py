@@ -7,7 +7,7 @@ from replayer.records import read_records
 from replayer.runner import RunConfig, execute, request_options
 from replayer.simulator import EngineModel, Simulator, SimulatorConfig
 from replayer.trace import read_trace
-from replayer.workload import Shaping
+from replayer.workload import Shaping, shape
 
 
 @pytest.mark.parametrize(("backend", "ignore_eos", "expected"), [
@@ -152,3 +152,18 @@ def test_count_template_subtracts_the_measured_template(tmp_path, count_template
     else:
         assert mismatch["mismatched"] == mismatch["checked"] == result.summary["completed"]
         assert mismatch["more"] == mismatch["checked"] and mismatch["mean_abs_error"] > 8
+
+
+def test_a_trace_that_would_exceed_the_open_files_limit_is_warned_about(monkeypatch):
+    from rich.console import Console
+
+    from replayer import runner
+    workload = shape(read_trace("sample:azure-2023-conv"), Shaping(speedup=1000))  # thousands at once
+    console = Console(record=True, width=300)
+    monkeypatch.setattr(runner, "raise_fd_limit", lambda: 256)
+    runner._check_open_files(RunConfig(base_url="http://h:1"), workload, console)
+    warned = console.export_text()
+    assert "requests may be in flight at once" in warned and "the limit is 256: raise it (ulimit -n)" in warned
+    monkeypatch.setattr(runner, "raise_fd_limit", lambda: 1 << 20)
+    runner._check_open_files(RunConfig(base_url="http://h:1"), workload, console)
+    assert "warning" not in console.export_text()

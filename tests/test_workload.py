@@ -1,9 +1,11 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from replayer.errors import ConfigError
 from replayer.trace import Categorical, Trace, read_trace
-from replayer.workload import Shaping, shape
+from replayer.workload import Shaping, peak_concurrency, shape
 
 
 def make_trace(times, inputs=None, outputs=None, models=None) -> Trace:
@@ -127,3 +129,14 @@ def test_sampling_keeps_a_seeded_fraction_at_the_original_times():
 def test_invalid_new_shaping_is_refused(kwargs):
     with pytest.raises(ConfigError):
         Shaping(**kwargs)
+
+
+def test_peak_concurrency_counts_requests_open_at_the_same_time():
+    trace = read_trace("sample:burstgpt-1")
+    workload = shape(trace, Shaping(max_requests=3))
+    one_at_a_time = replace(workload, offsets_ns=np.array([0, 10, 20]) * 10**9)
+    assert peak_concurrency(one_at_a_time, ms_per_token=0, first_token_s=1.0) == 1
+    together = replace(workload, offsets_ns=np.array([0, 0, 5]) * 10**8)
+    assert peak_concurrency(together, ms_per_token=0, first_token_s=1.0) == 3
+    back_to_back = replace(workload, offsets_ns=np.array([0, 1, 2]) * 10**9)  # each ends as the next starts
+    assert peak_concurrency(back_to_back, ms_per_token=0, first_token_s=1.0) == 1
