@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -34,6 +35,7 @@ from replayer.eventloop import run as run_loop, settle_heap
 from replayer.records import read_records
 from replayer.runner import (RunConfig, dry_run_target, execute, load_workload, make_synthesizer, plan_requests,
                              request_options)
+from replayer.stats import max_overlap
 
 INFLATION_LIMIT_MS = 1.0
 """TTFT inflation p99 under which the verdict counts a step as measured faithfully."""
@@ -42,9 +44,10 @@ LAG_LIMIT_MS = 5.0
 QUICK = {"rates": (50.0, 100.0, 200.0, 400.0), "tokens": (128,), "duration_s": 6.0}
 FULL = {"rates": (50.0, 100.0, 200.0, 300.0, 400.0, 600.0), "tokens": (128, 512), "duration_s": 20.0}
 _INPUT_TOKENS = 32
-_SIMULATOR_OPTIONS = ("--decode-base-ms", "10", "--decode-ms-per-seq", "0", "--prefill-tokens-per-ms", "1000",
-                      "--max-running", "100000", "--kv-tokens", "100000000", "--max-model-len", "100000")
-"""An engine that never queues: 100 tokens/s per stream whatever the load, so only the client varies."""
+_SIMULATOR_OPTIONS = ("--decode-ms-per-seq", "0", "--prefill-tokens-per-ms", "1000", "--max-running", "1000000",
+                      "--max-prefill-tokens", "100000000",
+                      "--kv-tokens", "1000000000", "--max-model-len", "100000")
+"""An engine that never queues: a fixed token rate per stream whatever the load, so only the client varies."""
 
 
 @dataclass(frozen=True)
@@ -89,22 +92,26 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _cores() -> tuple[set[int] | None, set[int] | None]:
-    """(client cores, simulator cores): one core each when the machine has two or more."""
+def _cores(client_processes: int = 1) -> tuple[set[int] | None, set[int] | None]:
+    """(client cores, simulator cores): a core per client process and the rest for the simulator, when the
+    machine has that many; else no pinning at all."""
     if not hasattr(os, "sched_getaffinity"):
         return None, None
     cores = sorted(os.sched_getaffinity(0))
-    if len(cores) < 2:
+    if len(cores) <= client_processes:
         return None, None
-    return {cores[0]}, set(cores[1:])
+    return set(cores[:client_processes]), set(cores[client_processes:])
 
 
 @contextmanager
-def simulator_process(truth_log: Path, cores: set[int] | None) -> Iterator[str]:
-    """The simulator in its own process (pinned to `cores`), writing `truth_log`; yields its base URL."""
+def simulator_process(truth_log: Path | None, cores: set[int] | None, ms_per_token: float = 10.0) -> Iterator[str]:
+    """The simulator in its own process (pinned to `cores`), writing `truth_log` if given, making one token
+    per stream every `ms_per_token` whatever the load; yields its base URL."""
     port = _free_port()
-    command = [sys.executable, "-m", "replayer", "simulate", "--port", str(port), "--truth-log", str(truth_log),
-               *_SIMULATOR_OPTIONS]
+    command = [sys.executable, "-m", "replayer", "simulate", "--port", str(port), *_SIMULATOR_OPTIONS,
+               "--decode-base-ms", f"{ms_per_token:g}"]
+    if truth_log is not None:
+        command += ["--truth-log", str(truth_log)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         if cores:
@@ -184,13 +191,14 @@ def _pinned(cores: set[int] | None) -> Iterator[None]:
             os.sched_setaffinity(0, before)
 
 
-def run_step(rate: float, tokens: int, duration_s: float, directory: Path, pin: bool = True) -> StepResult:
+def run_step(rate: float, tokens: int, duration_s: float, directory: Path, pin: bool = True,
+             workers: int = 1) -> StepResult:
     """Replay `duration_s` of Poisson arrivals at `rate` with `tokens`-token streams, with the real
-    client and then with the raw client; measure both against the simulator's truth."""
-    client_cores, simulator_cores = _cores() if pin else (None, None)
+    client (as `workers` processes) and then with the raw client; measure both against the simulator's truth."""
+    client_cores, simulator_cores = _cores(workers) if pin else (None, None)
     truth_log = directory / "truth.jsonl"
     spec = f"arrivals=poisson,rate={rate:g},duration={duration_s:g},input=fixed:{_INPUT_TOKENS},output=fixed:{tokens},seed=1"
-    config = RunConfig(synthetic=spec, out_dir=directory / "run", overwrite=True, seed=1, quiet=True)
+    config = RunConfig(synthetic=spec, out_dir=directory / "run", overwrite=True, seed=1, quiet=True, workers=workers)
     with simulator_process(truth_log, simulator_cores) as base_url, _pinned(client_cores):
         result = execute(replace(config, base_url=base_url))
     records = read_records(directory / "run" / "records.jsonl").records
@@ -200,7 +208,7 @@ def run_step(rate: float, tokens: int, duration_s: float, directory: Path, pin: 
     summary = result.summary
     cpu_s = summary["client_cpu_s"]
     streamed = summary["total_output_tokens"] or 1
-    raw = _run_raw(config, directory / "truth-raw.jsonl", client_cores, simulator_cores)
+    raw = _run_raw(config, directory / "truth-raw.jsonl", *(_cores() if pin else (None, None)))
     raw_truth = read_truth(directory / "truth-raw.jsonl")
     raw_ttft = ttft_inflation({t.id: t.first_ns - t.sent_ns for t in raw.timings if t.first_ns}, raw_truth)
     raw_lag_ms = np.array([t.sent_ns - t.intended_ns for t in raw.timings]) / 1e6
@@ -238,7 +246,7 @@ def _rate_of(instants_ns: np.ndarray) -> float:
 
 
 def run_ladder(rates: tuple[float, ...], tokens: tuple[int, ...], duration_s: float, directory: Path | None = None,
-               pin: bool = True, on_step=None) -> list[StepResult]:
+               pin: bool = True, on_step=None, workers: int = 1) -> list[StepResult]:
     """Every (tokens, rate) step in order; `on_step` is called with each result as it comes."""
     results = []
     with tempfile.TemporaryDirectory(prefix="replayer-bench-") as scratch:
@@ -247,7 +255,7 @@ def run_ladder(rates: tuple[float, ...], tokens: tuple[int, ...], duration_s: fl
             for rate in rates:
                 step_dir = root / f"rate{rate:g}-tokens{n_tokens}"
                 step_dir.mkdir(parents=True, exist_ok=True)
-                result = run_step(rate, n_tokens, duration_s, step_dir, pin)
+                result = run_step(rate, n_tokens, duration_s, step_dir, pin, workers)
                 results.append(result)
                 if on_step:
                     on_step(result)
@@ -270,3 +278,50 @@ def versus_raw(results: list[StepResult]) -> str:
     """How the client's TTFT inflation p99 compares with the raw client's, step by step."""
     ratios = ", ".join(f"{r.ratio_to_raw:.2f}x at {r.rate:g}x{r.tokens}" for r in results)
     return f"TTFT inflation p99 against the minimal raw client on the same requests: {ratios}"
+
+
+@dataclass(frozen=True)
+class HoldResult:
+    """What `replayer bench --hold N` measured: can one client process keep N streams open at once?"""
+
+    streams: int
+    completed: int
+    failures: dict
+    peak_in_flight: int
+    lag_p99_ms: float
+    client_cpu_s: float
+    peak_rss_mb: float
+    open_files_limit: int
+
+    def line(self) -> str:
+        failures = ", ".join(f"{kind} {count}" for kind, count in self.failures.items()) or "none"
+        return (f"held {self.peak_in_flight:,} streams open at once ({self.streams:,} planned): "
+                f"{self.completed:,} completed, failures: {failures}; schedule lag p99 {self.lag_p99_ms:.2f} ms, "
+                f"client CPU {self.client_cpu_s:.1f} s, peak RSS {self.peak_rss_mb:,.0f} MB, "
+                f"open-files limit {self.open_files_limit:,}")
+
+
+def hold_streams(streams: int, directory: Path, ramp_s: float = 5.0, tokens: int = 30, ms_per_token: float = 1000.0,
+                 pin: bool = True) -> HoldResult:
+    """Open `streams` streaming requests over `ramp_s`, each lasting `tokens` x `ms_per_token`, so all
+    are in flight together; count what completed and how many were open at the peak."""
+    client_cores, simulator_cores = _cores() if pin else (None, None)
+    spec = (f"arrivals=constant,rate={streams / ramp_s:g},requests={streams},input=fixed:{_INPUT_TOKENS},"
+            f"output=fixed:{tokens},seed=1")
+    config = RunConfig(synthetic=spec, out_dir=directory / "run", overwrite=True, seed=1, quiet=True)
+    with simulator_process(None, simulator_cores, ms_per_token) as base_url, _pinned(client_cores):
+        result = execute(replace(config, base_url=base_url))
+    records = read_records(directory / "run" / "records.jsonl").records
+    summary = result.summary
+    return HoldResult(streams=len(records), completed=summary["completed"], failures=summary["failures"],
+                      peak_in_flight=peak_in_flight(records), lag_p99_ms=_or_nan(summary["schedule_lag_ms"]["p99"]),
+                      client_cpu_s=summary["client_cpu_s"],
+                      peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      open_files_limit=resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+
+
+def peak_in_flight(records: list) -> int:
+    """The most requests that were open (sent, not yet ended) at the same instant."""
+    spans = [(r.sent_ns, r.end_ns) for r in records if r.sent_ns is not None and r.end_ns is not None]
+    starts, ends = (np.array(column, dtype=np.int64) for column in zip(*spans)) if spans else (np.zeros(0),) * 2
+    return max_overlap(starts, ends)

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from rich.console import Console
@@ -365,6 +366,8 @@ examples:
   replayer bench --quick                      # 128-token streams at 50..400 req/s, 6 s per step (~1 minute)
   replayer bench                              # the full ladder: up to 600 req/s, 128- and 512-token streams
   replayer bench --rates 100,200 --tokens 128 --duration 30 --out bench-runs
+  replayer bench --rates 800,1200 --workers 4  # the client as 4 processes (needs 5+ cores to mean anything)
+  replayer bench --hold 10000                 # can one process keep 10,000 streams open at once? (~40 s)
 """
 
 
@@ -387,26 +390,40 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
                        help=f"seconds of arrivals per step (default {FULL['duration_s']:g}; --quick 6)")
     bench.add_argument("--out", type=Path, metavar="DIR", help="keep every step's records and truth log here")
     bench.add_argument("--no-pin", action="store_true", help="do not pin the client and the simulator to cores")
+    bench.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                       help="run the client as N processes (run --workers), each pinned to its own core when "
+                            "there are N+1 cores")
+    bench.add_argument("--hold", type=_positive_int, metavar="N",
+                       help="instead of the ladder: open N streams within 5 s, each lasting 30 s, and report "
+                            "how many one client process held at once and whether all completed")
     bench.set_defaults(handler=_cmd_bench)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from replayer.bench import FULL, QUICK, run_ladder, verdict, versus_raw
+    from replayer.bench import FULL, QUICK, hold_streams, run_ladder, verdict, versus_raw
     from replayer.report import bench_table
 
-    preset = QUICK if args.quick else FULL
-    rates, tokens = args.rates or preset["rates"], args.tokens or preset["tokens"]
-    duration_s = args.duration or preset["duration_s"]
     console = Console()
     if not console.is_terminal:
         console = Console(width=120)  # logs and pipes: keep the table's rows whole
+    pinning = "not pinned" if args.no_pin else "pinned to separate cores"
+    if args.hold:
+        console.print(f"bench --hold: {args.hold:,} streams opened within 5 s, 30 tokens each at 1 token/s; "
+                      f"client and simulator {pinning}")
+        with tempfile.TemporaryDirectory(prefix="replayer-hold-") as scratch:
+            console.print(hold_streams(args.hold, args.out or Path(scratch), pin=not args.no_pin).line(), style="bold")
+        return 0
+    preset = QUICK if args.quick else FULL
+    rates, tokens = args.rates or preset["rates"], args.tokens or preset["tokens"]
+    duration_s = args.duration or preset["duration_s"]
+    workers = f"{args.workers} client workers" if args.workers > 1 else "client"
     console.print(f"bench: {len(rates) * len(tokens)} steps of {duration_s:g} s (Poisson arrivals, "
-                  f"{'/'.join(map(str, tokens))} tokens per stream); client and simulator {'not pinned' if args.no_pin else 'pinned to separate cores'}")
+                  f"{'/'.join(map(str, tokens))} tokens per stream); {workers} and simulator {pinning}")
 
     def show(result) -> None:
         console.print(f"  {result.rate:g} req/s x {result.tokens} tokens: done (replayer, then the raw client)")
 
-    results = run_ladder(rates, tokens, duration_s, args.out, pin=not args.no_pin, on_step=show)
+    results = run_ladder(rates, tokens, duration_s, args.out, pin=not args.no_pin, on_step=show, workers=args.workers)
     console.print(bench_table(results))
     console.print(versus_raw(results))
     console.print(verdict(results), style="bold")

@@ -3,7 +3,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from replayer.bench import StepResult, compare, run_ladder, verdict, versus_raw
+from replayer.bench import StepResult, compare, hold_streams, peak_in_flight, run_ladder, verdict, versus_raw
 from replayer.records import RequestRecord
 
 MS = 1_000_000
@@ -54,3 +54,15 @@ def test_a_tiny_ladder_matches_every_request_with_the_simulators_truth(tmp_path)
     for log in ("truth.jsonl", "truth-raw.jsonl"):  # the raw client sent the very same requests
         ids = sorted(int(json.loads(line)["id"]) for line in (tmp_path / "rate20-tokens8" / log).read_text().splitlines())
         assert ids == list(range(result.planned))
+
+
+def test_holding_streams_counts_how_many_were_open_at_once(tmp_path):
+    result = hold_streams(200, tmp_path, ramp_s=0.5, tokens=3, ms_per_token=400)
+    assert (result.streams, result.completed, result.failures) == (200, 200, {})
+    assert result.peak_in_flight == 200  # every stream outlasts the ramp, so all were open together
+    assert "held 200 streams open at once (200 planned): 200 completed, failures: none" in result.line()
+
+
+def test_peak_in_flight_sweeps_sent_to_end():
+    records = [_record(1, 0, 5, []), _record(2, 3, 4, []), _record(3, 5, 6, [])]  # end = first token here
+    assert peak_in_flight(records) == 2
