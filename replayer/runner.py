@@ -25,7 +25,7 @@ from replayer.bodies import RequestOptions, RequestPlan, save_requests
 from replayer.client import Client, ClientConfig, list_models, measure_template
 from replayer.dispatcher import Lookahead, Progress, StopControl, dispatch
 from replayer.errors import ConfigError
-from replayer.eventloop import raise_fd_limit, run as run_loop, settle_heap
+from replayer.eventloop import raise_fd_limit, reserve_fd_table, run as run_loop, settle_heap
 from replayer.live import LiveDisplay
 from replayer.metrics import CLIENT_LIMITED_LAG_MS, summarize
 from replayer.prompts import PromptSynthesizer, TemplateOverhead
@@ -335,18 +335,27 @@ def _dry_run(config: RunConfig, workload: Workload, console: Console) -> RunResu
 
 _RESERVED_FILES = 64
 """Open files a run needs besides its sockets (records, libraries, the event loop's own)."""
+MIN_FD_TABLE = 4096
+"""The descriptor table is grown to at least this before t0 (it costs 8 bytes an entry)."""
+
+
+def files_needed(workload: Workload, builtin_simulator: bool = False) -> int:
+    """Open files one process replaying `workload` likely needs at its peak (the built-in simulator,
+    in the same process, holds the other end of every connection)."""
+    return peak_concurrency(workload) * (2 if builtin_simulator else 1) + _RESERVED_FILES
 
 
 def _check_open_files(config: RunConfig, workload: Workload, console: Console) -> None:
-    """Raise the open-files limit, and warn when a trace's likely peak concurrency would still exceed it
-    (such requests would fail to connect, which would be counted against the server)."""
+    """Raise the open-files limit and grow the descriptor table before t0; warn when the trace's likely
+    peak concurrency would still exceed the limit (such requests would fail to connect, which would
+    be counted against the server)."""
     limit = raise_fd_limit()
-    peak = peak_concurrency(workload)
-    sockets = -(-peak // config.workers) * (2 if config.base_url is None else 1)  # the built-in server's too
-    if limit and sockets + _RESERVED_FILES > limit:
-        console.print(f"[yellow]warning:[/] about {peak:,} requests may be in flight at once (at "
-                      f"{NOMINAL_MS_PER_TOKEN:g} ms per output token), which needs about {sockets + _RESERVED_FILES:,} "
-                      f"open files per process, but the limit is {limit:,}: raise it (ulimit -n) or use --workers")
+    needed = -(-files_needed(workload, config.base_url is None) // config.workers)
+    reserve_fd_table(max(needed, MIN_FD_TABLE))
+    if limit and needed > limit:
+        console.print(f"[yellow]warning:[/] about {peak_concurrency(workload):,} requests may be in flight at once (at "
+                      f"{NOMINAL_MS_PER_TOKEN:g} ms per output token), which needs about {needed:,} open files per "
+                      f"process, but the limit is {limit:,}: raise it (ulimit -n) or use --workers")
 
 
 def execute(config: RunConfig, console: Console | None = None) -> RunResult:

@@ -34,7 +34,7 @@ from typing import IO
 from aiohttp import web
 
 from replayer.errors import ConfigError
-from replayer.eventloop import new_event_loop, raise_fd_limit, settle_heap
+from replayer.eventloop import new_event_loop, raise_fd_limit, reserve_fd_table, settle_heap
 from replayer.prompts import PromptSynthesizer, TemplateOverhead
 from replayer.tokenizer import DEFAULT_TOKENIZER, Tokenizer, load_tokenizer
 
@@ -542,6 +542,6 @@ class SimulatorThread:
 
 def serve(config: SimulatorConfig, host: str, port: int) -> None:
     """Run the simulator in the foreground until interrupted (`replayer simulate`)."""
-    raise_fd_limit()  # each stream it serves holds a socket
+    reserve_fd_table(min(raise_fd_limit(), 65_536))  # each stream it serves holds a socket
     web.run_app(Simulator(config).app(), host=host, port=port, access_log=None, print=None,
                 loop=new_event_loop(), backlog=4096, shutdown_timeout=SHUTDOWN_TIMEOUT_S)

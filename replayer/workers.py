@@ -28,11 +28,11 @@ from rich.console import Console
 
 from replayer.dispatcher import Lookahead, Progress
 from replayer.errors import ConfigError
-from replayer.eventloop import run as run_loop, settle_heap
+from replayer.eventloop import raise_fd_limit, reserve_fd_table, run as run_loop, settle_heap
 from replayer.live import LiveDisplay, window_lag_p99_ms
 from replayer.records import RecordWriter
-from replayer.runner import (EXIT_SIGNALS, RunConfig, Target, plan_for, resolve_target, run_header, save_plan,
-                             send_plan)
+from replayer.runner import (EXIT_SIGNALS, MIN_FD_TABLE, RunConfig, Target, files_needed, plan_for, resolve_target,
+                             run_header, save_plan, send_plan)
 from replayer.workload import Workload
 
 T0_LEAD_S = 0.2
@@ -220,6 +220,8 @@ def _work(job: WorkerJob, pipe: Connection, counters) -> None:
     os.setpgid(0, 0)  # a terminal's Ctrl-C reaches the parent only; it forwards each stop once
     try:
         config = job.config
+        raise_fd_limit()
+        reserve_fd_table(max(files_needed(job.workload), MIN_FD_TABLE))
         plan = plan_for(config, job.workload, job.target)
         buffer = Lookahead(plan)
         buffer.fill()
