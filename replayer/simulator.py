@@ -363,6 +363,8 @@ class Simulator:
         except (ConnectionError, asyncio.CancelledError):
             self.engine.abort(sequence)
             raise
+        finally:
+            sequence.on_token = None  # no sequence-writer cycle left for the collector (its passes stall the loop)
         reason = "length" if sequence.generated >= sequence.target_tokens else "stop"
         tail = [frames.finish(reason)]
         if include_usage:
