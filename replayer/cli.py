@@ -364,7 +364,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 BENCH_EXAMPLES = """\
 examples:
   replayer bench --quick                      # 128-token streams at 50..400 req/s, 6 s per step (~1 minute)
-  replayer bench                              # the full ladder: up to 600 req/s, 128- and 512-token streams
+  replayer bench                              # the full ladder: 50..800 req/s of 128-token streams, 20 s per step
+  replayer bench --tokens 512 --rates 25,50,100,200   # longer streams
   replayer bench --rates 100,200 --tokens 128 --duration 30 --out bench-runs
   replayer bench --rates 800,1200 --workers 4  # the client as 4 processes (needs 5+ cores to mean anything)
   replayer bench --hold 10000                 # can one process keep 10,000 streams open at once? (~40 s)

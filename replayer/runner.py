@@ -234,7 +234,7 @@ async def _replay(config: RunConfig, workload: Workload, base_url: str, out_dir:
     buffer = Lookahead(plan)
     buffer.fill()
     if not config.quiet:
-        _describe_plan(console, plan, target)
+        describe_plan(console, plan, target)
         console.print(f"{len(buffer):,} of {len(plan):,} requests prepared; replaying "
                       f"{workload.describe()['span_s']:,.1f} s at speedup {workload.speedup:g}")
     settle_heap()
@@ -280,7 +280,8 @@ async def send_plan(config: RunConfig, target: Target, plan: RequestPlan, buffer
     return stop.reason, cpu_s
 
 
-def _describe_plan(console: Console, plan: RequestPlan, target: Target) -> None:
+def describe_plan(console: Console, plan: RequestPlan, target: Target) -> None:
+    """Tell the user what is about to be sent: target, API, template, sessions, and any notes."""
     options = plan.options
     console.print(f"target {target.base_url} model {target.model} (backend {target.backend}), api {options.api}, "
                   f"{'streaming' if options.stream else 'not streaming'}, ignore_eos {options.ignore_eos}")

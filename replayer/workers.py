@@ -31,8 +31,8 @@ from replayer.errors import ConfigError
 from replayer.eventloop import raise_fd_limit, reserve_fd_table, run as run_loop, settle_heap
 from replayer.live import LiveDisplay, window_lag_p99_ms
 from replayer.records import RecordWriter
-from replayer.runner import (EXIT_SIGNALS, MIN_FD_TABLE, RunConfig, Target, files_needed, plan_for, resolve_target,
-                             run_header, save_plan, send_plan)
+from replayer.runner import (EXIT_SIGNALS, MIN_FD_TABLE, RunConfig, Target, describe_plan, files_needed, plan_for,
+                             resolve_target, run_header, save_plan, send_plan)
 from replayer.workload import Workload
 
 T0_LEAD_S = 0.2
@@ -101,6 +101,7 @@ def run_workers(config: RunConfig, workload: Workload, base_url: str, out_dir: P
         for job, pipe, process in zip(jobs, pipes, processes):
             _expect(pipe, process, "ready")
         if not config.quiet:
+            describe_plan(console, plan, target)
             console.print(f"{n} workers ready ({', '.join(f'{len(job.workload):,}' for job in jobs)} requests); "
                           f"replaying {workload.describe()['span_s']:,.1f} s at speedup {workload.speedup:g}")
         t0_ns = time.perf_counter_ns() + int(T0_LEAD_S * 1e9)
@@ -109,6 +110,10 @@ def run_workers(config: RunConfig, workload: Workload, base_url: str, out_dir: P
             pipe.send(t0_ns)
         header = run_header(config, workload, target, plan, t0_ns, t0_wall_ns, workers=n)
         stop_reason, cpu_s = run_loop(_supervise(config, workload, pipes, processes, counters, t0_ns, console))
+    except BaseException:
+        for process in processes:  # a worker failed to prepare (or the parent was interrupted): stop them all
+            process.kill()
+        raise
     finally:
         for process in processes:
             process.join(timeout=5)

@@ -38,8 +38,12 @@ def test_the_verdict_names_the_heaviest_faithful_step():
 
 def test_the_client_is_compared_with_the_raw_client_step_by_step():
     steps = [replace(_step(100, 128, 1.5), raw_ttft_inflation_ms=(0.1, 1.0)),
-             replace(_step(200, 128, 3.0), raw_ttft_inflation_ms=(0.1, 4.0))]
-    assert versus_raw(steps).endswith("1.50x at 100x128, 0.75x at 200x128")
+             replace(_step(200, 128, 3.0), raw_ttft_inflation_ms=(0.1, 4.0)),
+             replace(_step(400, 128, 9.0), raw_ttft_inflation_ms=(0.1, 5.0))]
+    line = versus_raw(steps)
+    assert "1.50x at 100x128, 0.75x at 200x128, 1.80x at 400x128;" in line
+    assert line.endswith("keeps up with the raw client's measurement up to 200 req/s x 128 tokens "
+                         "(TTFT inflation p99 within 1.5x, schedule lag p99 <= 5 ms)")
 
 
 def test_a_tiny_ladder_matches_every_request_with_the_simulators_truth(tmp_path):

@@ -4,10 +4,10 @@ import time
 
 import numpy as np
 
-from replayer.client import Client, ClientConfig
-from replayer.eventloop import raise_fd_limit
-from replayer.dispatcher import Lookahead, Progress, StopControl, dispatch
 from replayer.bodies import PreparedRequest, RequestOptions, RequestPlan, build_body
+from replayer.client import Client, ClientConfig
+from replayer.dispatcher import Lookahead, Progress, StopControl, dispatch
+from replayer.eventloop import raise_fd_limit
 from replayer.prompts import PromptSynthesizer
 from replayer.simulator import EngineModel, Faults, Simulator
 from replayer.tokenizer import load_tokenizer
@@ -63,6 +63,7 @@ def test_a_burst_sharing_one_timestamp_is_sent_together(simulator):
     assert len(records) == 1000 and progress.sent == 1000
     assert all(r.ok for r in records), {r.status for r in records}
     assert all(r.intended_ns == 0 for r in records)
+    assert all(r.sent_ns >= 0 for r in records) and len(progress.recent_lag) == 1000  # each one's lag is reported
     # all of them were on their way before the first answer came back
     assert max(r.sent_ns for r in records) < min(r.first_token_ns for r in records)
 
