@@ -401,13 +401,14 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from replayer.bench import FULL, QUICK, hold_streams, run_ladder, verdict, versus_raw
+    from replayer.bench import FULL, QUICK, hold_streams, run_ladder, split_cores, verdict, versus_raw
     from replayer.report import bench_table
 
     console = Console()
     if not console.is_terminal:
         console = Console(width=120)  # logs and pipes: keep the table's rows whole
-    pinning = "not pinned" if args.no_pin else "pinned to separate cores"
+    pinned = not args.no_pin and split_cores(args.workers)[0] is not None
+    pinning = "pinned to separate cores" if pinned else "not pinned (too few cores)" if not args.no_pin else "not pinned"
     if args.hold:
         console.print(f"bench --hold: {args.hold:,} streams opened within 5 s, 30 tokens each at 1 token/s; "
                       f"client and simulator {pinning}")

@@ -33,7 +33,9 @@ def test_the_verdict_names_the_heaviest_faithful_step():
     results = [_step(50, 128, 0.4), _step(100, 128, 0.8), _step(200, 128, 3.0), _step(400, 128, 0.5, completed=9),
                _step(100, 512, 0.9, lag_p99=6.0)]
     assert verdict(results).startswith("this machine can drive 100 req/s x 128 tokens with < 1 ms inflation")
-    assert verdict([_step(50, 128, 2.5)]).startswith("even at 50 req/s x 128 tokens the client inflated TTFT p99 by 2.50")
+    failing = replace(_step(50, 128, 2.5), raw_ttft_inflation_ms=(0.1, 1.2))
+    assert verdict([failing]).startswith("even at 50 req/s x 128 tokens the client inflated TTFT p99 by 2.50 ms "
+                                         "(limit 1 ms; the raw client 1.20 ms)")
 
 
 def test_the_client_is_compared_with_the_raw_client_step_by_step():
