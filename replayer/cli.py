@@ -1,4 +1,4 @@
-"""Command line: `replayer run | simulate | report`. The only place that prints errors and picks exit codes.
+"""Command line: `replayer run | simulate | report | check | …`. The only place that prints errors and picks exit codes.
 
 Exit codes: 0 success, 2 bad input or options (one line on stderr, no traceback), 130/143 when a
 run was interrupted by SIGINT/SIGTERM (its records and summary are still written).
@@ -19,10 +19,10 @@ from rich.console import Console
 from replayer import __version__
 from replayer.backends import BACKENDS
 from replayer.errors import ConfigError, ReplayerError
-from replayer.metrics import CLIENT_LIMITED_LAG_MS, LAG_WINDOW_S, summarize
+from replayer.metrics import CLIENT_LIMITED_LAG_MS, LAG_WINDOW_S
 from replayer.prompts import TemplateOverhead
 from replayer.records import read_records
-from replayer.report import describe_fit, render_summary, render_trace_stats
+from replayer.report import describe_fit, junit_xml, render_summary, render_trace_stats, slo_table, slo_verdict
 from replayer.sessions import HISTORY_MODES
 from replayer.simulator import DEFAULT_MODEL, EngineModel, Faults, SimulatorConfig
 from replayer.tokenizer import DEFAULT_TOKENIZER
@@ -291,6 +291,10 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     output.add_argument("--lag-limit", type=_positive_float, default=CLIENT_LIMITED_LAG_MS, metavar="MS",
                         help="schedule guard: if the client's send lag p99 over any %g s window exceeds MS, the live "
                              "display warns and summary.json says client_limited (default %%(default)s)" % LAG_WINDOW_S)
+    output.add_argument("--slo", action="append", default=[], metavar="METRIC<=VALUE",
+                        help="a service-level objective, repeatable: per request (ttft<=500ms, tpot<=50ms, e2e<=20s: "
+                             "goodput and attainment) or for the run (ttft_p99<=500ms, tpot_p90<=50ms, error_rate<=1%%, "
+                             "output_throughput>=2000, attainment>=90%%); the run exits 1 when one is violated")
     output.add_argument("--quiet", action="store_true", help="no progress display or report; for scripts")
     output.add_argument("--save-requests", type=Path, metavar="FILE.jsonl",
                         help="write every request body exactly as sent, with its planned send offset")
@@ -322,7 +326,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         dry_run=args.dry_run, save_requests=args.save_requests,
         out_dir=args.out, overwrite=args.overwrite, seed=args.seed,
         request_timeout_s=args.request_timeout, drain_timeout_s=args.drain_timeout, quiet=args.quiet,
-        lag_limit_ms=args.lag_limit, workers=args.workers,
+        lag_limit_ms=args.lag_limit, workers=args.workers, slos=tuple(args.slo),
         simulator=_simulator_config(args))
     if config.base_url is not None:
         from replayer.client import ClientConfig
@@ -443,11 +447,10 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    path = args.run / "records.jsonl" if args.run.is_dir() else args.run
-    record_file = read_records(path)
-    streamed = record_file.header.get("target", {}).get("stream", True)
-    limit_ms = record_file.header.get("config", {}).get("lag_limit_ms", CLIENT_LIMITED_LAG_MS)
-    summary = summarize(record_file.records, streamed=streamed, client_limited_lag_ms=limit_ms)
+    from replayer.runner import resummarize
+
+    path, record_file = _read_run(args.run)
+    summary = resummarize(record_file)
     if args.format == "json":
         print(json.dumps(summary, indent=2))
     else:
@@ -455,6 +458,51 @@ def _cmd_report(args: argparse.Namespace) -> int:
         if record_file.torn_last_line:
             Console(stderr=True).print("[yellow]note:[/] the last line of the records file was incomplete and was skipped")
     return 0
+
+
+def _read_run(run: Path):
+    """(records path, its RecordFile) for a run directory or a records file."""
+    path = run / "records.jsonl" if run.is_dir() else run
+    return path, read_records(path)
+
+
+CHECK_EXAMPLES = """\
+examples:
+  replayer check runs/nightly --slo ttft_p99<=500ms --slo error_rate<=1%
+  replayer check runs/nightly --slo ttft<=500ms --slo tpot<=50ms --slo attainment>=90% --junit slo.xml
+  replayer check runs/nightly                  # the SLOs the run was given with run --slo
+"""
+
+
+def _add_check(commands: argparse._SubParsersAction) -> None:
+    check = commands.add_parser(
+        "check", help="judge a finished run against SLOs (no load is sent); exit 1 on a violation",
+        description="Evaluate service-level objectives on RUN's records, as run --slo does at the end of a run: "
+                    "the same verdict from the same files, for CI gates.",
+        epilog=CHECK_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    check.add_argument("run", type=Path, help="run directory or records.jsonl")
+    check.add_argument("--slo", action="append", default=[], metavar="METRIC<=VALUE",
+                       help="an objective, repeatable (see run --help); default: those the run was given")
+    check.add_argument("--junit", type=Path, metavar="FILE.xml", help="also write the verdict as JUnit XML")
+    check.set_defaults(handler=_cmd_check)
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from replayer.runner import EXIT_SLO_VIOLATED, resummarize
+
+    path, record_file = _read_run(args.run)
+    summary = resummarize(record_file, args.slo)
+    if "slo" not in summary:
+        raise ConfigError(f"{path}: the run was given no SLO; pass --slo METRIC<=VALUE")
+    console = Console()
+    console.print(slo_table(summary["slo"]))
+    console.print(slo_verdict(summary["slo"]), style="bold green" if summary["slo"]["passed"] else "bold red")
+    if args.junit:
+        try:
+            args.junit.write_text(junit_xml(summary["slo"], str(path)), encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"--junit {args.junit}: {exc.strerror}") from None
+    return 0 if summary["slo"]["passed"] else EXIT_SLO_VIOLATED
 
 
 INSPECT_EXAMPLES = """\
@@ -625,6 +673,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(commands)
     _add_simulate(commands)
     _add_report(commands)
+    _add_check(commands)
     _add_inspect(commands)
     _add_synth(commands)
     _add_datasets(commands)

@@ -61,18 +61,30 @@ def latency_samples(records: Sequence[RequestRecord], streamed: bool = True) -> 
             samples["schedule_lag_ms"].append(_ms(r.sent_ns - r.intended_ns))
             if r.turn >= 2:
                 samples["session_wait_ms"].append(_ms(r.session_wait_ns))
-        if not r.ok or r.sent_ns is None or r.first_token_ns is None or r.end_ns is None:
+        latencies = request_latencies(r, streamed)
+        if latencies is None:
             continue
-        samples["ttft_ms"].append(_ms(r.first_token_ns - r.sent_ns))
-        samples["e2e_ms"].append(_ms(r.end_ns - r.sent_ns))
-        samples["user_ttft_ms"].append(_ms(r.first_token_ns - r.intended_ns))
-        samples["user_e2e_ms"].append(_ms(r.end_ns - r.intended_ns))
+        for name, value in latencies.items():
+            if value is not None:
+                samples[name].append(value)
         if streamed:
-            n_out = r.served_output_tokens or 0
-            if n_out >= 2:
-                samples["tpot_ms"].append(_ms(r.end_ns - r.first_token_ns) / (n_out - 1))
             samples["itl_ms"].extend(r.itl_ms)
     return samples
+
+
+def request_latencies(r: RequestRecord, streamed: bool = True) -> dict[str, float | None] | None:
+    """One successful request's TTFT, TPOT (None with fewer than 2 tokens, or unstreamed), E2E and their
+    user views, in ms; None for a request that failed or never answered."""
+    if not r.ok or r.sent_ns is None or r.first_token_ns is None or r.end_ns is None:
+        return None
+    n_out = r.served_output_tokens or 0
+    return {
+        "ttft_ms": _ms(r.first_token_ns - r.sent_ns),
+        "tpot_ms": _ms(r.end_ns - r.first_token_ns) / (n_out - 1) if streamed and n_out >= 2 else None,
+        "e2e_ms": _ms(r.end_ns - r.sent_ns),
+        "user_ttft_ms": _ms(r.first_token_ns - r.intended_ns),
+        "user_e2e_ms": _ms(r.end_ns - r.intended_ns),
+    }
 
 
 def token_mismatch(records: Sequence[RequestRecord]) -> dict[str, dict[str, float | int]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from xml.etree import ElementTree
+
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
@@ -79,7 +81,52 @@ def render_summary(summary: dict, console: Console, title: str = "replayer summa
         parts.append(Text(f"{kind}: {message}", style="red"))
     if summary.get("client_limited"):
         parts.append(Text(client_behind_warning(summary), style="bold yellow"))
+    if "slo" in summary:
+        parts += [Text(""), slo_table(summary["slo"]), Text(slo_verdict(summary["slo"]),
+                                                             style="bold green" if summary["slo"]["passed"] else "bold red")]
     console.print(Group(*parts))
+
+
+def slo_table(slo: dict) -> Table:
+    """One row per aggregate SLO with its measured value; goodput and attainment above them."""
+    table = Table(title="SLOs", title_justify="left", show_edge=False, pad_edge=False, collapse_padding=True)
+    for name, justify in (("objective", "left"), ("measured", "right"), ("", "left")):
+        table.add_column(name, justify=justify, no_wrap=True)
+    if slo["per_request"]:
+        table.add_row(f"per request: {', '.join(slo['per_request'])}",
+                      f"{slo['good_requests']:,} good, attainment {_fmt((slo['attainment'] or 0) * 100)}%, "
+                      f"goodput {_fmt(slo['goodput'], 2)} req/s", "")
+    for check in slo["checks"]:
+        table.add_row(check["slo"], _slo_value(check), "[green]pass[/]" if check["passed"] else "[red]FAIL[/]")
+    return table
+
+
+def _slo_value(check: dict) -> str:
+    value = check["value"]
+    if value is None:
+        return "no data"
+    if check["unit"] == "fraction":
+        return f"{value * 100:.2f}%"
+    return f"{value:,.2f} {'ms' if check['unit'] == 'ms' else '/s'}"
+
+
+def slo_verdict(slo: dict) -> str:
+    failed = [check["slo"] for check in slo["checks"] if not check["passed"]]
+    if failed:
+        return f"SLOs violated: {', '.join(failed)}"
+    return f"SLOs met ({len(slo['checks'])} checked)" if slo["checks"] else "no aggregate SLO to check"
+
+
+def junit_xml(slo: dict, run: str) -> str:
+    """The SLO verdict as JUnit XML: one test case per aggregate SLO, for CI systems' test reports."""
+    suite = ElementTree.Element("testsuite", name=f"replayer SLOs of {run}", tests=str(len(slo["checks"])),
+                                failures=str(sum(not check["passed"] for check in slo["checks"])))
+    for check in slo["checks"]:
+        case = ElementTree.SubElement(suite, "testcase", classname="replayer.slo", name=check["slo"])
+        if not check["passed"]:
+            failure = ElementTree.SubElement(case, "failure", message=f"measured {_slo_value(check)}")
+            failure.text = f"{check['slo']}: measured {_slo_value(check)}"
+    return ElementTree.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
 
 def client_behind_warning(summary: dict) -> str:

@@ -14,6 +14,7 @@ import json
 import secrets
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -29,9 +30,10 @@ from replayer.eventloop import raise_fd_limit, reserve_fd_table, run as run_loop
 from replayer.live import LiveDisplay
 from replayer.metrics import CLIENT_LIMITED_LAG_MS, summarize
 from replayer.prompts import PromptSynthesizer, TemplateOverhead
-from replayer.records import RecordWriter, read_records
+from replayer.records import RecordFile, RecordWriter, read_records
 from replayer.report import render_summary
 from replayer.simulator import SimulatorConfig, SimulatorThread
+from replayer.slo import evaluate, parse_slos
 from replayer.tokenizer import DEFAULT_TOKENIZER, load_tokenizer
 from replayer.synthetic import parse_spec, synthesize
 from replayer.trace import DEFAULT_TRACE, ColumnMap, read_trace
@@ -72,6 +74,8 @@ class RunConfig:
     drain_timeout_s: float = 30.0
     lag_limit_ms: float = CLIENT_LIMITED_LAG_MS
     workers: int = 1
+    slos: tuple[str, ...] = ()
+    """`--slo` texts (parsed and checked by `replayer.slo`); the run exits 1 when one is violated."""
     quiet: bool = False
     dry_run: bool = False
     save_requests: Path | None = None
@@ -362,6 +366,7 @@ def _check_open_files(config: RunConfig, workload: Workload, console: Console) -
 def execute(config: RunConfig, console: Console | None = None) -> RunResult:
     """Run the whole pipeline and write `records.jsonl` and `summary.json` into the output directory."""
     console = console or Console(stderr=True, quiet=config.quiet)
+    parse_slos(config.slos)  # a bad --slo is refused before any load
     workload = load_workload(config, console)
     if config.dry_run:
         return _dry_run(config, workload, console)
@@ -381,6 +386,32 @@ def execute(config: RunConfig, console: Console | None = None) -> RunResult:
     summary = summarize(record_file.records, streamed=config.stream, client_limited_lag_ms=config.lag_limit_ms)
     summary["interrupted"] = stop_reason
     summary["client_cpu_s"] = cpu_s
+    if config.slos:
+        summary["slo"] = evaluate(parse_slos(config.slos), record_file.records, summary, streamed=config.stream)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return RunResult(out_dir, summary, EXIT_SIGNALS.get(stop_reason or "", 0), stop_reason)
+    return RunResult(out_dir, summary, run_exit_code(stop_reason, summary), stop_reason)
+
+
+EXIT_SLO_VIOLATED = 1
+
+
+def resummarize(record_file: RecordFile, slos: Sequence[str] | None = None) -> dict:
+    """A finished run's summary, computed again from its records with the settings it ran with; the SLO
+    section uses `slos`, or else those the run was given."""
+    header = record_file.header
+    config = header.get("config", {})
+    streamed = header.get("target", {}).get("stream", True)
+    summary = summarize(record_file.records, streamed=streamed,
+                        client_limited_lag_ms=config.get("lag_limit_ms", CLIENT_LIMITED_LAG_MS))
+    texts = slos if slos else config.get("slos") or ()
+    if texts:
+        summary["slo"] = evaluate(parse_slos(texts), record_file.records, summary, streamed=streamed)
+    return summary
+
+
+def run_exit_code(stop_reason: str | None, summary: dict) -> int:
+    """130/143 for an interrupted run, 1 when an SLO was violated, else 0."""
+    if stop_reason in EXIT_SIGNALS:
+        return EXIT_SIGNALS[stop_reason]
+    return EXIT_SLO_VIOLATED if not summary.get("slo", {}).get("passed", True) else 0
 
