@@ -22,7 +22,9 @@ from replayer.errors import ConfigError, ReplayerError
 from replayer.metrics import CLIENT_LIMITED_LAG_MS, LAG_WINDOW_S
 from replayer.prompts import TemplateOverhead
 from replayer.records import read_records
-from replayer.report import describe_fit, junit_xml, render_summary, render_trace_stats, slo_table, slo_verdict
+from replayer.compare import DEFAULT_LIMITS
+from replayer.report import (compare_table, describe_fit, junit_xml, render_summary, render_trace_stats, slo_table,
+                             slo_verdict)
 from replayer.sessions import HISTORY_MODES
 from replayer.simulator import DEFAULT_MODEL, EngineModel, Faults, SimulatorConfig
 from replayer.tokenizer import DEFAULT_TOKENIZER
@@ -466,6 +468,53 @@ def _read_run(run: Path):
     return path, read_records(path)
 
 
+COMPARE_EXAMPLES = """\
+examples:
+  replayer compare runs/release-1.4 runs/release-1.5          # default limits: latencies and throughputs 10%
+  replayer compare base new --max-regression ttft_p99=5% --max-regression error_rate=0.5%
+"""
+
+
+def _add_compare(commands: argparse._SubParsersAction) -> None:
+    compare = commands.add_parser(
+        "compare", help="compare two finished runs side by side; exit 1 when NEW regressed beyond the limits",
+        description="Recompute both runs' summaries from their records and show each metric's change. Latencies "
+                    "and the error rate regress when they rise, throughputs, goodput and attainment when they fall. "
+                    f"Without --max-regression the limits are {', '.join(f'{k}={v:.0%}' for k, v in DEFAULT_LIMITS.items())} "
+                    "(error_rate in percentage points).",
+        epilog=COMPARE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    compare.add_argument("base", type=Path, help="the reference run (directory or records.jsonl)")
+    compare.add_argument("new", type=Path, help="the run to judge")
+    compare.add_argument("--max-regression", action="append", default=[], metavar="METRIC=PCT",
+                         help="largest tolerated worsening of a metric, repeatable (e.g. ttft_p99=10%%)")
+    compare.add_argument("--format", choices=["text", "json"], default="text", help="output format (default text)")
+    compare.set_defaults(handler=_cmd_compare)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from replayer.compare import compare_summaries, parse_limit
+    from replayer.runner import resummarize
+
+    limits = dict(parse_limit(text) for text in args.max_regression)
+    (base_path, base), (new_path, new) = _read_run(args.base), _read_run(args.new)
+    deltas = compare_summaries(resummarize(base), resummarize(new), limits)
+    regressed = [d.metric for d in deltas if d.regressed]
+    if base.header.get("workload") != new.header.get("workload"):
+        Console(stderr=True).print("[yellow]note:[/] the two runs replayed different workloads (trace, shaping or "
+                                   "speedup), so throughputs are not comparable")
+    if args.format == "json":
+        print(json.dumps({"base": str(base_path), "new": str(new_path), "regressed": regressed,
+                          "metrics": [asdict(d) for d in deltas]}, indent=2))
+    else:
+        console = Console()
+        console.print(compare_table(deltas, str(args.base), str(args.new)))
+        console.print(f"regressions: {', '.join(regressed)}" if regressed else "no regression beyond the limits",
+                      style="bold red" if regressed else "bold green")
+    return 1 if regressed else 0
+
+
 CHECK_EXAMPLES = """\
 examples:
   replayer check runs/nightly --slo ttft_p99<=500ms --slo error_rate<=1%
@@ -674,6 +723,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_simulate(commands)
     _add_report(commands)
     _add_check(commands)
+    _add_compare(commands)
     _add_inspect(commands)
     _add_synth(commands)
     _add_datasets(commands)

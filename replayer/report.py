@@ -129,6 +129,23 @@ def junit_xml(slo: dict, run: str) -> str:
     return ElementTree.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
 
+def compare_table(deltas: list, base_name: str, new_name: str) -> Table:
+    """`replayer compare`: base, new, change and verdict per metric (`replayer.compare.Delta`)."""
+    table = Table(title=f"{base_name} -> {new_name}", title_justify="left", show_edge=False, pad_edge=False,
+                  collapse_padding=True)
+    for name, justify in (("metric", "left"), ("base", "right"), ("new", "right"), ("change", "right"),
+                          ("limit", "right"), ("", "left")):
+        table.add_column(name, justify=justify, no_wrap=True)
+    for d in deltas:
+        fraction = d.metric in ("error_rate", "attainment")
+        shown = (lambda v: "–" if v is None else f"{v * 100:.2f}%") if fraction else (lambda v: _fmt(v, 2))
+        change = "–" if d.change is None else f"{d.change * 100:+.2f}{' pt' if fraction else '%'}"
+        limit = "" if d.limit is None else f"{d.limit * 100:g}{' pt' if fraction else '%'}"
+        table.add_row(d.metric, shown(d.base), shown(d.new), change, limit,
+                      "[red]REGRESSION[/]" if d.regressed else "", style=None)
+    return table
+
+
 def client_behind_warning(summary: dict) -> str:
     """Why the run is marked client-limited: the windows where the client fell behind its schedule."""
     windows = summary.get("client_behind_windows") or []

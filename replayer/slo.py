@@ -141,3 +141,21 @@ def _aggregate(metric: str, summary: dict, derived: dict) -> float | None:
     if metric in derived:
         return derived[metric]
     return summary.get(metric)
+
+
+def summary_value(metric: str, summary: dict) -> float | None:
+    """A metric named as in SLOs (`ttft_p99`, `error_rate`, `output_throughput`, `goodput`…) read from a
+    finished summary (goodput and attainment only when it has per-request SLOs)."""
+    sent = summary.get("requests_sent") or 0
+    slo = summary.get("slo") or {}
+    derived = {"error_rate": summary.get("failed", 0) / sent if sent else None,
+               "goodput": slo.get("goodput"), "attainment": slo.get("attainment")}
+    return _aggregate(metric, summary, derived)
+
+
+def is_known_metric(metric: str) -> bool:
+    return _latency_statistic(metric) is not None or metric in FRACTIONS or metric in RATES
+
+
+def higher_is_better(metric: str) -> bool:
+    return metric in RATES or metric == "attainment"
