@@ -7,6 +7,7 @@ run was interrupted by SIGINT/SIGTERM (its records and summary are still written
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import os
@@ -23,8 +24,8 @@ from replayer.metrics import CLIENT_LIMITED_LAG_MS, LAG_WINDOW_S
 from replayer.prompts import TemplateOverhead
 from replayer.records import read_records
 from replayer.compare import DEFAULT_LIMITS
-from replayer.report import (compare_table, describe_fit, junit_xml, render_summary, render_trace_stats, slo_table,
-                             slo_verdict)
+from replayer.report import (compare_table, describe_fit, junit_xml, markdown_report, render_summary,
+                             render_trace_stats, slo_table, slo_verdict, with_vllm_keys)
 from replayer.sessions import HISTORY_MODES
 from replayer.simulator import DEFAULT_MODEL, EngineModel, Faults, SimulatorConfig
 from replayer.tokenizer import DEFAULT_TOKENIZER
@@ -77,6 +78,8 @@ REPORT_EXAMPLES = """\
 examples:
   replayer report runs/20260101-120000
   replayer report runs/20260101-120000/records.jsonl --format json
+  replayer report runs/nightly --format markdown -o report.md      # for a CI comment
+  replayer report runs/nightly --timeseries series.csv --bin 10    # 10 s intervals
 """
 
 
@@ -444,22 +447,55 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
         description="Read RUN (a run directory or its records.jsonl) and print its summary.",
         epilog=REPORT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     report.add_argument("run", type=Path, help="run directory or records.jsonl")
-    report.add_argument("--format", choices=["text", "json"], default="text", help="output format (default text)")
+    report.add_argument("--format", choices=["text", "json", "markdown"], default="text",
+                        help="text (the terminal table), json (summary.json's content, with vLLM bench serve's key "
+                             "names too) or markdown (for CI comments); default text")
+    report.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the report to FILE instead of stdout")
+    report.add_argument("--timeseries", type=Path, metavar="FILE.csv",
+                        help="also write per-interval series (sent, completed, in flight, tokens/s, latency, lag)")
+    report.add_argument("--bin", type=_positive_float, default=1.0, metavar="S",
+                        help="the series' interval in seconds (default %(default)s)")
     report.set_defaults(handler=_cmd_report)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from replayer.runner import resummarize
+    from replayer.timeseries import time_series, write_csv
 
     path, record_file = _read_run(args.run)
     summary = resummarize(record_file)
-    if args.format == "json":
-        print(json.dumps(summary, indent=2))
-    else:
+    if args.format == "text" and args.output is None:
         render_summary(summary, Console(), title=f"replayer summary of {path}")
-        if record_file.torn_last_line:
-            Console(stderr=True).print("[yellow]note:[/] the last line of the records file was incomplete and was skipped")
+    else:
+        text = (json.dumps(with_vllm_keys(summary), indent=2) + "\n" if args.format == "json" else
+                markdown_report(summary, f"replayer summary of {path}") if args.format == "markdown" else
+                _rendered_text(summary, f"replayer summary of {path}"))
+        _write_or_print(text, args.output)
+    if args.timeseries:
+        streamed = record_file.header.get("target", {}).get("stream", True)
+        try:
+            write_csv(time_series(record_file.records, args.bin, streamed), args.timeseries)
+        except OSError as exc:
+            raise ConfigError(f"--timeseries {args.timeseries}: {exc.strerror}") from None
+    if record_file.torn_last_line:
+        Console(stderr=True).print("[yellow]note:[/] the last line of the records file was incomplete and was skipped")
     return 0
+
+
+def _rendered_text(summary: dict, title: str) -> str:
+    console = Console(record=True, width=120, file=io.StringIO())
+    render_summary(summary, console, title=title)
+    return console.export_text()
+
+
+def _write_or_print(text: str, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"-o {output}: {exc.strerror}") from None
 
 
 def _read_run(run: Path):

@@ -140,6 +140,7 @@ def summarize(records: Sequence[RequestRecord], *, streamed: bool = True,
         "output_tokens_counted": sum(1 for r in ok if r.output_counted),
         "token_mismatch": token_mismatch(ok),
         **{name: distribution(values) for name, values in samples.items()},
+        "breakdowns": breakdowns(sent, streamed),
     }
     client_lag = np.array([_ms(r.sent_ns - r.intended_ns - r.session_wait_ns) for r in sent])
     intended_s = np.array([r.intended_ns / 1e9 for r in sent])
@@ -166,3 +167,38 @@ def lagging_windows(intended_s: np.ndarray, lag_ms: np.ndarray, limit_ms: float,
             behind.append({"start_s": float(window * window_s), "end_s": float((window + 1) * window_s),
                            "requests": int(lags.size), "lag_p99_ms": p99})
     return behind
+
+
+INPUT_BUCKETS = (0, 256, 1024, 4096, 16384)
+"""Lower bounds of the input-length groups of the breakdown (prompt tokens as planned)."""
+
+
+def breakdowns(records: Sequence[RequestRecord], streamed: bool = True) -> dict[str, dict[str, dict]]:
+    """Per group of requests, their counts and key latency percentiles: single-turn vs session turns,
+    and input-length buckets (only groups that have requests)."""
+    sent = [r for r in records if r.sent_ns is not None]
+    groups: dict[str, dict[str, list[RequestRecord]]] = {"turns": {}, "input_tokens": {}}
+    for r in sent:
+        groups["turns"].setdefault("session turn" if r.turn else "single-turn", []).append(r)
+        groups["input_tokens"].setdefault(_bucket(r.input_tokens), []).append(r)
+    order = [_bucket(bound) for bound in INPUT_BUCKETS]
+    groups["input_tokens"] = {name: groups["input_tokens"][name] for name in order if name in groups["input_tokens"]}
+    return {kind: {name: _group_stats(members, streamed) for name, members in by_name.items()}
+            for kind, by_name in groups.items()}
+
+
+def _bucket(tokens: int) -> str:
+    lower = max(bound for bound in INPUT_BUCKETS if bound <= tokens)
+    upper = next((bound for bound in INPUT_BUCKETS if bound > tokens), None)
+    return f"{lower}-{upper - 1}" if upper is not None else f">={lower}"
+
+
+def _group_stats(members: list[RequestRecord], streamed: bool) -> dict:
+    samples = latency_samples(members, streamed)
+    ok = sum(1 for r in members if r.ok)
+    stats: dict = {"requests": len(members), "completed": ok, "failed": len(members) - ok}
+    for name in ("ttft_ms", "tpot_ms", "e2e_ms"):
+        values = samples[name]
+        stats[name] = ({"p50": float(np.percentile(values, 50)), "p99": float(np.percentile(values, 99))}
+                       if values else {"p50": None, "p99": None})
+    return stats

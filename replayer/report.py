@@ -77,6 +77,9 @@ def totals_table(summary: dict) -> Table:
 def render_summary(summary: dict, console: Console, title: str = "replayer summary") -> None:
     """Print the summary as the terminal report."""
     parts = [Text(title, style="bold underline"), totals_table(summary), Text(""), latency_table(summary)]
+    breakdown = breakdown_table(summary)
+    if breakdown is not None:
+        parts += [Text(""), breakdown]
     for kind, message in summary.get("failure_examples", {}).items():
         parts.append(Text(f"{kind}: {message}", style="red"))
     if summary.get("client_limited"):
@@ -85,6 +88,25 @@ def render_summary(summary: dict, console: Console, title: str = "replayer summa
         parts += [Text(""), slo_table(summary["slo"]), Text(slo_verdict(summary["slo"]),
                                                              style="bold green" if summary["slo"]["passed"] else "bold red")]
     console.print(Group(*parts))
+
+
+_GROUP_KINDS = {"turns": "turns", "input_tokens": "input tokens"}
+
+
+def breakdown_table(summary: dict) -> Table | None:
+    """Requests and key percentiles per group, for the kinds of grouping with more than one group."""
+    kinds = {kind: groups for kind, groups in (summary.get("breakdowns") or {}).items() if len(groups) > 1}
+    if not kinds:
+        return None
+    table = Table(title="By group (ms)", title_justify="left", show_edge=False, pad_edge=False, collapse_padding=True)
+    for name in ("group", "requests", "failed", "TTFT p50", "TTFT p99", "TPOT p99", "E2E p99"):
+        table.add_column(name, justify="left" if name == "group" else "right", no_wrap=True)
+    for kind, groups in kinds.items():
+        for name, stats in groups.items():
+            table.add_row(f"{_GROUP_KINDS.get(kind, kind)} {name}", f"{stats['requests']:,}", f"{stats['failed']:,}",
+                          _fmt(stats["ttft_ms"]["p50"], grouping=""), _fmt(stats["ttft_ms"]["p99"], grouping=""),
+                          _fmt(stats["tpot_ms"]["p99"], 2, grouping=""), _fmt(stats["e2e_ms"]["p99"], grouping=""))
+    return table
 
 
 def slo_table(slo: dict) -> Table:
@@ -115,6 +137,54 @@ def slo_verdict(slo: dict) -> str:
     if failed:
         return f"SLOs violated: {', '.join(failed)}"
     return f"SLOs met ({len(slo['checks'])} checked)" if slo["checks"] else "no aggregate SLO to check"
+
+
+_VLLM_METRICS = {"ttft": "ttft_ms", "tpot": "tpot_ms", "itl": "itl_ms", "e2el": "e2e_ms"}
+
+
+def with_vllm_keys(summary: dict) -> dict:
+    """The summary plus the flat keys of vLLM's `bench serve` result JSON (`mean_ttft_ms`, `median_tpot_ms`,
+    `p99_e2el_ms`, `total_token_throughput`, …), so dashboards that ingest those read ours unchanged."""
+    flat = dict(summary)
+    flat["duration"] = summary["duration_s"]
+    output, total = summary["output_throughput"], summary["input_throughput"]
+    flat["total_token_throughput"] = None if output is None or total is None else output + total
+    for vllm_name, ours in _VLLM_METRICS.items():
+        dist = summary.get(ours) or {}
+        flat[f"mean_{vllm_name}_ms"] = dist.get("mean")
+        flat[f"median_{vllm_name}_ms"] = dist.get("p50")
+        for name in ("p90", "p95", "p99"):
+            flat[f"{name}_{vllm_name}_ms"] = dist.get(name)
+    if (summary.get("slo") or {}).get("goodput") is not None:
+        flat["request_goodput"] = summary["slo"]["goodput"]
+    return flat
+
+
+def markdown_report(summary: dict, title: str) -> str:
+    """The report as Markdown (for CI comments and pull requests): totals, latencies, SLOs, groups."""
+    lines = [f"### {title}", "",
+             f"**{summary['completed']:,}** of {summary['requests_sent']:,} requests completed, "
+             f"{summary['failed']:,} failed" + (f" ({', '.join(f'{k} {v}' for k, v in summary['failures'].items())})"
+                                                 if summary["failures"] else "") +
+             f"; {_fmt(summary['request_throughput'], 2)} req/s, {_fmt(summary['output_throughput'])} output tok/s "
+             f"over {_fmt(summary['duration_s'], 1)} s.", ""]
+    columns = ("mean", *(name for name, _ in PERCENTILES), "max")
+    lines += ["| metric (ms) | " + " | ".join(c.replace("p999", "p99.9") for c in columns) + " |",
+              "|---|" + "---:|" * len(columns)]
+    for label, key in _ROWS:
+        dist = summary.get(key) or {}
+        if dist.get("count"):
+            lines.append(f"| {label} | " + " | ".join(_fmt(dist.get(c), 2, grouping="") for c in columns) + " |")
+    slo = summary.get("slo")
+    if slo:
+        lines += ["", f"**{slo_verdict(slo)}**", "", "| SLO | measured | |", "|---|---:|---|"]
+        lines += [f"| `{c['slo']}` | {_slo_value(c)} | {'pass' if c['passed'] else '**FAIL**'} |" for c in slo["checks"]]
+        if slo["per_request"]:
+            lines.append(f"\nPer-request SLOs {', '.join(f'`{t}`' for t in slo['per_request'])}: "
+                         f"attainment {_fmt((slo['attainment'] or 0) * 100)}%, goodput {_fmt(slo['goodput'], 2)} req/s.")
+    if summary.get("client_limited"):
+        lines += ["", f"> {client_behind_warning(summary)}"]
+    return "\n".join(lines) + "\n"
 
 
 def junit_xml(slo: dict, run: str) -> str:

@@ -31,11 +31,12 @@ from replayer.live import LiveDisplay
 from replayer.metrics import CLIENT_LIMITED_LAG_MS, summarize
 from replayer.prompts import PromptSynthesizer, TemplateOverhead
 from replayer.records import RecordFile, RecordWriter, read_records
-from replayer.report import render_summary
+from replayer.report import with_vllm_keys
 from replayer.simulator import SimulatorConfig, SimulatorThread
 from replayer.slo import evaluate, parse_slos
 from replayer.tokenizer import DEFAULT_TOKENIZER, load_tokenizer
 from replayer.synthetic import parse_spec, synthesize
+from replayer.timeseries import time_series, write_csv
 from replayer.trace import DEFAULT_TRACE, ColumnMap, read_trace
 from replayer.workload import NOMINAL_MS_PER_TOKEN, Shaping, Workload, peak_concurrency, shape
 
@@ -388,7 +389,8 @@ def execute(config: RunConfig, console: Console | None = None) -> RunResult:
     summary["client_cpu_s"] = cpu_s
     if config.slos:
         summary["slo"] = evaluate(parse_slos(config.slos), record_file.records, summary, streamed=config.stream)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out_dir / "summary.json").write_text(json.dumps(with_vllm_keys(summary), indent=2) + "\n")
+    write_csv(time_series(record_file.records, streamed=config.stream), out_dir / "timeseries.csv")
     return RunResult(out_dir, summary, run_exit_code(stop_reason, summary), stop_reason)
 
 

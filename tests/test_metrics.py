@@ -115,3 +115,15 @@ def test_the_report_names_the_window_where_the_client_fell_behind():
     console = Console(record=True, width=300)
     render_summary(summarize(RECORDS, client_limited_lag_ms=3.0), console)
     assert "fell behind its schedule in 1 window(s) of the schedule, worst 0-5 s with lag p99 3.9" in console.export_text()
+
+
+def test_breakdowns_group_requests_by_turns_and_input_length():
+    turn = ok(4, 5000, 5000, 5050, 5150, 2, [100.0], n_in=3000)
+    turn.turn = 2
+    groups = summarize([*RECORDS, turn])["breakdowns"]
+    single = groups["turns"]["single-turn"]
+    assert (single["requests"], single["completed"], single["failed"]) == (4, 3, 1)
+    assert single["ttft_ms"] == {"p50": 200.0, "p99": 298.0} and single["tpot_ms"]["p50"] == 100.0
+    assert groups["turns"]["session turn"]["ttft_ms"] == {"p50": 50.0, "p99": 50.0}
+    assert list(groups["input_tokens"]) == ["0-255", "1024-4095"]  # in bucket order, only those used
+    assert groups["input_tokens"]["1024-4095"]["requests"] == 1 and groups["input_tokens"]["0-255"]["requests"] == 4

@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from replayer.plot import plot_trace
 from replayer.trace import Trace, read_trace
