@@ -205,7 +205,8 @@ def run_step(rate: float, tokens: int, duration_s: float, directory: Path, pin: 
     client_cores, simulator_cores = split_cores(workers) if pin else (None, None)
     truth_log = directory / "truth.jsonl"
     spec = f"arrivals=poisson,rate={rate:g},duration={duration_s:g},input=fixed:{_INPUT_TOKENS},output=fixed:{tokens},seed=1"
-    config = RunConfig(synthetic=spec, out_dir=directory / "run", overwrite=True, seed=1, quiet=True, workers=workers)
+    config = RunConfig(synthetic=spec, out_dir=directory / "run", overwrite=True, seed=1, quiet=True, workers=workers,
+                       scrape_metrics="off")  # only the client's own work is measured
     with simulator_process(truth_log, simulator_cores) as base_url, _pinned(client_cores):
         result = execute(replace(config, base_url=base_url))
     records = read_records(directory / "run" / "records.jsonl").records
@@ -322,7 +323,8 @@ def hold_streams(streams: int, directory: Path, ramp_s: float = 5.0, tokens: int
     client_cores, simulator_cores = split_cores() if pin else (None, None)
     spec = (f"arrivals=constant,rate={streams / ramp_s:g},requests={streams},input=fixed:{_INPUT_TOKENS},"
             f"output=fixed:{tokens},seed=1")
-    config = RunConfig(synthetic=spec, out_dir=directory / "run", overwrite=True, seed=1, quiet=True)
+    config = RunConfig(synthetic=spec, out_dir=directory / "run", overwrite=True, seed=1, quiet=True,
+                       scrape_metrics="off")
     with simulator_process(None, simulator_cores, ms_per_token) as base_url, _pinned(client_cores):
         result = execute(replace(config, base_url=base_url))
     records = read_records(directory / "run" / "records.jsonl").records

@@ -296,6 +296,10 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     output.add_argument("--lag-limit", type=_positive_float, default=CLIENT_LIMITED_LAG_MS, metavar="MS",
                         help="schedule guard: if the client's send lag p99 over any %g s window exceeds MS, the live "
                              "display warns and summary.json says client_limited (default %%(default)s)" % LAG_WINDOW_S)
+    output.add_argument("--scrape-metrics", default="auto", metavar="URL|auto|off",
+                        help="sample the server's Prometheus metrics (running/waiting requests, KV-cache use, "
+                             "preemptions; vLLM, SGLang and TGI names) every second into server_metrics.csv; auto: "
+                             "the target's /metrics if it answers (default %(default)s)")
     output.add_argument("--slo", action="append", default=[], metavar="METRIC<=VALUE",
                         help="a service-level objective, repeatable: per request (ttft<=500ms, tpot<=50ms, e2e<=20s: "
                              "goodput and attainment) or for the run (ttft_p99<=500ms, tpot_p90<=50ms, error_rate<=1%%, "
@@ -331,7 +335,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         dry_run=args.dry_run, save_requests=args.save_requests,
         out_dir=args.out, overwrite=args.overwrite, seed=args.seed,
         request_timeout_s=args.request_timeout, drain_timeout_s=args.drain_timeout, quiet=args.quiet,
-        lag_limit_ms=args.lag_limit, workers=args.workers, slos=tuple(args.slo),
+        lag_limit_ms=args.lag_limit, workers=args.workers, slos=tuple(args.slo), scrape_metrics=args.scrape_metrics,
         simulator=_simulator_config(args))
     if config.base_url is not None:
         from replayer.client import ClientConfig
@@ -463,7 +467,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from replayer.timeseries import time_series, write_csv
 
     path, record_file = _read_run(args.run)
-    summary = resummarize(record_file)
+    summary = resummarize(record_file, saved=path.parent / "summary.json")
     if args.format == "text" and args.output is None:
         render_summary(summary, Console(), title=f"replayer summary of {path}")
     else:
@@ -535,7 +539,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
     limits = dict(parse_limit(text) for text in args.max_regression)
     (base_path, base), (new_path, new) = _read_run(args.base), _read_run(args.new)
-    deltas = compare_summaries(resummarize(base), resummarize(new), limits)
+    deltas = compare_summaries(resummarize(base, saved=base_path.parent / "summary.json"),
+                               resummarize(new, saved=new_path.parent / "summary.json"), limits)
     regressed = [d.metric for d in deltas if d.regressed]
     if base.header.get("workload") != new.header.get("workload"):
         Console(stderr=True).print("[yellow]note:[/] the two runs replayed different workloads (trace, shaping or "

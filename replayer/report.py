@@ -84,6 +84,8 @@ def render_summary(summary: dict, console: Console, title: str = "replayer summa
         parts.append(Text(f"{kind}: {message}", style="red"))
     if summary.get("client_limited"):
         parts.append(Text(client_behind_warning(summary), style="bold yellow"))
+    if "server_metrics" in summary:
+        parts.append(Text(server_metrics_line(summary["server_metrics"])))
     if "slo" in summary:
         parts += [Text(""), slo_table(summary["slo"]), Text(slo_verdict(summary["slo"]),
                                                              style="bold green" if summary["slo"]["passed"] else "bold red")]
@@ -214,6 +216,17 @@ def compare_table(deltas: list, base_name: str, new_name: str) -> Table:
         table.add_row(d.metric, shown(d.base), shown(d.new), change, limit,
                       "[red]REGRESSION[/]" if d.regressed else "", style=None)
     return table
+
+
+def server_metrics_line(server: dict) -> str:
+    """One line on the server's own metrics: their peaks, or why there were none."""
+    if not server["available"]:
+        return f"server metrics: unavailable at {server['url']} ({server['last_error'] or 'no sample'})"
+    peak = server["peak"]
+    parts = [f"{name.replace('_', ' ')} {peak[name]:,.3g}" for name in ("running", "waiting", "kv_cache_usage",
+                                                                        "preemptions") if peak.get(name) is not None]
+    errors = f", {server['errors']} failed samples" if server["errors"] else ""
+    return f"server metrics ({server['url']}, {server['samples']} samples{errors}): peak {', '.join(parts)}"
 
 
 def client_behind_warning(summary: dict) -> str:

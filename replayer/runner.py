@@ -23,7 +23,7 @@ from rich.console import Console
 from replayer import __version__
 from replayer.backends import BACKENDS, detect_backend
 from replayer.bodies import RequestOptions, RequestPlan, save_requests
-from replayer.client import Client, ClientConfig, list_models, measure_template
+from replayer.client import Client, ClientConfig, list_models, measure_template, root_url
 from replayer.dispatcher import Lookahead, Progress, StopControl, dispatch
 from replayer.errors import ConfigError
 from replayer.eventloop import raise_fd_limit, reserve_fd_table, run as run_loop, settle_heap
@@ -32,6 +32,7 @@ from replayer.metrics import CLIENT_LIMITED_LAG_MS, summarize
 from replayer.prompts import PromptSynthesizer, TemplateOverhead
 from replayer.records import RecordFile, RecordWriter, read_records
 from replayer.report import with_vllm_keys
+from replayer.scrape import ServerMetrics, prepare as prepare_scraping, scrape
 from replayer.simulator import SimulatorConfig, SimulatorThread
 from replayer.slo import evaluate, parse_slos
 from replayer.tokenizer import DEFAULT_TOKENIZER, load_tokenizer
@@ -75,6 +76,8 @@ class RunConfig:
     drain_timeout_s: float = 30.0
     lag_limit_ms: float = CLIENT_LIMITED_LAG_MS
     workers: int = 1
+    scrape_metrics: str = "auto"
+    """Server metrics to sample during the run: "auto" (the target's /metrics if it answers), a URL, or "off"."""
     slos: tuple[str, ...] = ()
     """`--slo` texts (parsed and checked by `replayer.slo`); the run exits 1 when one is violated."""
     quiet: bool = False
@@ -229,7 +232,7 @@ def plan_for(config: RunConfig, workload: Workload, target: Target) -> RequestPl
 
 
 async def _replay(config: RunConfig, workload: Workload, base_url: str, out_dir: Path,
-                  console: Console) -> tuple[str | None, float]:
+                  console: Console, server: ServerMetrics | None = None) -> tuple[str | None, float]:
     """Prepare bodies, then dispatch at the recorded instants; returns the stop reason (if any) and the
     CPU seconds the client process spent from t0 to the last response."""
     target = await resolve_target(config, base_url)
@@ -249,7 +252,20 @@ async def _replay(config: RunConfig, workload: Workload, base_url: str, out_dir:
     progress = Progress()
     live = None if config.quiet else LiveDisplay(console, progress, t0_ns, workload.describe()["span_s"],
                                                  workload.speedup, config.lag_limit_ms)
-    return await send_plan(config, target, plan, buffer, t0_ns, writer, progress, live)
+    async with sampling(server, t0_ns):
+        return await send_plan(config, target, plan, buffer, t0_ns, writer, progress, live)
+
+
+@contextlib.asynccontextmanager
+async def sampling(server: ServerMetrics | None, t0_ns: int):
+    """Sample the server's metrics (if any) while the block runs."""
+    task = asyncio.get_running_loop().create_task(scrape(server, t0_ns)) if server else None
+    try:
+        yield
+    finally:
+        if task:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 async def send_plan(config: RunConfig, target: Target, plan: RequestPlan, buffer: Lookahead, t0_ns: int,
@@ -378,33 +394,49 @@ def execute(config: RunConfig, console: Console | None = None) -> RunResult:
         base_url = config.base_url
         if base_url is None:
             base_url = stack.enter_context(SimulatorThread(config.simulator)).base_url
+        server = run_loop(prepare_scraping(config.scrape_metrics, root_url(base_url)))
         if config.workers > 1:
             from replayer.workers import run_workers  # (it builds on this module)
-            stop_reason, cpu_s = run_workers(config, workload, base_url, out_dir, console)
+            stop_reason, cpu_s = run_workers(config, workload, base_url, out_dir, console, server)
         else:
-            stop_reason, cpu_s = run_loop(_replay(config, workload, base_url, out_dir, console))
+            stop_reason, cpu_s = run_loop(_replay(config, workload, base_url, out_dir, console, server))
     record_file = read_records(out_dir / "records.jsonl")
     summary = summarize(record_file.records, streamed=config.stream, client_limited_lag_ms=config.lag_limit_ms)
     summary["interrupted"] = stop_reason
     summary["client_cpu_s"] = cpu_s
     if config.slos:
         summary["slo"] = evaluate(parse_slos(config.slos), record_file.records, summary, streamed=config.stream)
-    (out_dir / "summary.json").write_text(json.dumps(with_vllm_keys(summary), indent=2) + "\n")
     write_csv(time_series(record_file.records, streamed=config.stream), out_dir / "timeseries.csv")
+    if server is not None:
+        summary["server_metrics"] = server.describe()
+        if server.samples:
+            server.write_csv(out_dir / "server_metrics.csv")
+    (out_dir / "summary.json").write_text(json.dumps(with_vllm_keys(summary), indent=2) + "\n")
     return RunResult(out_dir, summary, run_exit_code(stop_reason, summary), stop_reason)
 
 
 EXIT_SLO_VIOLATED = 1
 
 
-def resummarize(record_file: RecordFile, slos: Sequence[str] | None = None) -> dict:
-    """A finished run's summary, computed again from its records with the settings it ran with; the SLO
-    section uses `slos`, or else those the run was given."""
+_NOT_IN_RECORDS = ("interrupted", "client_cpu_s", "server_metrics")
+"""Summary entries that only the run itself saw; `resummarize` takes them from its summary.json."""
+
+
+def resummarize(record_file: RecordFile, slos: Sequence[str] | None = None, saved: Path | None = None) -> dict:
+    """A finished run's summary, computed again from its records with the settings it ran with (plus
+    what only the run saw, from its `saved` summary.json if there is one); the SLO section uses
+    `slos`, or else those the run was given."""
     header = record_file.header
     config = header.get("config", {})
     streamed = header.get("target", {}).get("stream", True)
     summary = summarize(record_file.records, streamed=streamed,
                         client_limited_lag_ms=config.get("lag_limit_ms", CLIENT_LIMITED_LAG_MS))
+    if saved is not None and saved.is_file():
+        try:
+            previous = json.loads(saved.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            previous = {}
+        summary.update({key: previous[key] for key in _NOT_IN_RECORDS if key in previous})
     texts = slos if slos else config.get("slos") or ()
     if texts:
         summary["slo"] = evaluate(parse_slos(texts), record_file.records, summary, streamed=streamed)

@@ -254,6 +254,7 @@ class Simulator:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/metrics", self._metrics)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._completions)
         app.on_startup.append(self._start_engine)
@@ -282,6 +283,21 @@ class Simulator:
         return web.json_response({"object": "list", "data": [
             {"id": self.config.model, "object": "model", "created": 0, "owned_by": "replayer",
              "max_model_len": self.config.engine.max_model_len}]})
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        """The engine's state under vLLM's Prometheus names, so `--scrape-metrics` is tested end to end."""
+        engine = self.engine
+        running, waiting = (len(engine.running), len(engine.waiting)) if engine else (0, 0)
+        usage = engine.kv_used / self.config.engine.kv_tokens if engine else 0.0
+        label = f'{{model_name="{self.config.model}"}}'
+        lines = []
+        for name, kind, value, about in (
+                ("vllm:num_requests_running", "gauge", running, "Requests in the running batch."),
+                ("vllm:num_requests_waiting", "gauge", waiting, "Requests waiting to be admitted."),
+                ("vllm:kv_cache_usage_perc", "gauge", usage, "Fraction of KV-cache tokens in use."),
+                ("vllm:num_preemptions_total", "counter", 0, "Preemptions (the simulator never preempts).")):
+            lines += [f"# HELP {name} {about}", f"# TYPE {name} {kind}", f"{name}{label} {value}"]
+        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
     def _natural_length(self, min_tokens: int, max_tokens: int) -> int:
         """Where the model would stop by itself without `ignore_eos` (median about 128 tokens)."""

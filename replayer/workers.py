@@ -32,7 +32,8 @@ from replayer.eventloop import raise_fd_limit, reserve_fd_table, run as run_loop
 from replayer.live import LiveDisplay, window_lag_p99_ms
 from replayer.records import RecordWriter
 from replayer.runner import (EXIT_SIGNALS, MIN_FD_TABLE, RunConfig, Target, describe_plan, files_needed, plan_for,
-                             resolve_target, run_header, save_plan, send_plan)
+                             resolve_target, run_header, sampling, save_plan, send_plan)
+from replayer.scrape import ServerMetrics
 from replayer.workload import Workload
 
 T0_LEAD_S = 0.2
@@ -75,8 +76,8 @@ def part_path(out_dir: Path, index: int) -> Path:
     return out_dir / f"records.worker-{index}.jsonl"
 
 
-def run_workers(config: RunConfig, workload: Workload, base_url: str, out_dir: Path,
-                console: Console) -> tuple[str | None, float]:
+def run_workers(config: RunConfig, workload: Workload, base_url: str, out_dir: Path, console: Console,
+                server: ServerMetrics | None = None) -> tuple[str | None, float]:
     """Replay `workload` with `config.workers` processes; write the merged `records.jsonl`.
     Returns the stop reason (if any) and the CPU seconds all workers spent from t0 on."""
     n = config.workers
@@ -109,7 +110,7 @@ def run_workers(config: RunConfig, workload: Workload, base_url: str, out_dir: P
         for pipe in pipes:
             pipe.send(t0_ns)
         header = run_header(config, workload, target, plan, t0_ns, t0_wall_ns, workers=n)
-        stop_reason, cpu_s = run_loop(_supervise(config, workload, pipes, processes, counters, t0_ns, console))
+        stop_reason, cpu_s = run_loop(_supervise(config, workload, pipes, processes, counters, t0_ns, console, server))
     except BaseException:
         for process in processes:  # a worker failed to prepare (or the parent was interrupted): stop them all
             process.kill()
@@ -137,7 +138,7 @@ def _expect(pipe: Connection, process: multiprocessing.Process, what: str) -> tu
 
 
 async def _supervise(config: RunConfig, workload: Workload, pipes: list[Connection], processes: list,
-                     counters, t0_ns: int, console: Console) -> tuple[str | None, float]:
+                     counters, t0_ns: int, console: Console, server: ServerMetrics | None) -> tuple[str | None, float]:
     """Forward stop signals, keep the summed live line, and collect each worker's outcome."""
     loop = asyncio.get_running_loop()
     stopped: list[str] = []
@@ -157,12 +158,13 @@ async def _supervise(config: RunConfig, workload: Workload, pipes: list[Connecti
     live_task = loop.create_task(live.run()) if live else None
     outcomes: dict[int, tuple] = {}
     try:
-        while len(outcomes) < len(pipes):
-            _sum_counters(progress, counters, len(processes))
-            for index, (pipe, process) in enumerate(zip(pipes, processes)):
-                if index not in outcomes and (pipe.poll() or not process.is_alive()):
-                    outcomes[index] = _outcome(pipe, process)
-            await asyncio.sleep(0.05)
+        async with sampling(server, t0_ns):
+            while len(outcomes) < len(pipes):
+                _sum_counters(progress, counters, len(processes))
+                for index, (pipe, process) in enumerate(zip(pipes, processes)):
+                    if index not in outcomes and (pipe.poll() or not process.is_alive()):
+                        outcomes[index] = _outcome(pipe, process)
+                await asyncio.sleep(0.05)
         _sum_counters(progress, counters, len(processes))
     finally:
         for name in EXIT_SIGNALS:
