@@ -451,9 +451,10 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
         description="Read RUN (a run directory or its records.jsonl) and print its summary.",
         epilog=REPORT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     report.add_argument("run", type=Path, help="run directory or records.jsonl")
-    report.add_argument("--format", choices=["text", "json", "markdown"], default="text",
+    report.add_argument("--format", choices=["text", "json", "markdown", "html"], default="text",
                         help="text (the terminal table), json (summary.json's content, with vLLM bench serve's key "
-                             "names too) or markdown (for CI comments); default text")
+                             "names too), markdown (for CI comments) or html (one self-contained file with the "
+                             "plots, as run writes to report.html); default text")
     report.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the report to FILE instead of stdout")
     report.add_argument("--timeseries", type=Path, metavar="FILE.csv",
                         help="also write per-interval series (sent, completed, in flight, tokens/s, latency, lag)")
@@ -471,9 +472,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if args.format == "text" and args.output is None:
         render_summary(summary, Console(), title=f"replayer summary of {path}")
     else:
+        title = f"replayer summary of {path}"
         text = (json.dumps(with_vllm_keys(summary), indent=2) + "\n" if args.format == "json" else
-                markdown_report(summary, f"replayer summary of {path}") if args.format == "markdown" else
-                _rendered_text(summary, f"replayer summary of {path}"))
+                markdown_report(summary, title) if args.format == "markdown" else
+                _html_report(summary, record_file, path, title) if args.format == "html" else
+                _rendered_text(summary, title))
         _write_or_print(text, args.output)
     if args.timeseries:
         streamed = record_file.header.get("target", {}).get("stream", True)
@@ -484,6 +487,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if record_file.torn_last_line:
         Console(stderr=True).print("[yellow]note:[/] the last line of the records file was incomplete and was skipped")
     return 0
+
+
+def _html_report(summary: dict, record_file, path: Path, title: str) -> str:
+    from replayer.htmlreport import render_html
+    from replayer.scrape import read_csv
+    from replayer.timeseries import time_series
+
+    streamed = record_file.header.get("target", {}).get("stream", True)
+    return render_html(summary, record_file.records, time_series(record_file.records, streamed=streamed), title,
+                       read_csv(path.parent / "server_metrics.csv"), streamed)
 
 
 def _rendered_text(summary: dict, title: str) -> str:

@@ -121,11 +121,12 @@ def slo_table(slo: dict) -> Table:
                       f"{slo['good_requests']:,} good, attainment {_fmt((slo['attainment'] or 0) * 100)}%, "
                       f"goodput {_fmt(slo['goodput'], 2)} req/s", "")
     for check in slo["checks"]:
-        table.add_row(check["slo"], _slo_value(check), "[green]pass[/]" if check["passed"] else "[red]FAIL[/]")
+        table.add_row(check["slo"], slo_value(check), "[green]pass[/]" if check["passed"] else "[red]FAIL[/]")
     return table
 
 
-def _slo_value(check: dict) -> str:
+def slo_value(check: dict) -> str:
+    """A check's measured value in its unit (ms, %, /s), or "no data"."""
     value = check["value"]
     if value is None:
         return "no data"
@@ -180,7 +181,7 @@ def markdown_report(summary: dict, title: str) -> str:
     slo = summary.get("slo")
     if slo:
         lines += ["", f"**{slo_verdict(slo)}**", "", "| SLO | measured | |", "|---|---:|---|"]
-        lines += [f"| `{c['slo']}` | {_slo_value(c)} | {'pass' if c['passed'] else '**FAIL**'} |" for c in slo["checks"]]
+        lines += [f"| `{c['slo']}` | {slo_value(c)} | {'pass' if c['passed'] else '**FAIL**'} |" for c in slo["checks"]]
         if slo["per_request"]:
             lines.append(f"\nPer-request SLOs {', '.join(f'`{t}`' for t in slo['per_request'])}: "
                          f"attainment {_fmt((slo['attainment'] or 0) * 100)}%, goodput {_fmt(slo['goodput'], 2)} req/s.")
@@ -196,8 +197,8 @@ def junit_xml(slo: dict, run: str) -> str:
     for check in slo["checks"]:
         case = ElementTree.SubElement(suite, "testcase", classname="replayer.slo", name=check["slo"])
         if not check["passed"]:
-            failure = ElementTree.SubElement(case, "failure", message=f"measured {_slo_value(check)}")
-            failure.text = f"{check['slo']}: measured {_slo_value(check)}"
+            failure = ElementTree.SubElement(case, "failure", message=f"measured {slo_value(check)}")
+            failure.text = f"{check['slo']}: measured {slo_value(check)}"
     return ElementTree.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
 

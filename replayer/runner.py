@@ -27,6 +27,7 @@ from replayer.client import Client, ClientConfig, list_models, measure_template,
 from replayer.dispatcher import Lookahead, Progress, StopControl, dispatch
 from replayer.errors import ConfigError
 from replayer.eventloop import raise_fd_limit, reserve_fd_table, run as run_loop, settle_heap
+from replayer.htmlreport import render_html
 from replayer.live import LiveDisplay
 from replayer.metrics import CLIENT_LIMITED_LAG_MS, summarize
 from replayer.prompts import PromptSynthesizer, TemplateOverhead
@@ -406,12 +407,15 @@ def execute(config: RunConfig, console: Console | None = None) -> RunResult:
     summary["client_cpu_s"] = cpu_s
     if config.slos:
         summary["slo"] = evaluate(parse_slos(config.slos), record_file.records, summary, streamed=config.stream)
-    write_csv(time_series(record_file.records, streamed=config.stream), out_dir / "timeseries.csv")
+    series = time_series(record_file.records, streamed=config.stream)
+    write_csv(series, out_dir / "timeseries.csv")
     if server is not None:
         summary["server_metrics"] = server.describe()
         if server.samples:
             server.write_csv(out_dir / "server_metrics.csv")
     (out_dir / "summary.json").write_text(json.dumps(with_vllm_keys(summary), indent=2) + "\n")
+    (out_dir / "report.html").write_text(render_html(summary, record_file.records, series, f"replayer run {out_dir}",
+                                                     server.samples if server else (), config.stream), encoding="utf-8")
     return RunResult(out_dir, summary, run_exit_code(stop_reason, summary), stop_reason)
 
 

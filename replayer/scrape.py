@@ -76,6 +76,15 @@ class ServerMetrics:
                 writer.writerow((round(t_s, 3), *("" if values.get(name) is None else values[name] for name in SERIES)))
 
 
+def read_csv(path: Path) -> list[tuple[float, dict[str, float]]]:
+    """Samples back from a run's `server_metrics.csv` (none if the file is absent)."""
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as source:
+        return [(float(row["t_s"]), {name: float(row[name]) for name in SERIES if row.get(name)})
+                for row in csv.DictReader(source)]
+
+
 async def fetch_metrics(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
     """One page's values; raises OSError-like errors (aiohttp.ClientError, TimeoutError, ValueError) on failure."""
     async with session.get(url, timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as response:
