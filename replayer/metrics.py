@@ -107,8 +107,9 @@ def token_mismatch(records: Sequence[RequestRecord]) -> dict[str, dict[str, floa
 
 
 def summarize(records: Sequence[RequestRecord], *, streamed: bool = True,
-              client_limited_lag_ms: float = CLIENT_LIMITED_LAG_MS) -> dict:
-    """The run's summary (the content of `summary.json`)."""
+              client_limited_lag_ms: float = CLIENT_LIMITED_LAG_MS,
+              labels: dict[str, dict[int, str]] | None = None) -> dict:
+    """The run's summary (the content of `summary.json`); `labels` adds breakdowns (see `breakdowns`)."""
     sent = [r for r in records if r.sent_ns is not None]
     ok = [r for r in sent if r.ok]
     failures = Counter(r.status for r in sent if not r.ok)
@@ -140,7 +141,7 @@ def summarize(records: Sequence[RequestRecord], *, streamed: bool = True,
         "output_tokens_counted": sum(1 for r in ok if r.output_counted),
         "token_mismatch": token_mismatch(ok),
         **{name: distribution(values) for name, values in samples.items()},
-        "breakdowns": breakdowns(sent, streamed),
+        "breakdowns": breakdowns(sent, streamed, labels),
     }
     client_lag = np.array([_ms(r.sent_ns - r.intended_ns - r.session_wait_ns) for r in sent])
     intended_s = np.array([r.intended_ns / 1e9 for r in sent])
@@ -173,14 +174,20 @@ INPUT_BUCKETS = (0, 256, 1024, 4096, 16384)
 """Lower bounds of the input-length groups of the breakdown (prompt tokens as planned)."""
 
 
-def breakdowns(records: Sequence[RequestRecord], streamed: bool = True) -> dict[str, dict[str, dict]]:
+def breakdowns(records: Sequence[RequestRecord], streamed: bool = True,
+               labels: dict[str, dict[int, str]] | None = None) -> dict[str, dict[str, dict]]:
     """Per group of requests, their counts and key latency percentiles: single-turn vs session turns,
-    and input-length buckets (only groups that have requests)."""
+    input-length buckets, and each of `labels` (kind → request id → label, e.g. the trace's model and
+    log type); only groups that have requests."""
     sent = [r for r in records if r.sent_ns is not None]
     groups: dict[str, dict[str, list[RequestRecord]]] = {"turns": {}, "input_tokens": {}}
+    for kind in labels or {}:
+        groups[kind] = {}
     for r in sent:
         groups["turns"].setdefault("session turn" if r.turn else "single-turn", []).append(r)
         groups["input_tokens"].setdefault(_bucket(r.input_tokens), []).append(r)
+        for kind, by_id in (labels or {}).items():
+            groups[kind].setdefault(by_id.get(r.id) or "(none)", []).append(r)
     order = [_bucket(bound) for bound in INPUT_BUCKETS]
     groups["input_tokens"] = {name: groups["input_tokens"][name] for name in order if name in groups["input_tokens"]}
     return {kind: {name: _group_stats(members, streamed) for name, members in by_name.items()}

@@ -92,7 +92,7 @@ def render_summary(summary: dict, console: Console, title: str = "replayer summa
     console.print(Group(*parts))
 
 
-_GROUP_KINDS = {"turns": "turns", "input_tokens": "input tokens"}
+_GROUP_KINDS = {"turns": "turns", "input_tokens": "input tokens", "model": "model", "log_type": "log type"}
 
 
 def breakdown_table(summary: dict) -> Table | None:

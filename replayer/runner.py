@@ -402,7 +402,8 @@ def execute(config: RunConfig, console: Console | None = None) -> RunResult:
         else:
             stop_reason, cpu_s = run_loop(_replay(config, workload, base_url, out_dir, console, server))
     record_file = read_records(out_dir / "records.jsonl")
-    summary = summarize(record_file.records, streamed=config.stream, client_limited_lag_ms=config.lag_limit_ms)
+    summary = summarize(record_file.records, streamed=config.stream, client_limited_lag_ms=config.lag_limit_ms,
+                        labels=workload.labels())
     summary["interrupted"] = stop_reason
     summary["client_cpu_s"] = cpu_s
     if config.slos:
@@ -423,6 +424,8 @@ EXIT_SLO_VIOLATED = 1
 
 
 _NOT_IN_RECORDS = ("interrupted", "client_cpu_s", "server_metrics")
+_LABEL_KINDS = ("model", "log_type")
+"""Breakdowns by trace labels, which records do not carry; `resummarize` keeps them from summary.json."""
 """Summary entries that only the run itself saw; `resummarize` takes them from its summary.json."""
 
 
@@ -441,6 +444,8 @@ def resummarize(record_file: RecordFile, slos: Sequence[str] | None = None, save
         except (OSError, ValueError):
             previous = {}
         summary.update({key: previous[key] for key in _NOT_IN_RECORDS if key in previous})
+        summary["breakdowns"].update({kind: groups for kind, groups in (previous.get("breakdowns") or {}).items()
+                                      if kind in _LABEL_KINDS})
     texts = slos if slos else config.get("slos") or ()
     if texts:
         summary["slo"] = evaluate(parse_slos(texts), record_file.records, summary, streamed=streamed)

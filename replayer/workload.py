@@ -92,6 +92,13 @@ class Workload:
         """The rows at `positions` (in send order), with their ids and send offsets unchanged."""
         return replace(self, trace=self.trace.take(positions), offsets_ns=self.offsets_ns[positions])
 
+    def labels(self) -> dict[str, dict[int, str]]:
+        """Request id → the trace's model and log type (BurstGPT), for the breakdowns of a run's summary;
+        only columns with more than one label."""
+        columns = {"model": self.trace.models, "log_type": self.trace.log_types}
+        return {kind: dict(zip(self.trace.row_ids.tolist(), column.values().tolist()))
+                for kind, column in columns.items() if column is not None and len(set(column.codes.tolist())) > 1}
+
     def describe(self) -> dict:
         """The shaping, its effect and the source, for the run's metadata."""
         return {

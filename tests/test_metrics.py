@@ -127,3 +127,10 @@ def test_breakdowns_group_requests_by_turns_and_input_length():
     assert groups["turns"]["session turn"]["ttft_ms"] == {"p50": 50.0, "p99": 50.0}
     assert list(groups["input_tokens"]) == ["0-255", "1024-4095"]  # in bucket order, only those used
     assert groups["input_tokens"]["1024-4095"]["requests"] == 1 and groups["input_tokens"]["0-255"]["requests"] == 4
+
+
+def test_breakdowns_by_trace_labels_put_unlabelled_requests_apart():
+    labels = {"model": {0: "GPT-4", 1: "ChatGPT", 2: "GPT-4"}}
+    groups = summarize(RECORDS, labels=labels)["breakdowns"]["model"]
+    assert {name: stats["requests"] for name, stats in groups.items()} == {"GPT-4": 2, "ChatGPT": 1, "(none)": 1}
+    assert groups["GPT-4"]["ttft_ms"] == {"p50": 200.0, "p99": 298.0} and groups["(none)"]["failed"] == 1

@@ -51,3 +51,20 @@ def test_a_run_leaves_its_time_series_and_report_writes_every_format(tmp_path, c
     assert [row["t_s"] for row in csv.DictReader((tmp_path / "ts.csv").open())][:2] == ["0.0", "0.5"]
     assert main(["report", str(run), "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["completed"] == summary["completed"]
+
+
+def test_report_keeps_what_only_the_run_saw_from_its_summary(tmp_path):
+    from replayer.records import RecordWriter, read_records
+    from replayer.runner import resummarize
+
+    writer = RecordWriter(tmp_path / "records.jsonl", {"config": {}, "target": {"stream": True}})
+    for record in RECORDS:
+        writer.write(record)
+    writer.close()
+    saved = {"client_cpu_s": 1.5, "server_metrics": {"available": False},
+             "breakdowns": {"model": {"GPT-4": {"requests": 3}}, "turns": {"stale": {}}}}
+    (tmp_path / "summary.json").write_text(json.dumps(saved))
+    summary = resummarize(read_records(tmp_path / "records.jsonl"), saved=tmp_path / "summary.json")
+    assert summary["client_cpu_s"] == 1.5 and summary["server_metrics"] == {"available": False}
+    assert summary["breakdowns"]["model"] == {"GPT-4": {"requests": 3}}
+    assert list(summary["breakdowns"]["turns"]) == ["single-turn"]  # recomputed from the records, not taken

@@ -140,3 +140,11 @@ def test_peak_concurrency_counts_requests_open_at_the_same_time():
     assert peak_concurrency(together, ms_per_token=0, first_token_s=1.0) == 3
     back_to_back = replace(workload, offsets_ns=np.array([0, 1, 2]) * 10**9)  # each ends as the next starts
     assert peak_concurrency(back_to_back, ms_per_token=0, first_token_s=1.0) == 1
+
+
+def test_labels_map_request_ids_to_the_traces_model_and_log_type():
+    workload = shape(read_trace("sample:burstgpt-1"), Shaping())
+    labels = workload.labels()
+    assert set(labels["model"].values()) == {"ChatGPT", "GPT-4"} and len(labels["model"]) == len(workload)
+    assert labels["model"][int(workload.trace.row_ids[0])] == workload.trace.models.values()[0]
+    assert shape(read_trace("sample:azure-2023-conv"), Shaping(max_requests=5)).labels() == {}
