@@ -346,7 +346,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         render_summary(result.summary, Console())
         if result.stop_reason:
             Console(stderr=True).print(f"[yellow]interrupted by {result.stop_reason}[/]: results cover what ran")
-        Console(stderr=True).print(f"records: {result.out_dir / 'records.jsonl'}  summary: {result.out_dir / 'summary.json'}")
+        Console(stderr=True).print(f"records: {result.out_dir / 'records.jsonl'}  summary: {result.out_dir / 'summary.json'}  "
+                                   f"report: {result.out_dir / 'report.html'}")
     return result.exit_code
 
 
