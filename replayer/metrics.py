@@ -142,6 +142,7 @@ def summarize(records: Sequence[RequestRecord], *, streamed: bool = True,
         "token_mismatch": token_mismatch(ok),
         **{name: distribution(values) for name, values in samples.items()},
         "breakdowns": breakdowns(sent, streamed, labels),
+        "accounting": accounting(records),
     }
     client_lag = np.array([_ms(r.sent_ns - r.intended_ns - r.session_wait_ns) for r in sent])
     intended_s = np.array([r.intended_ns / 1e9 for r in sent])
@@ -209,3 +210,14 @@ def _group_stats(members: list[RequestRecord], streamed: bool) -> dict:
         stats[name] = ({"p50": float(np.percentile(values, 50)), "p99": float(np.percentile(values, 99))}
                        if values else {"p50": None, "p99": None})
     return stats
+
+
+def accounting(records: Sequence[RequestRecord]) -> dict:
+    """The invariant every run must keep: each sent request has exactly one record, ok or one failure
+    kind (sent == ok + sum of failures), and no id is counted twice."""
+    sent = [r for r in records if r.sent_ns is not None]
+    ok = sum(1 for r in sent if r.ok)
+    failures = Counter(r.status for r in sent if not r.ok)
+    unique = len({r.id for r in records}) == len(records)
+    return {"records": len(records), "sent": len(sent), "ok": ok, "failed": sum(failures.values()),
+            "unique_ids": unique, "balanced": unique and len(sent) == ok + sum(failures.values())}

@@ -82,6 +82,10 @@ def render_summary(summary: dict, console: Console, title: str = "replayer summa
         parts += [Text(""), breakdown]
     for kind, message in summary.get("failure_examples", {}).items():
         parts.append(Text(f"{kind}: {message}", style="red"))
+    books = summary.get("accounting")
+    if books and not books["balanced"]:
+        parts.append(Text(f"WARNING: the records do not balance ({books['sent']:,} sent, {books['ok']:,} ok, "
+                          f"{books['failed']:,} failed, ids unique: {books['unique_ids']})", style="bold red"))
     if summary.get("client_limited"):
         parts.append(Text(client_behind_warning(summary), style="bold yellow"))
     if "server_metrics" in summary:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -81,7 +82,8 @@ def test_run_against_a_separately_started_simulator(simulate_process, tmp_path, 
     assert summary["token_mismatch"]["output"]["mismatched"] == 0
     header = read_records(out / "records.jsonl").header
     assert header["target"]["api"] == api and header["target"]["stream"] == (stream == "--stream")
-    for path in out.iterdir():
+    assert "sk-canary-0123456789" not in result.stdout + result.stderr
+    for path in out.iterdir():  # records, summary, time series, server metrics, report.html
         assert "sk-canary-0123456789" not in path.read_text()
 
 
@@ -238,3 +240,22 @@ def test_a_dataset_by_name_is_fetched_once_then_used_offline(tmp_path, serving):
     assert offline.returncode == 0, offline.stderr
     assert json.loads(offline.stdout)["rows"] == 19_366
     assert "yes" in replayer("datasets", env=env).stdout
+
+
+def test_sigint_mid_replay_leaves_valid_records_summary_and_report(tmp_path):
+    out = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "replayer", "run", "--trace", "sample:azure-2023-conv",
+                                "--duration", "120", "--out", str(out), "--quiet"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    records_path = out / "records.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not records_path.exists() or records_path.read_text().count("\n") < 4):
+        time.sleep(0.2)  # until a few requests have finished
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    records = read_records(records_path)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] == "SIGINT" and summary["requests_sent"] == len(records.records) >= 3
+    assert summary["accounting"]["balanced"] and not records.torn_last_line
+    assert (out / "report.html").read_text().rstrip().endswith("</html>")

@@ -134,3 +134,10 @@ def test_breakdowns_by_trace_labels_put_unlabelled_requests_apart():
     groups = summarize(RECORDS, labels=labels)["breakdowns"]["model"]
     assert {name: stats["requests"] for name, stats in groups.items()} == {"GPT-4": 2, "ChatGPT": 1, "(none)": 1}
     assert groups["GPT-4"]["ttft_ms"] == {"p50": 200.0, "p99": 298.0} and groups["(none)"]["failed"] == 1
+
+
+def test_accounting_balances_sent_against_outcomes_and_catches_a_double_count():
+    assert summarize(RECORDS)["accounting"] == {"records": 4, "sent": 4, "ok": 3, "failed": 1, "unique_ids": True,
+                                                "balanced": True}
+    twice = summarize([*RECORDS, RECORDS[0]])["accounting"]
+    assert (twice["unique_ids"], twice["balanced"]) == (False, False)
