@@ -186,6 +186,9 @@ def _add_simulator_options(parser: argparse.ArgumentParser, title: str) -> None:
                        help="fraction of responses that stall before their first token (default %(default)s)")
     group.add_argument("--stall-s", type=_non_negative_float, default=faults.stall_s,
                        help="length of an injected stall (default %(default)s s)")
+    group.add_argument("--truncate-rate", type=_non_negative_float, default=faults.truncate_rate,
+                       help="fraction of streams cut after half their tokens, with no finish_reason or [DONE] "
+                            "(default %(default)s)")
 
 
 def _simulator_config(args: argparse.Namespace) -> SimulatorConfig:
@@ -194,7 +197,7 @@ def _simulator_config(args: argparse.Namespace) -> SimulatorConfig:
         decode_ms_per_seq=args.decode_ms_per_seq, kv_tokens=args.kv_tokens, max_running=args.max_running,
         max_prefill_tokens_per_step=args.max_prefill_tokens, max_model_len=args.max_model_len)
     faults = Faults(error_rate=args.error_rate, error_status=args.error_status, stall_rate=args.stall_rate,
-                    stall_s=args.stall_s)
+                    stall_s=args.stall_s, truncate_rate=args.truncate_rate)
     return SimulatorConfig(model=args.sim_model, engine=engine, faults=faults, tokenizer=args.tokenizer,
                            template=args.template_tokens, truth_log=args.truth_log)
 

@@ -71,16 +71,18 @@ class EngineModel:
 
 @dataclass(frozen=True)
 class Faults:
-    """Injected misbehaviour: a fraction of requests answered with an HTTP error, or stalled."""
+    """Injected misbehaviour: a fraction of requests answered with an HTTP error, stalled, or streams
+    cut half way (ended cleanly, but with neither a finish_reason nor `[DONE]`)."""
 
     error_rate: float = 0.0
     error_status: int = 500
     stall_rate: float = 0.0
     stall_s: float = 0.0
+    truncate_rate: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("error_rate", "stall_rate"):
+        for name in ("error_rate", "stall_rate", "truncate_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"simulator {name.replace('_', '-')} must be in [0, 1]")
         if self.stall_s < 0:
@@ -333,6 +335,8 @@ class Simulator:
         frames = _Frames(api, f"{self._counter}", self.config.model)
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            if faults.truncate_rate and self._random.random() < faults.truncate_rate:
+                return await self._truncated_stream(request, sequence, frames)
             if self._truth is None:
                 return await self._stream(request, sequence, frames, include_usage, stall_s)
             chunk_ns = array("q")
@@ -387,6 +391,22 @@ class Simulator:
             tail.append(frames.usage(sequence.prompt_tokens, sequence.generated))
         tail.append(b"data: [DONE]\n\n")
         await response.write(b"".join(tail))
+        await response.write_eof()
+        return response
+
+    async def _truncated_stream(self, request: web.Request, sequence: _Sequence, frames: _Frames) -> web.StreamResponse:
+        """Half the tokens, then the end of the body without a finish_reason or `[DONE]` (a cut stream)."""
+        assert self.engine is not None
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        try:
+            half = max(1, sequence.target_tokens // 2)
+            while sequence.generated < half:
+                await sequence.ready.wait()
+                sequence.ready.clear()
+            await response.write(b"".join(frames.token(self._piece(i)) for i in range(half)))
+        finally:
+            self.engine.abort(sequence)
         await response.write_eof()
         return response
 

@@ -167,3 +167,18 @@ def test_a_trace_that_would_exceed_the_open_files_limit_is_warned_about(monkeypa
     monkeypatch.setattr(runner, "raise_fd_limit", lambda: 1 << 20)
     runner._check_open_files(RunConfig(base_url="http://h:1"), workload, console)
     assert "warning" not in console.export_text()
+
+
+def test_cut_streams_are_stream_failures_that_keep_their_partial_timings(tmp_path):
+    from replayer.simulator import Faults
+
+    config = RunConfig(trace="sample:azure-2023-conv", shaping=Shaping(duration_s=20, speedup=4), seed=1, quiet=True,
+                       out_dir=tmp_path / "run", simulator=SimulatorConfig(faults=Faults(truncate_rate=0.5, seed=3)))
+    summary = execute(config).summary
+    records = read_records(tmp_path / "run" / "records.jsonl").records
+    cut = [r for r in records if not r.ok]
+    assert summary["accounting"]["balanced"] and summary["requests_sent"] == len(records)
+    assert summary["failures"] == {"stream": len(cut)} and 0 < len(cut) < len(records)
+    for r in cut:
+        assert "before [DONE]" in r.error and r.first_token_ns is not None
+        assert r.served_output_tokens == max(1, r.output_tokens // 2) and r.output_counted  # the half that came
