@@ -31,7 +31,6 @@ class RawTiming:
     intended_ns: int
     sent_ns: int
     first_ns: int = 0
-    done: bool = False
 
 
 class _RawConnection(asyncio.Protocol):
@@ -58,7 +57,6 @@ class _RawConnection(asyncio.Protocol):
             timing.first_ns = now
         self.tail = (self.tail + data)[-len(_LAST_FRAME):]
         if self.tail == _LAST_FRAME:
-            timing.done = True
             self.timing = None
             self.idle.append(self)
             self.finished.set_result(None)

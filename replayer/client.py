@@ -180,10 +180,6 @@ class Client:
         self.t0_ns = t0_ns
         self._pool: ConnectionPool | None = None
 
-    @property
-    def open_connections(self) -> int:
-        return self._pool.open_connections if self._pool else 0
-
     async def __aenter__(self) -> Client:
         self._pool = ConnectionPool(self.config.url, self.config.headers(), self.config.connect_timeout_s)
         return self

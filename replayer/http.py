@@ -47,7 +47,7 @@ class Response:
 class _Exchange:
     """One request's response as it is parsed: head, then body pieces to the sink or a buffer."""
 
-    __slots__ = ("future", "sink", "status", "head", "body_parts", "reason")
+    __slots__ = ("future", "sink", "status", "head", "body_parts")
 
     def __init__(self, future: asyncio.Future, sink: Sink | None):
         self.future = future
@@ -55,7 +55,6 @@ class _Exchange:
         self.status = 0
         self.head = b""
         self.body_parts: list[bytes] = []
-        self.reason = ""
 
     def resolve(self) -> None:
         if not self.future.done():
@@ -75,8 +74,6 @@ class _Connection(asyncio.Protocol):
         self.pool = pool
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        self.used = False
-        """Has carried a response before (a reused connection may have been closed by the server)."""
         self.exchange: _Exchange | None = None
         self.received = False
         self._deliver: Callable[[bytes, int], None] | None = None
@@ -251,7 +248,6 @@ class _Connection(asyncio.Protocol):
     def _finish(self) -> None:
         exchange, self.exchange = self.exchange, None
         self._deliver = None
-        self.used = True
         if exchange is not None:
             exchange.resolve()
         if self._keep_alive and not self.closed:
@@ -295,10 +291,6 @@ class ConnectionPool:
         self._head = ("\r\n".join(lines) + "\r\n").encode("latin-1")
         self._idle: list[_Connection] = []
         self._all: set[_Connection] = set()
-
-    @property
-    def open_connections(self) -> int:
-        return len(self._all)
 
     async def request(self, body: bytes, sink: Sink | None = None, extra_header: bytes = b"",
                       timeout_s: float | None = None) -> Response:

@@ -46,6 +46,7 @@ START_LEAD_S = 0.05
 """t0 is set this far after the last preparation step, so the first send is on time too."""
 
 EXIT_SIGNALS = {"SIGINT": 130, "SIGTERM": 143}
+EXIT_SLO_VIOLATED = 1
 
 
 @dataclass(frozen=True)
@@ -362,10 +363,11 @@ MIN_FD_TABLE = 4096
 """The descriptor table is grown to at least this before t0 (it costs 8 bytes an entry)."""
 
 
-def files_needed(workload: Workload, builtin_simulator: bool = False) -> int:
+def files_needed(workload: Workload, builtin_simulator: bool = False, peak: int | None = None) -> int:
     """Open files one process replaying `workload` likely needs at its peak (the built-in simulator,
-    in the same process, holds the other end of every connection)."""
-    return peak_concurrency(workload) * (2 if builtin_simulator else 1) + _RESERVED_FILES
+    in the same process, holds the other end of every connection); `peak` if its concurrency is known."""
+    peak = peak_concurrency(workload) if peak is None else peak
+    return peak * (2 if builtin_simulator else 1) + _RESERVED_FILES
 
 
 def _check_open_files(config: RunConfig, workload: Workload, console: Console) -> None:
@@ -373,10 +375,11 @@ def _check_open_files(config: RunConfig, workload: Workload, console: Console) -
     peak concurrency would still exceed the limit (such requests would fail to connect, which would
     be counted against the server)."""
     limit = raise_fd_limit()
-    needed = -(-files_needed(workload, config.base_url is None) // config.workers)
+    peak = peak_concurrency(workload)
+    needed = -(-files_needed(workload, config.base_url is None, peak) // config.workers)
     reserve_fd_table(max(needed, MIN_FD_TABLE))
     if limit and needed > limit:
-        console.print(f"[yellow]warning:[/] about {peak_concurrency(workload):,} requests may be in flight at once (at "
+        console.print(f"[yellow]warning:[/] about {peak:,} requests may be in flight at once (at "
                       f"{NOMINAL_MS_PER_TOKEN:g} ms per output token), which needs about {needed:,} open files per "
                       f"process, but the limit is {limit:,}: raise it (ulimit -n) or use --workers")
 
@@ -420,13 +423,10 @@ def execute(config: RunConfig, console: Console | None = None) -> RunResult:
     return RunResult(out_dir, summary, run_exit_code(stop_reason, summary), stop_reason)
 
 
-EXIT_SLO_VIOLATED = 1
-
-
 _NOT_IN_RECORDS = ("interrupted", "client_cpu_s", "server_metrics")
+"""Summary entries that only the run itself saw; `resummarize` takes them from its summary.json."""
 _LABEL_KINDS = ("model", "log_type")
 """Breakdowns by trace labels, which records do not carry; `resummarize` keeps them from summary.json."""
-"""Summary entries that only the run itself saw; `resummarize` takes them from its summary.json."""
 
 
 def resummarize(record_file: RecordFile, slos: Sequence[str] | None = None, saved: Path | None = None) -> dict:

@@ -39,6 +39,7 @@ from replayer.prompts import PromptSynthesizer, TemplateOverhead
 from replayer.tokenizer import DEFAULT_TOKENIZER, Tokenizer, load_tokenizer
 
 DEFAULT_MODEL = "replayer-sim"
+_SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 SHUTDOWN_TIMEOUT_S = 1.0
 """On shutdown, in-flight responses get this long before they are cut (a stalled one never ends)."""
 
@@ -121,6 +122,12 @@ class _Sequence:
     @property
     def kv_tokens(self) -> int:
         return self.prompt_tokens + self.target_tokens
+
+    async def made(self, tokens: int) -> None:
+        """Return once the engine has generated `tokens` tokens of this sequence."""
+        while self.generated < tokens:
+            await self.ready.wait()
+            self.ready.clear()
 
 
 class Engine:
@@ -366,7 +373,7 @@ class Simulator:
     async def _stream(self, request: web.Request, sequence: _Sequence, frames: _Frames, include_usage: bool,
                       stall_s: float, chunk_ns: array | None = None) -> web.StreamResponse:
         """Stream the tokens as the engine makes them; `chunk_ns`, if given, gets each token chunk's write time."""
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        response = web.StreamResponse(headers=_SSE_HEADERS)
         await response.prepare(request)
         assert self.engine is not None
         try:
@@ -397,13 +404,11 @@ class Simulator:
     async def _truncated_stream(self, request: web.Request, sequence: _Sequence, frames: _Frames) -> web.StreamResponse:
         """Half the tokens, then the end of the body without a finish_reason or `[DONE]` (a cut stream)."""
         assert self.engine is not None
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        response = web.StreamResponse(headers=_SSE_HEADERS)
         await response.prepare(request)
         try:
             half = max(1, sequence.target_tokens // 2)
-            while sequence.generated < half:
-                await sequence.ready.wait()
-                sequence.ready.clear()
+            await sequence.made(half)
             await response.write(b"".join(frames.token(self._piece(i)) for i in range(half)))
         finally:
             self.engine.abort(sequence)
@@ -411,9 +416,7 @@ class Simulator:
         return response
 
     async def _whole(self, sequence: _Sequence, frames: _Frames, stall_s: float) -> web.Response:
-        while sequence.generated < sequence.target_tokens:
-            await sequence.ready.wait()
-            sequence.ready.clear()
+        await sequence.made(sequence.target_tokens)
         if stall_s:
             await asyncio.sleep(stall_s)
         text = self.reply_text(sequence.generated)

@@ -107,13 +107,11 @@ def evaluate(slos: Sequence[Slo], records: Sequence[RequestRecord], summary: dic
         result["good_requests"] = good
         result["goodput"] = good / duration_s if duration_s > 0 else None
         result["attainment"] = good / sent if sent else None
-    derived = {"error_rate": summary["failed"] / sent if sent else None,
-               "goodput": result.get("goodput"), "attainment": result.get("attainment")}
     checks = []
     for slo in slos:
         if slo.per_request:
             continue
-        value = _aggregate(slo.metric, summary, derived)
+        value = _aggregate(slo.metric, summary, result)
         checks.append({"slo": slo.text, "value": value, "limit": slo.limit, "unit": _unit(slo.metric),
                        "passed": value is not None and slo.holds(value)})
     result["checks"] = checks
@@ -133,24 +131,25 @@ def _meets(record: RequestRecord, slos: Sequence[Slo], streamed: bool) -> bool:
     return all(latencies[f"{slo.metric}_ms"] is None or slo.holds(latencies[f"{slo.metric}_ms"]) for slo in slos)
 
 
-def _aggregate(metric: str, summary: dict, derived: dict) -> float | None:
+def _aggregate(metric: str, summary: dict, slo_section: dict) -> float | None:
+    """`metric`'s value: from the summary, except goodput and attainment (from `slo_section`) and the
+    error rate (computed)."""
     latency = _latency_statistic(metric)
     if latency is not None:
         distribution, statistic = latency
         return (summary.get(distribution) or {}).get(statistic)
-    if metric in derived:
-        return derived[metric]
+    if metric == "error_rate":
+        sent = summary.get("requests_sent") or 0
+        return summary.get("failed", 0) / sent if sent else None
+    if metric in ("goodput", "attainment"):
+        return slo_section.get(metric)
     return summary.get(metric)
 
 
 def summary_value(metric: str, summary: dict) -> float | None:
     """A metric named as in SLOs (`ttft_p99`, `error_rate`, `output_throughput`, `goodput`…) read from a
     finished summary (goodput and attainment only when it has per-request SLOs)."""
-    sent = summary.get("requests_sent") or 0
-    slo = summary.get("slo") or {}
-    derived = {"error_rate": summary.get("failed", 0) / sent if sent else None,
-               "goodput": slo.get("goodput"), "attainment": slo.get("attainment")}
-    return _aggregate(metric, summary, derived)
+    return _aggregate(metric, summary, summary.get("slo") or {})
 
 
 def is_known_metric(metric: str) -> bool:

@@ -124,7 +124,7 @@ def run_workers(config: RunConfig, workload: Workload, base_url: str, out_dir: P
     return stop_reason, cpu_s
 
 
-def _expect(pipe: Connection, process: multiprocessing.Process, what: str) -> tuple:
+def _expect(pipe: Connection, process: multiprocessing.Process, what: str) -> None:
     """The worker's next message, which must be `what`; its error (or death) becomes a ConfigError."""
     try:
         message = pipe.recv()
@@ -134,7 +134,6 @@ def _expect(pipe: Connection, process: multiprocessing.Process, what: str) -> tu
     if message[0] == "error":
         raise ConfigError(f"{process.name}: {message[1]}")
     assert message[0] == what, message
-    return message
 
 
 async def _supervise(config: RunConfig, workload: Workload, pipes: list[Connection], processes: list,
