@@ -19,6 +19,7 @@ from rich.console import Console
 
 from replayer import __version__
 from replayer.backends import BACKENDS
+from replayer.client import ClientConfig, Timeouts, parse_header
 from replayer.errors import ConfigError, ReplayerError
 from replayer.metrics import CLIENT_LIMITED_LAG_MS, LAG_WINDOW_S
 from replayer.prompts import TemplateOverhead
@@ -71,7 +72,8 @@ SIMULATE_EXAMPLES = """\
 examples:
   replayer simulate --port 8000
   replayer simulate --port 8000 --decode-base-ms 20 --kv-tokens 100000      # a slower, smaller engine
-  replayer simulate --port 8000 --error-rate 0.05 --error-status 429        # 5 % rate-limited answers
+  replayer simulate --port 8000 --error-rate 429=0.05 --retry-after 1       # 5 % rate-limited answers
+  replayer simulate --port 8000 --reset-rate 0.01 --malformed-rate 0.01     # broken streams
 """
 
 REPORT_EXAMPLES = """\
@@ -178,17 +180,45 @@ def _add_simulator_options(parser: argparse.ArgumentParser, title: str) -> None:
     group.add_argument("--template-tokens", type=_template_tokens, default=TemplateOverhead(), metavar="BASE,PER_MSG",
                        help="chat-template tokens added to each prompt's count: BASE per request plus PER_MSG per "
                             "message, as a real chat template does (default 0,0)")
-    group.add_argument("--error-rate", type=_non_negative_float, default=faults.error_rate,
-                       help="fraction of requests answered with --error-status (default %(default)s)")
-    group.add_argument("--error-status", type=int, default=faults.error_status,
-                       help="HTTP status of injected errors (default %(default)s)")
-    group.add_argument("--stall-rate", type=_non_negative_float, default=faults.stall_rate,
-                       help="fraction of responses that stall before their first token (default %(default)s)")
-    group.add_argument("--stall-s", type=_non_negative_float, default=faults.stall_s,
-                       help="length of an injected stall (default %(default)s s)")
-    group.add_argument("--truncate-rate", type=_non_negative_float, default=faults.truncate_rate,
-                       help="fraction of streams cut after half their tokens, with no finish_reason or [DONE] "
-                            "(default %(default)s)")
+    group.add_argument("--error-rate", type=_error_rate, action="append", default=[], metavar="[STATUS=]RATE",
+                       help="fraction of requests answered with an HTTP error, repeatable per status: 429=0.05 "
+                            "(a bare RATE means 500)")
+    group.add_argument("--retry-after", type=_non_negative_float, metavar="S",
+                       help="send Retry-After: S with injected 429 and 503 answers")
+    group.add_argument("--refuse-rate", type=_non_negative_float, default=faults.refuse_rate, metavar="F",
+                       help="fraction of requests whose connection is dropped before any response")
+    group.add_argument("--reset-rate", type=_non_negative_float, default=faults.reset_rate, metavar="F",
+                       help="fraction of streams whose connection is reset half way")
+    group.add_argument("--stall-rate", type=_non_negative_float, default=faults.stall_rate, metavar="F",
+                       help="fraction of responses that stall before their first token, for --stall-s")
+    group.add_argument("--stall-s", type=_non_negative_float, default=faults.stall_s, metavar="S",
+                       help="length of an injected stall; inf stalls forever (default %(default)s)")
+    group.add_argument("--drip-rate", type=_non_negative_float, default=faults.drip_rate, metavar="F",
+                       help="fraction of streams that send each token --drip-s after the previous one")
+    group.add_argument("--drip-s", type=_non_negative_float, default=faults.drip_s, metavar="S",
+                       help="the gap before each token of a dripping stream (default %(default)s)")
+    group.add_argument("--malformed-rate", type=_non_negative_float, default=faults.malformed_rate, metavar="F",
+                       help="fraction of streams with one chunk cut inside its JSON")
+    group.add_argument("--truncate-rate", type=_non_negative_float, default=faults.truncate_rate, metavar="F",
+                       help="fraction of streams cut after half their tokens, with no finish_reason or [DONE]")
+    group.add_argument("--huge-rate", type=_non_negative_float, default=faults.huge_rate, metavar="F",
+                       help="fraction of streams carrying one content chunk of --huge-bytes")
+    group.add_argument("--huge-bytes", type=_positive_int, default=faults.huge_bytes, metavar="N",
+                       help="size of that chunk (default %(default)s)")
+    group.add_argument("--wrong-type-rate", type=_non_negative_float, default=faults.wrong_type_rate, metavar="F",
+                       help="fraction of requests answered 200 with an HTML page (each fault is drawn once per "
+                            "request; all fault rates together must not exceed 1)")
+
+
+def _error_rate(text: str) -> tuple[int, float]:
+    status, equals, rate = text.rpartition("=")
+    try:
+        pair = (int(status) if equals else 500, float(rate))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected [STATUS=]RATE such as 429=0.05, got {text!r}") from None
+    if not 0.0 <= pair[1] <= 1.0:
+        raise argparse.ArgumentTypeError(f"the rate must be in [0, 1], got {text!r}")
+    return pair
 
 
 def _simulator_config(args: argparse.Namespace) -> SimulatorConfig:
@@ -196,8 +226,11 @@ def _simulator_config(args: argparse.Namespace) -> SimulatorConfig:
         prefill_tokens_per_ms=args.prefill_tokens_per_ms, decode_base_ms=args.decode_base_ms,
         decode_ms_per_seq=args.decode_ms_per_seq, kv_tokens=args.kv_tokens, max_running=args.max_running,
         max_prefill_tokens_per_step=args.max_prefill_tokens, max_model_len=args.max_model_len)
-    faults = Faults(error_rate=args.error_rate, error_status=args.error_status, stall_rate=args.stall_rate,
-                    stall_s=args.stall_s, truncate_rate=args.truncate_rate)
+    faults = Faults(error_rates=tuple(args.error_rate), retry_after_s=args.retry_after, refuse_rate=args.refuse_rate,
+                    reset_rate=args.reset_rate, stall_rate=args.stall_rate, stall_s=args.stall_s,
+                    drip_rate=args.drip_rate, drip_s=args.drip_s, malformed_rate=args.malformed_rate,
+                    truncate_rate=args.truncate_rate, huge_rate=args.huge_rate, huge_bytes=args.huge_bytes,
+                    wrong_type_rate=args.wrong_type_rate)
     return SimulatorConfig(model=args.sim_model, engine=engine, faults=faults, tokenizer=args.tokenizer,
                            template=args.template_tokens, truth_log=args.truth_log)
 
@@ -267,14 +300,34 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
                         help="serving engine, for the fields that force exact output lengths (ignore_eos for "
                              "vllm, sglang, llamacpp; none for tgi, openai); default: from /v1/models owned_by")
     target.add_argument("--model", help="model to request (default: the first id from /v1/models)")
-    target.add_argument("--api-key", help="Bearer token (default: $OPENAI_API_KEY); never written to any output")
+    key = target.add_mutually_exclusive_group()
+    key.add_argument("--api-key", help="Bearer token (default: $OPENAI_API_KEY); never written to any output")
+    key.add_argument("--api-key-file", type=Path, metavar="FILE",
+                     help="read the Bearer token from FILE (keeps it out of the process list and shell history)")
+    target.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'",
+                        help="send this header with every request, repeatable; credential-like ones (auth, key, token, "
+                             "secret, cookie...) are redacted in every output")
+    target.add_argument("--insecure", action="store_true",
+                        help="do not verify the server's TLS certificate (a warning is printed)")
     target.add_argument("--stream", action=argparse.BooleanOptionalAction, default=True,
                         help="stream responses (default on; TTFT, TPOT and ITL need streaming)")
     target.add_argument("--ignore-eos", action=argparse.BooleanOptionalAction, default=None,
                         help="send ignore_eos so outputs reach max_tokens exactly "
                              "(default: per --backend)")
-    target.add_argument("--request-timeout", type=_positive_float, default=600.0, metavar="S",
-                        help="give up on one request after S seconds (default %(default)s)")
+    timeouts = Timeouts()
+    target.add_argument("--connect-timeout", type=_positive_float, default=timeouts.connect_s, metavar="S",
+                        help="a connection not open after S seconds fails as timeout_connect (default %(default)s)")
+    target.add_argument("--first-token-timeout", type=_positive_float, default=timeouts.first_token_s, metavar="S",
+                        help="no first token S seconds after sending (without --stream: no answer): "
+                             "timeout_first_token (default %(default)s)")
+    target.add_argument("--token-timeout", type=_positive_float, default=timeouts.between_tokens_s, metavar="S",
+                        help="no token S seconds after the previous one: timeout_between_tokens (default %(default)s)")
+    target.add_argument("--request-timeout", type=_positive_float, default=timeouts.total_s, metavar="S",
+                        help="a request not finished S seconds after sending: timeout_total (default %(default)s)")
+    target.add_argument("--retry-429", type=_non_negative_int, default=0, metavar="N",
+                        help="re-send a request answered 429 up to N times, waiting as its Retry-After says; "
+                             "retries are counted apart (default 0: a retry would hide a failure the trace "
+                             "recorded as traffic)")
     target.add_argument("--workers", type=_positive_int, default=1, metavar="N",
                         help="replay with N processes (one per core) for loads one core cannot drive; sessions "
                              "stay whole, all start at one instant, records are merged (default 1)")
@@ -316,6 +369,20 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     run.set_defaults(handler=_cmd_run)
 
 
+def _api_key(args: argparse.Namespace) -> str | None:
+    """The Bearer token from --api-key, --api-key-file or $OPENAI_API_KEY, in that order."""
+    if args.api_key_file is not None:
+        try:
+            key = args.api_key_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--api-key-file {args.api_key_file}: cannot read it "
+                              f"({getattr(exc, 'strerror', None) or 'not UTF-8 text'})") from None
+        if not key or "\n" in key:
+            raise ConfigError(f"--api-key-file {args.api_key_file}: expected one line holding the key")
+        return key
+    return args.api_key or os.environ.get("OPENAI_API_KEY") or None
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from replayer.runner import RunConfig, execute
 
@@ -332,18 +399,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError("--fit needs --synthetic SPEC (to replay the trace itself, use --trace)")
     config = RunConfig(
         trace=args.trace, synthetic=args.synthetic, fit=args.fit, format=args.format, columns=args.columns, time_unit=args.time_unit, shaping=shaping, base_url=args.base_url, api=args.api,
-        model=args.model, api_key=args.api_key or os.environ.get("OPENAI_API_KEY") or None, stream=args.stream,
+        model=args.model, api_key=_api_key(args), stream=args.stream,
+        headers=tuple(parse_header(text) for text in args.header), verify_tls=not args.insecure,
+        timeouts=Timeouts(connect_s=args.connect_timeout, first_token_s=args.first_token_timeout,
+                          between_tokens_s=args.token_timeout, total_s=args.request_timeout),
+        retry_429=args.retry_429,
         ignore_eos=args.ignore_eos, backend=args.backend, prefix_cache=args.prefix_cache == "on",
         tokenizer=args.tokenizer, session_history=args.session_history, count_template=args.count_template,
         dry_run=args.dry_run, save_requests=args.save_requests,
         out_dir=args.out, overwrite=args.overwrite, seed=args.seed,
-        request_timeout_s=args.request_timeout, drain_timeout_s=args.drain_timeout, quiet=args.quiet,
+        drain_timeout_s=args.drain_timeout, quiet=args.quiet,
         lag_limit_ms=args.lag_limit, workers=args.workers, slos=tuple(args.slo), scrape_metrics=args.scrape_metrics,
         simulator=_simulator_config(args))
     if config.base_url is not None:
-        from replayer.client import ClientConfig
-
         ClientConfig(config.base_url, api=config.api)  # validates the URL before anything else happens
+    if args.insecure:
+        Console(stderr=True).print("[yellow]warning[/]: --insecure: the server's TLS certificate is not verified")
     result = execute(config)
     if result.summary is not None and not args.quiet:
         render_summary(result.summary, Console())

@@ -1,7 +1,8 @@
 """OpenAI-compatible HTTP client: sends one prepared body, fills in its `RequestRecord`.
 
-Every outcome is a record, never an exception that ends the run: connection failures, timeouts,
-HTTP errors, broken or malformed streams and empty answers each become a failure kind.
+Every outcome is a record, never an exception that ends the run: connection, DNS and TLS failures,
+timeouts (per phase: connect, first token, between tokens, total), HTTP errors, broken or malformed
+streams and empty answers each become a failure kind. Nothing is retried unless `retry_429` asks.
 
 Requests go over `replayer.http`'s keep-alive connections. Per network read the hot path does: one
 clock read on receipt (before any parsing, in the protocol callback itself), the SSE split, and one
@@ -13,26 +14,54 @@ test is exact, and only the rare usage and error payloads are decoded with `json
 from __future__ import annotations
 
 import asyncio
+import base64
+import email.utils
 import json
 import re
 import time
 from array import array
-from dataclasses import dataclass
-from urllib.parse import urlsplit
+from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
 
 import aiohttp
 
 from replayer.bodies import API_PATHS, RequestOptions, build_body
 from replayer.errors import ConfigError
-from replayer.http import ConnectError, ConnectionPool, StreamError
+from replayer.http import ConnectError, ConnectionPool, Response, StreamError
 from replayer.prompts import PromptSynthesizer, TemplateOverhead
 from replayer.records import RequestRecord
-from replayer.sse import SSEParser
+from replayer.sse import SSEError, SSEParser
 
 _KEYS = re.compile(rb'"(content|reasoning_content|reasoning|text|finish_reason|usage|error)"\s*:\s*(.?.?)')
 _OUTPUT_KEYS = frozenset((b"content", b"reasoning_content", b"reasoning", b"text"))
 _DONE = b"[DONE]"
 _ERROR_TEXT_LIMIT = 300
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_CREDENTIAL_NAME = re.compile(r"auth|key|token|secret|passw|cookie|session|signature|credential", re.IGNORECASE)
+REDACTED = "<redacted>"
+_DEFAULT_RETRY_WAIT_S = 1.0
+"""The wait before a 429 retry when the answer carries no usable Retry-After (doubled per retry)."""
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """How long a request may wait in each phase before it fails as `timeout_<phase>`; the defaults
+    stop a dead server from hanging a run without cutting the long queues of an overloaded one."""
+
+    connect_s: float = 30.0
+    """Opening the connection (and its TLS handshake)."""
+    first_token_s: float = 600.0
+    """From sending to the first output token (for a non-streamed request: to the whole answer)."""
+    between_tokens_s: float = 120.0
+    """From one received chunk to the next, once output has begun."""
+    total_s: float = 1800.0
+    """From sending to the end of the answer, 429 retries included."""
+
+    def __post_init__(self) -> None:
+        for name, flag in (("connect_s", "--connect-timeout"), ("first_token_s", "--first-token-timeout"),
+                           ("between_tokens_s", "--token-timeout"), ("total_s", "--request-timeout")):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{flag} must be > 0, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -42,9 +71,13 @@ class ClientConfig:
     base_url: str
     api: str = "chat"
     stream: bool = True
-    api_key: str | None = None
-    request_timeout_s: float = 600.0
-    connect_timeout_s: float = 30.0
+    api_key: str | None = field(default=None, repr=False)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    retry_429: int = 0
+    """How many times one request is re-sent after a 429 answer (honouring Retry-After)."""
+    extra_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    """`-H` headers sent with every request (they override the defaults of the same name)."""
+    verify_tls: bool = True
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.base_url)
@@ -52,20 +85,72 @@ class ClientConfig:
             raise ConfigError(f"--base-url must look like http://host:port, got {self.base_url!r}")
         if self.api not in API_PATHS:
             raise ConfigError(f"--api must be one of {', '.join(API_PATHS)}, got {self.api!r}")
+        if self.retry_429 < 0:
+            raise ConfigError(f"--retry-429 must be >= 0, got {self.retry_429}")
 
     @property
     def url(self) -> str:
         return root_url(self.base_url) + API_PATHS[self.api]
 
+    @property
+    def ssl(self) -> bool | None:
+        """aiohttp's `ssl` argument: the default verification, or none with --insecure."""
+        return None if self.verify_tls else False
+
     def headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
+        parts = urlsplit(self.base_url)
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
+        elif parts.username is not None:  # http://user:password@host: HTTP Basic, as curl sends it
+            login = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(login).decode("ascii")
+        known = {name.lower(): name for name in headers}
+        for name, value in self.extra_headers:
+            headers.pop(known.get(name.lower(), name), None)
+            headers[name] = value
         return headers
 
 
+def parse_header(text: str) -> tuple[str, str]:
+    """`-H 'Name: value'` → (name, value), as curl takes it."""
+    name, colon, value = text.partition(":")
+    name, value = name.strip(), value.strip()
+    if not colon or not _HEADER_NAME.fullmatch(name):
+        raise ConfigError("-H: expected 'Name: value' with a valid header name (the text is not shown: it may "
+                          "hold a secret)")
+    if "\r" in value or "\n" in value:
+        raise ConfigError(f"-H {name}: the value must be one line")
+    if name.lower() in ("content-length", "host", "transfer-encoding", "connection", "x-request-id"):
+        raise ConfigError(f"-H {name}: set by replayer itself and cannot be replaced")
+    return name, value
+
+
+def redact_headers(headers: tuple[tuple[str, str], ...]) -> list[str]:
+    """Headers as written into outputs: the values of credential-like ones (by name, or a value that
+    looks like a token scheme) replaced by `<redacted>`."""
+    shown = []
+    for name, value in headers:
+        secret = _CREDENTIAL_NAME.search(name) or value.split(" ", 1)[0].lower() in ("bearer", "basic", "token")
+        shown.append(f"{name}: {REDACTED if secret else value}")
+    return shown
+
+
+def redact_url(url: str) -> str:
+    """`url` as written into outputs: a password in it (`http://user:secret@host`) replaced."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:{REDACTED}@{parts.netloc.rpartition('@')[2]}"
+    return parts._replace(netloc=netloc).geturl()
+
+
 def root_url(base_url: str) -> str:
-    """The server root: users pass either `http://host:port` or `http://host:port/v1`."""
+    """The server root: users pass either `http://host:port` or `http://host:port/v1`. Credentials in
+    the URL are taken out (they travel as an Authorization header, see `ClientConfig.headers`)."""
+    parts = urlsplit(base_url)
+    if parts.username is not None:
+        base_url = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
     base = base_url.rstrip("/")
     return base[:-3] if base.endswith("/v1") else base
 
@@ -104,14 +189,24 @@ class _StreamState:
 
     def __call__(self, data: bytes, now_ns: int) -> bool:
         """Take one network read of the body, received at `now_ns`; True once `[DONE]` has been seen."""
-        for _, payload in self.parser.feed(data):
+        try:
+            events = self.parser.feed(data)
+        except SSEError as exc:
+            raise StreamError(str(exc)) from None
+        for _, payload in events:
             self.take(payload, now_ns)
         return self.done
 
     def take(self, payload: bytes, now_ns: int) -> None:
-        """Account for one event's data, received at `now_ns`."""
+        """Account for one event's data, received at `now_ns`. Event data that is not framed as a JSON
+        object (`{...}`) marks the stream malformed; a full JSON decode per chunk would cost the hot
+        path too much, and a cut or garbled chunk fails this check."""
         if payload == _DONE:
             self.done = True
+            return
+        if payload[:1] != b"{" or (payload[-1:] != b"}" and not payload.rstrip().endswith(b"}")):
+            if self.error is None:
+                self.error = f"malformed event (not a JSON object): {payload[:80].decode('utf-8', 'replace')!r}"
             return
         has_output = False
         for key, value in _KEYS.findall(payload):
@@ -171,6 +266,90 @@ def _apply_usage(record: RequestRecord, usage: dict, counted_output: int) -> Non
         record.served_output_tokens = served_output
 
 
+class PhaseTimeout(asyncio.TimeoutError):
+    """A request overran one phase's timeout; `kind` is its failure kind (`timeout_first_token`...)."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+_TIMEOUT_MESSAGES = {"timeout_first_token": "no first token within {:g} s of sending",
+                     "timeout_between_tokens": "no token for {:g} s after the previous one",
+                     "timeout_total": "the request took over {:g} s"}
+
+
+class _Watchdog:
+    """Fails a request whose first token, next token or whole answer is overdue (the pool's `Watch`).
+    One timer per request, touched only when it fires: no timer work per token. Until output begins
+    it wakes every between-tokens timeout (a first token arriving then would start that clock)."""
+
+    __slots__ = ("timeouts", "state", "start_ns", "future", "timer")
+
+    def __init__(self, timeouts: Timeouts, state: _StreamState | None, start_ns: int):
+        self.timeouts = timeouts
+        self.state = state
+        self.start_ns = start_ns
+        self.future: asyncio.Future | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    def arm(self, future: asyncio.Future) -> None:
+        self.future = future
+        self._schedule(time.perf_counter_ns())
+
+    def disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _deadline(self) -> tuple[int, str, float]:
+        """The deadline in force now: (perf_counter ns, failure kind, its timeout in s)."""
+        timeouts = self.timeouts
+        total = (self.start_ns + int(timeouts.total_s * 1e9), "timeout_total", timeouts.total_s)
+        arrivals = self.state.arrivals if self.state is not None else None
+        if arrivals:
+            phase = (arrivals[-1] + int(timeouts.between_tokens_s * 1e9), "timeout_between_tokens",
+                     timeouts.between_tokens_s)
+        else:
+            phase = (self.start_ns + int(timeouts.first_token_s * 1e9), "timeout_first_token", timeouts.first_token_s)
+        return min(total, phase)
+
+    def _schedule(self, now_ns: int) -> None:
+        when_ns = self._deadline()[0]
+        if self.state is not None and not self.state.arrivals:
+            when_ns = min(when_ns, now_ns + int(self.timeouts.between_tokens_s * 1e9))
+        self.timer = asyncio.get_running_loop().call_later(max(0.0, (when_ns - now_ns) / 1e9), self._check)
+
+    def _check(self) -> None:
+        self.timer = None
+        if self.future is None or self.future.done():
+            return
+        now_ns = time.perf_counter_ns()
+        when_ns, kind, limit_s = self._deadline()
+        if now_ns < when_ns:
+            self._schedule(now_ns)
+        else:
+            self.future.set_exception(PhaseTimeout(kind, _TIMEOUT_MESSAGES[kind].format(limit_s)))
+
+
+def retry_wait_s(retry_after: bytes | None, retry: int) -> float:
+    """Seconds to wait before re-sending after a 429: the answer's Retry-After (seconds or an HTTP
+    date), else a doubling default."""
+    fallback = _DEFAULT_RETRY_WAIT_S * 2 ** retry
+    if not retry_after:
+        return fallback
+    text = retry_after.decode("latin-1").strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return fallback
+    return max(0.0, when.timestamp() - time.time())
+
+
 class Client:
     """Keep-alive connections to the server for the whole run; `fill` sends one request and completes
     its record."""
@@ -181,7 +360,8 @@ class Client:
         self._pool: ConnectionPool | None = None
 
     async def __aenter__(self) -> Client:
-        self._pool = ConnectionPool(self.config.url, self.config.headers(), self.config.connect_timeout_s)
+        config = self.config
+        self._pool = ConnectionPool(config.url, config.headers(), config.timeouts.connect_s, config.verify_tls)
         return self
 
     async def __aexit__(self, *exc_info) -> None:
@@ -190,33 +370,66 @@ class Client:
 
     async def fill(self, record: RequestRecord, body: bytes, keep_reply: bool = False) -> str | None:
         """Send `body` now and record what happens; cancellation propagates after the record is marked.
-        With `keep_reply`, return the reply's text (for session histories); otherwise None."""
+        With `keep_reply`, return the reply's text (for session histories); otherwise None.
+        A 429 answer is re-sent up to `retry_429` times (counted in `record.retries`); the record's
+        times still run from the first send, since the wait is part of what its user felt."""
         assert self._pool is not None, "use Client as an async context manager"
         t0 = self.t0_ns
         clock = time.perf_counter_ns
-        state = _StreamState(keep_reply) if self.config.stream else None
-        record.sent_ns = clock() - t0
+        start_ns = clock()
+        record.sent_ns = start_ns - t0
+        header = b"X-Request-Id: %d\r\n" % record.id
+        while True:
+            state = _StreamState(keep_reply) if self.config.stream else None
+            try:
+                response = await self._pool.request(body, state, header,
+                                                    _Watchdog(self.config.timeouts, state, start_ns))
+            except asyncio.CancelledError:
+                self._end_stream(record, state, "cancelled", "run stopped before the response finished")
+                raise
+            except PhaseTimeout as exc:
+                self._end_stream(record, state, exc.kind, str(exc))
+                return None
+            except ConnectError as exc:
+                record.fail(exc.kind, str(exc), clock() - t0)
+                return None
+            except StreamError as exc:
+                self._end_stream(record, state, "stream", str(exc))
+                return None
+            if response.status != 429 or not await self._wait_to_retry(record, response, start_ns):
+                return self._take_response(record, response, state, keep_reply)
+
+    async def _wait_to_retry(self, record: RequestRecord, response: Response, start_ns: int) -> bool:
+        """After a 429: wait as the server asked and return True, or False when no retry is left
+        (or the wait would pass the total timeout)."""
+        if record.retries >= self.config.retry_429:
+            return False
+        wait_s = retry_wait_s(response.headers.get(b"retry-after"), record.retries)
+        if time.perf_counter_ns() + wait_s * 1e9 >= start_ns + self.config.timeouts.total_s * 1e9:
+            return False
+        record.retries += 1
         try:
-            response = await self._pool.request(body, state, b"X-Request-Id: %d\r\n" % record.id,
-                                                self.config.request_timeout_s)
+            await asyncio.sleep(wait_s)
         except asyncio.CancelledError:
-            self._end_stream(record, state, "cancelled", "run stopped before the response finished")
+            record.fail("cancelled", "run stopped while waiting to retry a 429", time.perf_counter_ns() - self.t0_ns)
             raise
-        except asyncio.TimeoutError:
-            self._end_stream(record, state, "timeout", "request timed out")
-        except ConnectError as exc:
-            record.fail("connect", str(exc), clock() - t0)
-        except StreamError as exc:
-            self._end_stream(record, state, "stream", str(exc))
+        return True
+
+    def _take_response(self, record: RequestRecord, response: Response, state: _StreamState | None,
+                       keep_reply: bool) -> str | None:
+        """Settle the record from a complete response."""
+        if response.status != 200:
+            record.fail(f"http_{response.status}", error_message(response.body), time.perf_counter_ns() - self.t0_ns)
+        elif state is None:
+            return self._take_whole(record, response.body, keep_reply)
+        elif not response.streamed:
+            content_type = response.headers.get(b"content-type", b"").decode("latin-1")
+            record.fail("stream", f"answered {content_type} instead of an event stream: "
+                        f"{error_message(response.body)}", time.perf_counter_ns() - self.t0_ns)
         else:
-            if response.status != 200:
-                record.fail(f"http_{response.status}", error_message(response.body), clock() - t0)
-            elif state is not None:
-                state.close(clock())
-                self._end_stream(record, state)
-                return state.reply() if keep_reply else None
-            else:
-                return self._take_whole(record, response.body, keep_reply)
+            state.close(time.perf_counter_ns())
+            self._end_stream(record, state)
+            return state.reply() if keep_reply else None
         return None
 
     def _end_stream(self, record: RequestRecord, state: _StreamState | None, kind: str | None = None,
@@ -258,21 +471,21 @@ class Client:
         return text if keep_reply else None
 
 
-async def list_models(base_url: str, api_key: str | None = None, timeout_s: float = 10.0) -> list[dict]:
+async def list_models(config: ClientConfig, timeout_s: float = 10.0) -> list[dict]:
     """The server's `/v1/models` entries (used to pick a default model and recognise the backend)."""
-    config = ClientConfig(base_url, api_key=api_key)
-    url = root_url(base_url) + "/v1/models"
+    url = root_url(config.base_url) + "/v1/models"
+    shown = redact_url(url)
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session:
-            async with session.get(url, headers=config.headers()) as response:
+            async with session.get(url, headers=config.headers(), ssl=config.ssl) as response:
                 if response.status != 200:
-                    raise ConfigError(f"{url}: HTTP {response.status}: {error_message(await response.read())}")
+                    raise ConfigError(f"{shown}: HTTP {response.status}: {error_message(await response.read())}")
                 data = await response.json(content_type=None)
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        raise ConfigError(f"{url}: cannot list models ({exc or type(exc).__name__}); pass --model") from None
+        raise ConfigError(f"{shown}: cannot list models ({exc or type(exc).__name__}); pass --model") from None
     entries = data.get("data") if isinstance(data, dict) else None
     if not isinstance(entries, list):
-        raise ConfigError(f"{url}: unexpected answer (no 'data' list); pass --model")
+        raise ConfigError(f"{shown}: unexpected answer (no 'data' list); pass --model")
     return [entry for entry in entries if isinstance(entry, dict)]
 
 
@@ -298,17 +511,17 @@ async def measure_template(config: ClientConfig, model: str, synthesizer: Prompt
 async def _probe_prompt_tokens(config: ClientConfig, body: bytes, timeout_s: float = 60.0) -> int:
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session:
-            async with session.post(config.url, data=body, headers=config.headers()) as response:
+            async with session.post(config.url, data=body, headers=config.headers(), ssl=config.ssl) as response:
                 raw = await response.read()
                 if response.status != 200:
-                    raise ConfigError(f"--count-template: {config.url}: HTTP {response.status}: {error_message(raw)}")
+                    raise ConfigError(f"--count-template: {redact_url(config.url)}: HTTP {response.status}: {error_message(raw)}")
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        raise ConfigError(f"--count-template: {config.url}: {exc or type(exc).__name__}") from None
+        raise ConfigError(f"--count-template: {redact_url(config.url)}: {exc or type(exc).__name__}") from None
     try:
         tokens = json.loads(raw)["usage"]["prompt_tokens"]
     except (ValueError, KeyError, TypeError):
         tokens = None
     if not isinstance(tokens, int):
-        raise ConfigError(f"--count-template: {config.url} reports no usage.prompt_tokens, so the template cannot be "
+        raise ConfigError(f"--count-template: {redact_url(config.url)} reports no usage.prompt_tokens, so the template cannot be "
                           "measured; leave --count-template off")
     return tokens

@@ -14,21 +14,54 @@ alive and reused, never capped (an open loop must not queue requests behind a co
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 from urllib.parse import urlsplit
 
 Sink = Callable[[bytes, int], bool]
-"""Receives each piece of a 200 response's body with its receipt time (perf_counter_ns); returns True
-once the payload is logically complete (an SSE `[DONE]`), so the caller need not wait for the framing."""
+"""Receives each piece of a 200 event-stream body with its receipt time (perf_counter_ns); returns True
+once the payload is logically complete (an SSE `[DONE]`), so the caller need not wait for the framing.
+It may raise `StreamError` to abandon the response (the connection is then closed)."""
+
+
+class Watch(Protocol):
+    """Ends a request that has waited too long: armed with the response's future once the request is
+    on the wire, it may set an `asyncio.TimeoutError` on it; disarmed when the response settles."""
+
+    def arm(self, future: asyncio.Future) -> None: ...
+
+    def disarm(self) -> None: ...
 
 _MAX_HEAD_BYTES = 65_536
 
 
 class ConnectError(Exception):
-    """No response began: the connection could not be opened, or closed before a status line."""
+    """No response began: the connection could not be opened, or closed before a status line.
+    `kind` names the failure for the request's record."""
+
+    kind = "connect"
+
+
+class DNSError(ConnectError):
+    """The server's host name did not resolve."""
+
+    kind = "dns"
+
+
+class TLSError(ConnectError):
+    """The TLS handshake failed (certificate not trusted, wrong name, or the server does not speak TLS)."""
+
+    kind = "tls"
+
+
+class ConnectTimeout(ConnectError):
+    """Opening the connection took longer than the connect timeout."""
+
+    kind = "timeout_connect"
 
 
 class StreamError(Exception):
@@ -42,25 +75,31 @@ class Response:
     status: int
     body: bytes
     """The whole body, unless a sink consumed it (then b"")."""
+    headers: dict[bytes, bytes] = field(default_factory=dict)
+    """Header names lower-cased, values as sent."""
+    streamed: bool = False
+    """True when the body went to the sink."""
 
 
 class _Exchange:
     """One request's response as it is parsed: head, then body pieces to the sink or a buffer."""
 
-    __slots__ = ("future", "sink", "status", "head", "body_parts")
+    __slots__ = ("future", "sink", "status", "head", "headers", "streamed", "body_parts")
 
     def __init__(self, future: asyncio.Future, sink: Sink | None):
         self.future = future
         self.sink = sink
         self.status = 0
         self.head = b""
+        self.headers: dict[bytes, bytes] = {}
+        self.streamed = False
         self.body_parts: list[bytes] = []
 
     def resolve(self) -> None:
         if not self.future.done():
             body = b"".join(self.body_parts)
             self.body_parts = []
-            self.future.set_result(Response(self.status, body))
+            self.future.set_result(Response(self.status, body, self.headers, self.streamed))
 
     def fail(self, exc: Exception) -> None:
         if not self.future.done():
@@ -165,10 +204,11 @@ class _Connection(asyncio.Protocol):
         headers = {}
         for line in lines[1:]:
             name, _, value = line.partition(b":")
-            headers[name.strip().lower()] = value.strip().lower()
+            headers[name.strip().lower()] = value.strip()
         exchange.status = status
-        self._keep_alive = version == b"HTTP/1.1" and headers.get(b"connection") != b"close"
-        self._chunked = b"chunked" in headers.get(b"transfer-encoding", b"")
+        exchange.headers = headers
+        self._keep_alive = version == b"HTTP/1.1" and headers.get(b"connection", b"").lower() != b"close"
+        self._chunked = b"chunked" in headers.get(b"transfer-encoding", b"").lower()
         try:
             self._length = -1 if self._chunked else int(headers.get(b"content-length", -1))
         except ValueError:
@@ -177,7 +217,9 @@ class _Connection(asyncio.Protocol):
             self._length = 0
         if self._length < 0 and not self._chunked:
             self._keep_alive = False
-        sink = exchange.sink if status == 200 else None
+        content_type = headers.get(b"content-type")
+        sink = exchange.sink if status == 200 and (content_type is None or b"event-stream" in content_type.lower()) else None
+        exchange.streamed = sink is not None
         self._deliver = self._to_sink(exchange, sink) if sink else self._to_buffer(exchange)
         return head[end + 4:]
 
@@ -211,7 +253,7 @@ class _Connection(asyncio.Protocol):
                     length = int(data[:start - 2], 16)
                 except ValueError:
                     length = -1
-                if start + length + 2 == len(data):
+                if length > 0 and start + length + 2 == len(data):
                     self._deliver(data[start:-2], now)
                     return
         position, size = 0, len(data)
@@ -271,19 +313,14 @@ class _Connection(asyncio.Protocol):
         return self.exchange is None and not self.closed
 
 
-def _expire(future: asyncio.Future) -> None:
-    if not future.done():
-        future.set_exception(asyncio.TimeoutError("request timed out"))
-
-
 class ConnectionPool:
     """Keep-alive connections to one server, opened on demand; `request` sends one POST."""
 
-    def __init__(self, url: str, headers: dict[str, str], connect_timeout_s: float = 30.0):
+    def __init__(self, url: str, headers: dict[str, str], connect_timeout_s: float = 30.0, verify_tls: bool = True):
         parts = urlsplit(url)
         self.host = parts.hostname or ""
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
+        self._ssl = _tls_context(verify_tls) if parts.scheme == "https" else None
         self.connect_timeout_s = connect_timeout_s
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         host = parts.netloc.rpartition("@")[2]
@@ -293,36 +330,34 @@ class ConnectionPool:
         self._all: set[_Connection] = set()
 
     async def request(self, body: bytes, sink: Sink | None = None, extra_header: bytes = b"",
-                      timeout_s: float | None = None) -> Response:
-        """POST `body`; a 200 response's body goes to `sink` if given. `extra_header` is one
-        `Name: value\r\n` line (the request id). After `timeout_s` in all (connecting included) it
-        raises `asyncio.TimeoutError`; cancelling aborts the connection."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout_s is None else loop.time() + timeout_s
+                      watch: Watch | None = None) -> Response:
+        """POST `body`; a 200 event-stream body goes to `sink` if given. `extra_header` is one
+        `Name: value\r\n` line (the request id). `watch` may end the wait with `asyncio.TimeoutError`;
+        that or cancelling aborts the connection."""
         data = [b"%s%sContent-Length: %d\r\n\r\n" % (self._head, extra_header, len(body)), body]
         connection = self._take_idle()
         if connection is not None:
             try:
-                return await self._exchange(connection, data, sink, deadline)
+                return await self._exchange(connection, data, sink, watch)
             except ConnectError:
                 pass  # a kept-alive connection the server had just closed: once more on a fresh one
-        connection = await self._open(deadline)
-        return await self._exchange(connection, data, sink, deadline)
+        connection = await self._open()
+        return await self._exchange(connection, data, sink, watch)
 
     async def _exchange(self, connection: _Connection, data: list[bytes], sink: Sink | None,
-                        deadline: float | None) -> Response:
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
+                        watch: Watch | None) -> Response:
+        future = asyncio.get_running_loop().create_future()
         connection.send(data, _Exchange(future, sink))
-        timer = None if deadline is None else loop.call_at(deadline, _expire, future)
+        if watch is not None:
+            watch.arm(future)
         try:
             return await future
         except (asyncio.CancelledError, asyncio.TimeoutError):
             connection.close()
             raise
         finally:
-            if timer is not None:
-                timer.cancel()
+            if watch is not None:
+                watch.disarm()
 
     def _take_idle(self) -> _Connection | None:
         idle = self._idle
@@ -332,20 +367,22 @@ class ConnectionPool:
                 return connection
         return None
 
-    async def _open(self, deadline: float | None) -> _Connection:
+    async def _open(self) -> _Connection:
         loop = asyncio.get_running_loop()
-        timeout_s = self.connect_timeout_s
-        if deadline is not None:
-            timeout_s = min(timeout_s, max(0.0, deadline - loop.time()))
+        where = f"{self.host}:{self.port}"
         try:
             _, connection = await asyncio.wait_for(
                 loop.create_connection(lambda: _Connection(self), self.host, self.port, ssl=self._ssl,
                                        server_hostname=self.host if self._ssl else None),
-                timeout_s)
-        except asyncio.TimeoutError:
-            raise  # (an OSError too, since Python 3.11)
+                self.connect_timeout_s)
+        except asyncio.TimeoutError:  # (an OSError too, since Python 3.11)
+            raise ConnectTimeout(f"connecting to {where} took over {self.connect_timeout_s:g} s") from None
+        except socket.gaierror as exc:
+            raise DNSError(f"cannot resolve {self.host}: {exc.strerror or exc}") from None
+        except (ssl.SSLError, ssl.CertificateError) as exc:
+            raise TLSError(f"TLS handshake with {where} failed: {getattr(exc, 'verify_message', None) or exc}") from None
         except OSError as exc:
-            raise ConnectError(f"cannot connect to {self.host}:{self.port}: {exc.strerror or exc}") from None
+            raise ConnectError(f"cannot connect to {where}: {exc.strerror or exc}") from None
         self._all.add(connection)
         return connection
 
@@ -361,3 +398,12 @@ class ConnectionPool:
             connection.close()
         self._all.clear()
         self._idle.clear()
+
+
+def _tls_context(verify: bool) -> ssl.SSLContext:
+    """The system's trusted CAs with host-name checks; with `verify` off, any certificate (--insecure)."""
+    context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context

@@ -143,6 +143,7 @@ def summarize(records: Sequence[RequestRecord], *, streamed: bool = True,
         **{name: distribution(values) for name, values in samples.items()},
         "breakdowns": breakdowns(sent, streamed, labels),
         "accounting": accounting(records),
+        "retries_429": {"requests": sum(1 for r in sent if r.retries), "retries": sum(r.retries for r in sent)},
     }
     client_lag = np.array([_ms(r.sent_ns - r.intended_ns - r.session_wait_ns) for r in sent])
     intended_s = np.array([r.intended_ns / 1e9 for r in sent])

@@ -15,7 +15,8 @@ from typing import IO
 from replayer.errors import InputError
 
 OK = "ok"
-FAILURE_KINDS = ("connect", "timeout", "http_<status>", "stream", "empty", "cancelled")
+FAILURE_KINDS = ("connect", "dns", "tls", "timeout_connect", "timeout_first_token", "timeout_between_tokens",
+                 "timeout_total", "http_<status>", "stream", "empty", "cancelled")
 """Failure kinds a record's `status` can take besides `ok` (`http_<status>` e.g. `http_429`)."""
 
 
@@ -28,7 +29,8 @@ class RequestRecord:
     `output_counted` is true when the server gave none and output chunks were counted instead.
     `turn` is the turn number within a session (0 outside sessions); `session_wait_ns` is how long
     the turn waited past its instant for its session's previous turn to finish (part of its
-    schedule lag, `sent_ns - intended_ns`).
+    schedule lag, `sent_ns - intended_ns`). `retries` counts re-sends after 429 answers (only with
+    `--retry-429`); the times still run from the first send.
     """
 
     id: int
@@ -46,6 +48,7 @@ class RequestRecord:
     itl_ms: list[float] = field(default_factory=list)
     turn: int = 0
     session_wait_ns: int = 0
+    retries: int = 0
 
     @property
     def ok(self) -> bool:

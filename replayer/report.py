@@ -45,6 +45,14 @@ def latency_table(summary: dict) -> Table:
     return table
 
 
+def _retry_rows(summary: dict) -> list[tuple[str, str]]:
+    """A row for 429 retries, when the run made any (`--retry-429`)."""
+    retried = summary.get("retries_429") or {}
+    if not retried.get("retries"):
+        return []
+    return [("429 retries", f"{retried['retries']:,} (over {retried['requests']:,} requests)")]
+
+
 def totals_table(summary: dict) -> Table:
     """Counts, duration and throughputs."""
     table = Table(show_header=False, show_edge=False, pad_edge=False, box=None)
@@ -55,6 +63,7 @@ def totals_table(summary: dict) -> Table:
         ("requests sent", f"{summary['requests_sent']:,}"),
         ("completed", f"{summary['completed']:,}"),
         ("failed", f"{summary['failed']:,} ({failures})"),
+        *_retry_rows(summary),
         ("duration", f"{_fmt(summary['duration_s'], 2)} s"),
         ("request throughput", f"{_fmt(summary['request_throughput'], 2)} req/s"),
         ("output throughput", f"{_fmt(summary['output_throughput'])} tok/s"),

@@ -23,7 +23,8 @@ from rich.console import Console
 from replayer import __version__
 from replayer.backends import BACKENDS, detect_backend
 from replayer.bodies import RequestOptions, RequestPlan, save_requests
-from replayer.client import Client, ClientConfig, list_models, measure_template, root_url
+from replayer.client import (Client, ClientConfig, Timeouts, list_models, measure_template, redact_headers, redact_url,
+                             root_url)
 from replayer.dispatcher import Lookahead, Progress, StopControl, dispatch
 from replayer.errors import ConfigError
 from replayer.eventloop import raise_fd_limit, reserve_fd_table, run as run_loop, settle_heap
@@ -51,7 +52,8 @@ EXIT_SLO_VIOLATED = 1
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything `replayer run` was asked to do; `api_key` is never written anywhere."""
+    """Everything `replayer run` was asked to do; `api_key` is never written anywhere, credential-like
+    `headers` only redacted."""
 
     trace: str | None = None
     synthetic: str | None = None
@@ -74,7 +76,11 @@ class RunConfig:
     prefix_cache: bool = True
     session_history: str = "actual"
     count_template: bool = False
-    request_timeout_s: float = 600.0
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    retry_429: int = 0
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    """`-H` headers; written into outputs only through `redact_headers`."""
+    verify_tls: bool = True
     drain_timeout_s: float = 30.0
     lag_limit_ms: float = CLIENT_LIMITED_LAG_MS
     workers: int = 1
@@ -91,6 +97,8 @@ class RunConfig:
         """The config as written into the run's metadata: no credentials."""
         data = asdict(self)
         data.pop("api_key")
+        data["headers"] = redact_headers(self.headers)
+        data["base_url"] = redact_url(self.base_url) if self.base_url else None
         data["out_dir"] = str(self.out_dir) if self.out_dir else None
         data["save_requests"] = str(self.save_requests) if self.save_requests else None
         if self.base_url is not None:
@@ -131,13 +139,13 @@ async def _target(config: RunConfig, base_url: str) -> tuple[str, str]:
     if config.model and backend:
         return config.model, backend
     try:
-        models = await list_models(base_url, config.api_key)
+        models = await list_models(client_config(config, base_url))
     except ConfigError:
         if config.model:
             return config.model, backend or "openai"
         raise
     if not models and not config.model:
-        raise ConfigError(f"{base_url}: /v1/models lists no model; pass --model")
+        raise ConfigError(f"{redact_url(base_url)}: /v1/models lists no model; pass --model")
     return config.model or str(models[0].get("id")), backend or detect_backend(models)
 
 
@@ -166,7 +174,7 @@ def run_header(config: RunConfig, workload: Workload, target: Target, plan: Requ
         "workers": workers,
         "config": config.public(),
         "workload": workload.describe(),
-        "target": {"base_url": target.base_url, "builtin_simulator": config.base_url is None, "api": options.api,
+        "target": {"base_url": redact_url(target.base_url), "builtin_simulator": config.base_url is None, "api": options.api,
                    "model": target.model, "backend": target.backend, "stream": options.stream,
                    "ignore_eos": options.ignore_eos},
         "seed": plan.synthesizer.seed,
@@ -212,8 +220,14 @@ class Target:
     seed: int
 
     def client_config(self, config: RunConfig) -> ClientConfig:
-        return ClientConfig(self.base_url, api=config.api, stream=config.stream, api_key=config.api_key,
-                            request_timeout_s=config.request_timeout_s)
+        return client_config(config, self.base_url)
+
+
+def client_config(config: RunConfig, base_url: str) -> ClientConfig:
+    """How the run's requests reach `base_url`."""
+    return ClientConfig(base_url, api=config.api, stream=config.stream, api_key=config.api_key,
+                        timeouts=config.timeouts, retry_429=config.retry_429, extra_headers=config.headers,
+                        verify_tls=config.verify_tls)
 
 
 async def resolve_target(config: RunConfig, base_url: str) -> Target:
@@ -306,7 +320,7 @@ async def send_plan(config: RunConfig, target: Target, plan: RequestPlan, buffer
 def describe_plan(console: Console, plan: RequestPlan, target: Target) -> None:
     """Tell the user what is about to be sent: target, API, template, sessions, and any notes."""
     options = plan.options
-    console.print(f"target {target.base_url} model {target.model} (backend {target.backend}), api {options.api}, "
+    console.print(f"target {redact_url(target.base_url)} model {target.model} (backend {target.backend}), api {options.api}, "
                   f"{'streaming' if options.stream else 'not streaming'}, ignore_eos {options.ignore_eos}")
     if plan.template != TemplateOverhead():
         console.print(f"template overhead measured: {plan.template.base} + {plan.template.per_message} per message "

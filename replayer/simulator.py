@@ -7,8 +7,8 @@ budget of prompts (chunked prefill) and decodes one token for every running sequ
 raises TTFT (queueing, prefill) and TPOT (bigger batches) the way a real engine does.
 
 Prompt tokens are counted with the same tokenizer the client uses; `max_tokens`, `ignore_eos`,
-`min_tokens` and `stream_options.include_usage` are honoured. Fault knobs inject HTTP errors and
-stalls for testing.
+`min_tokens` and `stream_options.include_usage` are honoured. `Faults` inject HTTP errors, refused
+connections, stalls and broken streams of every kind a client must survive.
 
 With a truth log, it writes one JSON line per streamed response: the request id (`X-Request-Id`),
 when the handler received the request and when each token chunk was written, all on the monotonic
@@ -70,26 +70,73 @@ class EngineModel:
         return self.decode_base_ms + self.decode_ms_per_seq * decoding + prefill_tokens / self.prefill_tokens_per_ms
 
 
+_STREAM_FAULTS = ("reset", "drip", "malformed", "truncate", "huge")
+"""Faults that only a streamed answer can show (a non-streamed request drawing one is served normally)."""
+
+
 @dataclass(frozen=True)
 class Faults:
-    """Injected misbehaviour: a fraction of requests answered with an HTTP error, stalled, or streams
-    cut half way (ended cleanly, but with neither a finish_reason nor `[DONE]`)."""
+    """Injected misbehaviour, so that every failure path of a client can be exercised. Each rate is a
+    fraction of requests; one draw per request picks at most one fault, so the rates add up to at
+    most 1. Stream faults strike half way through the tokens."""
 
-    error_rate: float = 0.0
-    error_status: int = 500
+    error_rates: tuple[tuple[int, float], ...] = ()
+    """(HTTP status, fraction answered with it), e.g. ((429, 0.05), (503, 0.01))."""
+    retry_after_s: float | None = None
+    """A `Retry-After` header on injected 429 and 503 answers, if set."""
+    refuse_rate: float = 0.0
+    """Connections closed before any response."""
+    reset_rate: float = 0.0
+    """Streams whose connection is reset mid-way."""
     stall_rate: float = 0.0
     stall_s: float = 0.0
+    """How long a stall before the first token lasts (`inf`: forever)."""
+    drip_rate: float = 0.0
+    drip_s: float = 1.0
+    """The gap before each token of a dripping stream."""
+    malformed_rate: float = 0.0
+    """Streams with one chunk cut inside its JSON."""
     truncate_rate: float = 0.0
+    """Streams ended cleanly but early, with neither a finish_reason nor `[DONE]`."""
+    huge_rate: float = 0.0
+    huge_bytes: int = 4 * 1024 * 1024
+    """The size of the one huge content chunk such a stream carries."""
+    wrong_type_rate: float = 0.0
+    """HTTP 200 answers with an HTML page instead of an event stream or JSON."""
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("error_rate", "stall_rate", "truncate_rate"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"simulator {name.replace('_', '-')} must be in [0, 1]")
-        if self.stall_s < 0:
-            raise ConfigError("simulator stall-s must be >= 0")
-        if not 400 <= self.error_status <= 599:
-            raise ConfigError(f"simulator error-status must be an HTTP error status (400-599), got {self.error_status}")
+        rates = self._rates()
+        for name, rate in rates:
+            if not 0.0 <= rate <= 1.0:
+                raise ConfigError(f"simulator {name}-rate must be in [0, 1], got {rate}")
+        if sum(rate for _, rate in rates) > 1.0 + 1e-9:
+            raise ConfigError("simulator fault rates add up to more than 1")
+        for status, _ in self.error_rates:
+            if not 400 <= status <= 599:
+                raise ConfigError(f"simulator error status must be an HTTP error status (400-599), got {status}")
+        if self.stall_s < 0 or self.drip_s < 0 or (self.retry_after_s or 0) < 0:
+            raise ConfigError("simulator stall-s, drip-s and retry-after must be >= 0")
+        if self.huge_bytes < 1:
+            raise ConfigError("simulator huge-bytes must be >= 1")
+
+    def _rates(self) -> list[tuple[str | int, float]]:
+        return [*self.error_rates, ("refuse", self.refuse_rate), ("reset", self.reset_rate),
+                ("stall", self.stall_rate), ("drip", self.drip_rate), ("malformed", self.malformed_rate),
+                ("truncate", self.truncate_rate), ("huge", self.huge_rate), ("wrong-type", self.wrong_type_rate)]
+
+    @property
+    def active(self) -> bool:
+        return any(rate for _, rate in self._rates())
+
+    def pick(self, draw: float) -> str | int | None:
+        """The fault of a request whose uniform draw is `draw`: an HTTP status, a fault name, or None."""
+        edge = 0.0
+        for fault, rate in self._rates():
+            edge += rate
+            if draw < edge:
+                return fault
+        return None
 
 
 @dataclass(frozen=True)
@@ -330,10 +377,15 @@ class Simulator:
                                   f"({prompt_tokens} in the messages, {max_tokens} in the completion).")
         except (ValueError, _BadRequest) as exc:
             return _error(400, str(exc) if isinstance(exc, _BadRequest) else "the body is not valid JSON")
-        if faults.error_rate and self._random.random() < faults.error_rate:
-            return _error(faults.error_status, f"injected error {faults.error_status}")
+        fault = faults.pick(self._random.random()) if faults.active else None
+        if isinstance(fault, int):
+            return _error(fault, f"injected error {fault}", faults.retry_after_s)
+        if fault == "refuse":
+            return _refuse(request)
+        if fault == "wrong-type":
+            return web.Response(text="<html><body><h1>Gateway says hello</h1></body></html>", content_type="text/html")
         target = max_tokens if body.get("ignore_eos") else self._natural_length(min_tokens, max_tokens)
-        stall_s = faults.stall_s if faults.stall_rate and self._random.random() < faults.stall_rate else 0.0
+        stall_s = faults.stall_s if fault == "stall" else 0.0
         sequence = _Sequence(prompt_tokens, target)
         if target > 0:
             assert self.engine is not None
@@ -342,8 +394,8 @@ class Simulator:
         frames = _Frames(api, f"{self._counter}", self.config.model)
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            if faults.truncate_rate and self._random.random() < faults.truncate_rate:
-                return await self._truncated_stream(request, sequence, frames)
+            if fault in _STREAM_FAULTS:
+                return await self._faulty_stream(request, sequence, frames, fault)
             if self._truth is None:
                 return await self._stream(request, sequence, frames, include_usage, stall_s)
             chunk_ns = array("q")
@@ -387,7 +439,10 @@ class Simulator:
                 sequence.on_token = writer
                 writer()  # the tokens made so far (during a stall), if any
                 await writer.ended
-        except (ConnectionError, asyncio.CancelledError):
+        except ConnectionError:
+            self.engine.abort(sequence)
+            return response  # the client went away: nothing more to say, nothing to log
+        except asyncio.CancelledError:
             self.engine.abort(sequence)
             raise
         finally:
@@ -401,17 +456,37 @@ class Simulator:
         await response.write_eof()
         return response
 
-    async def _truncated_stream(self, request: web.Request, sequence: _Sequence, frames: _Frames) -> web.StreamResponse:
-        """Half the tokens, then the end of the body without a finish_reason or `[DONE]` (a cut stream)."""
+    async def _faulty_stream(self, request: web.Request, sequence: _Sequence, frames: _Frames,
+                             fault: str) -> web.StreamResponse:
+        """A stream that misbehaves half way: `reset` cuts the connection, `truncate` ends the body
+        without a finish_reason or `[DONE]`, `malformed` sends a chunk cut inside its JSON, `huge` one
+        enormous content chunk; `drip` sends every token `drip_s` after the previous one."""
         assert self.engine is not None
+        faults = self.config.faults
         response = web.StreamResponse(headers=_SSE_HEADERS)
         await response.prepare(request)
+        half = max(1, sequence.target_tokens // 2)
         try:
-            half = max(1, sequence.target_tokens // 2)
-            await sequence.made(half)
-            await response.write(b"".join(frames.token(self._piece(i)) for i in range(half)))
+            for index in range(sequence.target_tokens):
+                await sequence.made(index + 1)
+                if index == half:
+                    if fault == "reset":
+                        return _refuse(request)
+                    if fault == "truncate":
+                        await response.write_eof()
+                        return response
+                    if fault == "malformed":
+                        await response.write(frames.cut())
+                    if fault == "huge":
+                        await response.write(frames.token(json.dumps("x" * faults.huge_bytes).encode()))
+                if fault == "drip":
+                    await asyncio.sleep(faults.drip_s)
+                await response.write(frames.token(self._piece(index)))
+        except ConnectionError:
+            return response  # the client gave up (a timeout): nothing to log
         finally:
             self.engine.abort(sequence)
+        await response.write(frames.finish("length") + b"data: [DONE]\n\n")
         await response.write_eof()
         return response
 
@@ -460,9 +535,18 @@ class _TokenWriter:
             self.ended.set_result(None)
 
 
-def _error(status: int, message: str) -> web.Response:
+def _error(status: int, message: str, retry_after_s: float | None = None) -> web.Response:
     kind = "BadRequestError" if status == 400 else "ServerError"
-    return web.json_response({"object": "error", "message": message, "type": kind, "code": status}, status=status)
+    headers = {"Retry-After": f"{retry_after_s:g}"} if retry_after_s is not None and status in (429, 503) else None
+    return web.json_response({"object": "error", "message": message, "type": kind, "code": status}, status=status,
+                             headers=headers)
+
+
+def _refuse(request: web.Request) -> web.Response:
+    """Drop the connection at once, as a crashing server or a proxy would: no (further) response bytes."""
+    if request.transport is not None:
+        request.transport.abort()
+    return web.Response()
 
 
 class _Frames:
@@ -493,6 +577,10 @@ class _Frames:
 
     def token(self, piece_json: bytes) -> bytes:
         return self._token_open + piece_json + self._token_close
+
+    def cut(self) -> bytes:
+        """A token chunk whose JSON breaks off inside the string (what a crashing proxy may forward)."""
+        return self._token_open + b'"cut of\n\n'
 
     def finish(self, reason: str) -> bytes:
         empty = b'"delta":{}' if self.api == "chat" else b'"text":""'

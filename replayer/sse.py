@@ -3,6 +3,9 @@
 Network reads split events anywhere; `feed` keeps the unfinished tail and returns every event
 completed so far. LF, CRLF and lone CR line ends are all accepted, comment lines (`:`) are ignored,
 multi-line `data:` fields are joined with LF, as the SSE specification says.
+
+An event that spans many reads is gathered in a list and joined once it is complete, so a huge event
+costs linear time; one beyond `MAX_EVENT_BYTES` is an error rather than unbounded memory.
 """
 
 from __future__ import annotations
@@ -10,19 +13,28 @@ from __future__ import annotations
 Event = tuple[bytes, bytes]
 """(event type, data): the type is b"" for the default `message` event."""
 
+MAX_EVENT_BYTES = 64 * 1024 * 1024
+"""The largest event accepted: a stream sending more without an event boundary is broken."""
+
+
+class SSEError(ValueError):
+    """The stream cannot be parsed as events (an event larger than `MAX_EVENT_BYTES`)."""
+
 
 class SSEParser:
     """Turns a byte stream into complete SSE events, one `feed` per network read."""
 
-    __slots__ = ("_buffer", "_after_cr")
+    __slots__ = ("_parts", "_size", "_after_cr")
 
     def __init__(self) -> None:
-        self._buffer = b""
+        self._parts: list[bytes] = []
+        """The unfinished event's bytes so far, one piece per read."""
+        self._size = 0
         self._after_cr = False
 
     def feed(self, data: bytes) -> list[Event]:
         """Add bytes from the stream; return the events they complete, in order."""
-        if not self._buffer and data[:6] == b"data: " and data.find(b"\n") == len(data) - 2 \
+        if not self._parts and data[:6] == b"data: " and data.find(b"\n") == len(data) - 2 \
                 and data[-1:] == b"\n" and not self._after_cr and b"\r" not in data:
             return [(b"", data[6:-2])]  # the usual read: exactly one one-line event
         if self._after_cr and data[:1] == b"\n":
@@ -32,7 +44,18 @@ class SSEParser:
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         else:
             self._after_cr = False
-        buffer = self._buffer + data if self._buffer else data
+        if not data:
+            return []
+        parts = self._parts
+        if parts:
+            if data.find(b"\n\n") < 0 and not (parts[-1][-1:] == b"\n" and data[:1] == b"\n"):
+                self._keep(data)  # the event is still open: no join yet
+                return []
+            parts.append(data)
+            buffer = b"".join(parts)
+            self._parts, self._size = [], 0
+        else:
+            buffer = data
         events: list[Event] = []
         start = 0
         while True:
@@ -43,12 +66,20 @@ class SSEParser:
             if event is not None:
                 events.append(event)
             start = end + 2
-        self._buffer = buffer[start:]
+        if start < len(buffer):
+            self._keep(buffer[start:] if start else buffer)
         return events
+
+    def _keep(self, piece: bytes) -> None:
+        self._size += len(piece)
+        if self._size > MAX_EVENT_BYTES:
+            raise SSEError(f"an event longer than {MAX_EVENT_BYTES >> 20} MiB (no blank line ends it)")
+        self._parts.append(piece)
 
     def close(self) -> list[Event]:
         """End of stream: a last event not followed by a blank line is still returned."""
-        tail, self._buffer = self._buffer, b""
+        tail = b"".join(self._parts)
+        self._parts, self._size = [], 0
         event = _parse_block(tail.rstrip(b"\n")) if tail.strip() else None
         return [event] if event is not None else []
 

@@ -87,6 +87,36 @@ def test_run_against_a_separately_started_simulator(simulate_process, tmp_path, 
         assert "sk-canary-0123456789" not in path.read_text()
 
 
+def test_no_secret_from_a_key_file_a_header_or_the_url_reaches_any_output(simulate_process, tmp_path):
+    key_file = tmp_path / "key.txt"
+    key_file.write_text("sk-canary-keyfile\n")
+    out, saved = tmp_path / "run", tmp_path / "requests.jsonl"
+    base_url = simulate_process.replace("http://", "http://me:canary-url-password@")
+    result = replayer("run", "--trace", "sample:burstgpt-1", "--max-requests", "10", "--speedup", "5000",
+                      "--base-url", base_url, "--api-key-file", str(key_file), "-H", "X-Api-Key: canary-header",
+                      "-H", "X-Tenant: team-a", "--out", str(out), "--save-requests", str(saved))
+    assert result.returncode == 0, result.stderr
+    header = read_records(out / "records.jsonl").header
+    assert header["config"]["headers"] == ["X-Api-Key: <redacted>", "X-Tenant: team-a"]
+    for canary in ("sk-canary-keyfile", "canary-header", "canary-url-password"):
+        assert canary not in result.stdout + result.stderr
+        for path in [saved, *out.iterdir()]:
+            assert canary not in path.read_text(), (canary, path)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--api-key-file", "/nonexistent/key"], "--api-key-file /nonexistent/key: cannot read it"),
+    (["-H", "sk-secret-without-a-name"], "-H: expected 'Name: value'"),
+    (["--request-timeout", "0"], "--request-timeout"),
+    (["--retry-429", "-1"], "--retry-429"),
+])
+def test_bad_secret_and_timeout_options_are_one_line_errors(args, message):
+    result = replayer("run", "--trace", "sample:burstgpt-1", "--base-url", "http://127.0.0.1:9", "--quiet", *args)
+    assert result.returncode == 2 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 2 and "Traceback" not in result.stderr
+    assert "sk-secret" not in result.stderr
+
+
 def test_report_resummarizes_a_finished_run(simulate_process, tmp_path):
     out = tmp_path / "run"
     assert replayer("run", "--trace", "sample:burstgpt-1", "--max-requests", "5", "--speedup", "5000",

@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from replayer.client import Client, ClientConfig, _StreamState, error_message, measure_template, root_url
+from replayer.client import (Client, ClientConfig, Timeouts, _StreamState, error_message, measure_template, parse_header,
+                             redact_headers, redact_url, retry_wait_s, root_url)
 from replayer.errors import ConfigError
 from replayer.prompts import PromptSynthesizer, TemplateOverhead
 from replayer.records import RequestRecord
@@ -69,6 +70,8 @@ def test_config_validates_url_and_api():
     assert root_url("http://h:1/v1/") == "http://h:1"
     assert ClientConfig("http://h:1/v1", api="completions").url == "http://h:1/v1/completions"
     assert ClientConfig("http://h:1", api_key="k").headers()["Authorization"] == "Bearer k"
+    assert ClientConfig("http://me:pw@h:1/v1").headers()["Authorization"] == "Basic bWU6cHc="  # base64 of me:pw
+    assert root_url("http://me:pw@h:1/v1") == "http://h:1" and ClientConfig("http://me:pw@h:1").url == "http://h:1/v1/chat/completions"
 
 
 def sse(*payloads: bytes) -> bytes:
@@ -93,6 +96,32 @@ async def rate_limited(request: web.Request) -> web.Response:
     return web.json_response({"error": {"message": "slow down"}}, status=429)
 
 
+def limited_then_ok(limited: int):
+    """The first `limited` requests get 429 with Retry-After: 0.1, the rest a good stream."""
+    seen = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        seen.append(request.headers.get("X-Request-Id"))
+        if len(seen) <= limited:
+            return web.json_response({"error": {"message": "slow down"}}, status=429, headers={"Retry-After": "0.1"})
+        return await ROUTES["/ok"](request)
+
+    return handler
+
+
+async def html_page(request: web.Request) -> web.Response:
+    return web.Response(text="<html>Login required</html>", content_type="text/html")
+
+
+async def echo_headers(request: web.Request) -> web.StreamResponse:
+    global SEEN_HEADERS
+    SEEN_HEADERS = dict(request.headers)
+    return await ROUTES["/ok"](request)
+
+
+SEEN_HEADERS: dict = {}
+
+
 ROUTES = {
     "/ok": stream_handler(sse(CHUNK, CHUNK, b'{"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":2}}', b"[DONE]")),
     "/nousage": stream_handler(sse(CHUNK, CHUNK, CHUNK, b"[DONE]")),
@@ -100,6 +129,10 @@ ROUTES = {
     "/miderror": stream_handler(sse(CHUNK, b'{"error":{"message":"oom"}}', b"[DONE]")),
     "/empty": stream_handler(sse(b"[DONE]")),
     "/slow": stream_handler(sse(CHUNK), pause_s=5),
+    "/silent": stream_handler(sse(b'{"choices":[{"delta":{"role":"assistant","content":""}}]}'), pause_s=5),
+    "/malformed": stream_handler(sse(CHUNK, b'{"choices":[{"delta":{"content":"cu', CHUNK, b"[DONE]")),
+    "/html": html_page,
+    "/headers": echo_headers,
     "/http429": rate_limited,
 }
 
@@ -120,11 +153,12 @@ async def routes_served() -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-async def fill_from(path: str, timeout_s: float = 10.0, cancel_after_s: float | None = None,
-                    replies: list | None = None) -> RequestRecord:
+async def fill_from(path: str, cancel_after_s: float | None = None, replies: list | None = None,
+                    **settings) -> RequestRecord:
+    """Send one request to a ROUTES path with ClientConfig `settings`; its record."""
     record = RequestRecord(id=1, intended_ns=0, input_tokens=7, output_tokens=2)
     async with routes_served() as root:
-        config = ClientConfig(root + path, request_timeout_s=timeout_s)
+        config = ClientConfig(root + path, **{"timeouts": Timeouts(total_s=10.0), **settings})
         async with Client(config, t0_ns=time.perf_counter_ns()) as client:
             task = asyncio.ensure_future(client.fill(record, b"{}", keep_reply=replies is not None))
             if cancel_after_s is not None:
@@ -184,6 +218,8 @@ def test_stream_without_usage_counts_chunks_and_says_so():
     ("/miderror", "stream", "oom"),
     ("/empty", "empty", "no output"),
     ("/http429", "http_429", "slow down"),
+    ("/malformed", "stream", "malformed event"),
+    ("/html", "stream", "answered text/html; charset=utf-8 instead of an event stream: <html>Login required"),
 ])
 def test_failures_become_records_of_their_kind(path, status, message):
     record = asyncio.run(fill_from(path))
@@ -197,8 +233,23 @@ def test_cut_stream_keeps_its_partial_timings():
     assert record.first_token_ns is not None and record.served_output_tokens == 1
 
 
+def test_a_malformed_chunk_fails_the_stream_but_keeps_its_timings():
+    record = asyncio.run(fill_from("/malformed"))
+    assert record.status == "stream" and record.served_output_tokens == 2 and len(record.itl_ms) == 1
+
+
+@pytest.mark.parametrize(("path", "timeouts", "kind"), [
+    ("/silent", Timeouts(first_token_s=0.3), "timeout_first_token"),
+    ("/slow", Timeouts(between_tokens_s=0.3), "timeout_between_tokens"),
+    ("/slow", Timeouts(total_s=0.3), "timeout_total"),
+])
+def test_each_timeout_phase_is_its_own_failure_kind(path, timeouts, kind):
+    record = asyncio.run(fill_from(path, timeouts=timeouts))
+    assert record.status == kind, record.error
+    assert record.end_ns - record.sent_ns < 2e9  # it did not wait for the route's 5 s pause
+
+
 def test_timeout_and_cancel_are_records_too():
-    assert asyncio.run(fill_from("/slow", timeout_s=0.5)).status == "timeout"
     cancelled = asyncio.run(fill_from("/slow", cancel_after_s=0.5))
     assert cancelled.status == "cancelled"
     assert cancelled.first_token_ns is not None  # the chunk that did arrive is kept
@@ -216,3 +267,88 @@ def test_refused_connection_is_a_connect_failure():
 
     asyncio.run(go())
     assert record.status == "connect"
+
+
+def fill_limited(limited: int, **settings) -> RequestRecord:
+    ROUTES["/limited"] = limited_then_ok(limited)
+    return asyncio.run(fill_from("/limited", **settings))
+
+
+def test_a_429_is_final_unless_retries_are_asked_for():
+    assert fill_limited(2).status == "http_429"
+    record = fill_limited(2, retry_429=1)
+    assert (record.status, record.retries) == ("http_429", 1)
+    record = fill_limited(2, retry_429=3)
+    assert (record.status, record.retries) == ("ok", 2)
+    assert record.first_token_ns - record.sent_ns >= 0.2e9  # the two Retry-After waits are in its TTFT
+
+
+def test_retry_wait_reads_seconds_or_a_date():
+    assert retry_wait_s(b"2.5", 0) == 2.5
+    assert retry_wait_s(None, 0) == 1.0 and retry_wait_s(b"soon", 2) == 4.0
+    assert retry_wait_s(b"Wed, 21 Oct 2015 07:28:00 GMT", 0) == 0.0  # a date in the past: at once
+
+
+def test_custom_headers_are_sent_and_override_defaults():
+    record = asyncio.run(fill_from("/headers", api_key="k", extra_headers=(("X-Tenant", "a"), ("authorization", "Basic b"))))
+    assert record.ok
+    assert SEEN_HEADERS["X-Tenant"] == "a" and SEEN_HEADERS["Authorization"] == "Basic b"
+
+
+@pytest.mark.parametrize(("text", "message"), [("no colon here", "expected 'Name: value'"),
+                                               ("Bad Name: x", "expected 'Name: value'"),
+                                               ("Host: evil", "set by replayer")])
+def test_bad_headers_are_refused_without_echoing_them(text, message):
+    with pytest.raises(ConfigError, match=message) as error:
+        parse_header(text)
+    assert "no colon here" not in str(error.value)
+
+
+def test_credential_like_headers_and_url_passwords_are_redacted():
+    headers = (parse_header("X-Api-Key: s1"), parse_header("Proxy-Authorization: s2"), parse_header("X-Trace: Bearer s3"),
+               parse_header("X-Tenant: team-a"))
+    assert redact_headers(headers) == ["X-Api-Key: <redacted>", "Proxy-Authorization: <redacted>",
+                                       "X-Trace: <redacted>", "X-Tenant: team-a"]
+    assert redact_url("https://me:s4@h:1/v1") == "https://me:<redacted>@h:1/v1"
+    assert redact_url("http://h:1") == "http://h:1"
+
+
+def fill_at(url: str, **settings) -> RequestRecord:
+    record = RequestRecord(id=1, intended_ns=0, input_tokens=1, output_tokens=1)
+
+    async def go():
+        async with Client(ClientConfig(url, **settings)) as client:
+            await client.fill(record, b"{}")
+
+    asyncio.run(go())
+    return record
+
+
+def test_an_unresolvable_host_is_a_dns_failure():
+    record = fill_at("http://replayer-test.invalid:8000")
+    assert record.status == "dns" and "replayer-test.invalid" in record.error
+
+
+def test_tls_to_a_plain_server_is_a_tls_failure():
+    async def go() -> RequestRecord:
+        async with routes_served() as root:
+            return await asyncio.to_thread(fill_at, root.replace("http://", "https://") + "/ok")
+
+    record = asyncio.run(go())
+    assert record.status == "tls" and "TLS handshake" in record.error
+
+
+def test_a_connection_the_server_never_accepts_is_a_connect_timeout():
+    with socket.socket() as full:  # a listener whose accept queue is full: SYNs go unanswered
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        waiting = [socket.socket() for _ in range(3)]
+        for sock in waiting:
+            sock.setblocking(False)
+            sock.connect_ex(full.getsockname())
+        try:
+            record = fill_at(f"http://127.0.0.1:{full.getsockname()[1]}", timeouts=Timeouts(connect_s=0.3))
+        finally:
+            for sock in waiting:
+                sock.close()
+    assert record.status == "timeout_connect", record.error

@@ -65,8 +65,24 @@ def test_chunked_bodies_reach_the_sink_whole_however_the_reads_split():
         for second in (cut + 1, cut + 7):
             future, seen, pool, _ = feed(CHUNKED, [cut, second])
             assert b"".join(piece for piece, _ in seen) == BODY, (cut, second)
-            assert future.result() == Response(200, b"")
+            response = future.result()
+            assert (response.status, response.body, response.streamed) == (200, b"", True)
+            assert response.headers[b"content-type"] == b"text/event-stream"
             assert len(pool.released) == 1
+
+
+def test_a_last_chunk_in_a_read_of_its_own_ends_the_body():
+    end = CHUNKED.index(b"0\r\nTrailer")
+    response = CHUNKED[:end] + b"0\r\n\r\n"
+    future, seen, pool, _ = feed(response, [end])
+    assert future.result().streamed and len(pool.released) == 1
+
+
+def test_a_body_that_is_not_an_event_stream_is_kept_for_the_caller():
+    response = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 4\r\n\r\n<h1>"
+    future, seen, _, _ = feed(response, [])
+    assert not seen and future.result() == Response(200, b"<h1>", {b"content-type": b"text/html",
+                                                                  b"content-length": b"4"}, streamed=False)
 
 
 def test_every_piece_carries_the_time_of_its_own_read():
@@ -88,7 +104,7 @@ def test_a_sink_that_says_done_resolves_before_the_framing_ends():
 def test_sized_and_interim_responses(response, status, body, kept):
     for cut in range(1, len(response)):
         future, _, pool, connection = feed(response, [cut])
-        assert future.result() == Response(status, body)
+        assert (future.result().status, future.result().body) == (status, body)
         assert bool(pool.released) == kept and connection.transport.aborted != kept
 
 
@@ -135,7 +151,7 @@ def test_keep_alive_reuses_one_connection_and_a_body_without_length_ends_with_th
         return first, second
 
     first, second = asyncio.run(go())
-    assert (first, second) == (Response(200, b"ok"), Response(200, b"until close"))
+    assert [(first.status, first.body), (second.status, second.body)] == [(200, b"ok"), (200, b"until close")]
     assert len(connections) == 1
 
 
@@ -160,18 +176,33 @@ def test_a_kept_alive_connection_the_server_drops_is_retried_on_a_fresh_one():
         server.close()
         return answers
 
-    assert asyncio.run(go()) == [Response(200, b"ok")] * 2
+    assert [(answer.status, answer.body) for answer in asyncio.run(go())] == [(200, b"ok")] * 2
     assert len(requests) == 2 and requests[0].startswith(b"POST /v1/x HTTP/1.1\r\nHost: 127.0.0.1:")
 
 
-def test_a_silent_server_times_out_and_a_closed_port_is_a_connect_error():
+class AfterWatch:
+    """A watch that times the request out after a fixed delay."""
+
+    def __init__(self, delay_s: float):
+        self.delay_s = delay_s
+        self.timer = None
+
+    def arm(self, future):
+        self.timer = asyncio.get_running_loop().call_later(
+            self.delay_s, lambda: future.done() or future.set_exception(asyncio.TimeoutError()))
+
+    def disarm(self):
+        self.timer.cancel()
+
+
+def test_a_watch_ends_a_silent_server_and_a_closed_port_is_a_connect_error():
     async def handler(reader, writer):
         await asyncio.sleep(5)
 
     async def go():
         server, url = await _serve(handler)
         with pytest.raises(asyncio.TimeoutError):
-            await ConnectionPool(url, {}).request(b"{}", timeout_s=0.2)
+            await ConnectionPool(url, {}).request(b"{}", watch=AfterWatch(0.2))
         server.close()
         await server.wait_closed()
         with pytest.raises(ConnectError, match="cannot connect"):

@@ -1,11 +1,14 @@
 import json
+import math
+from collections import Counter
 
 import pytest
 
+from replayer.client import Timeouts
 from replayer.prompts import TemplateOverhead
 from replayer.records import read_records
 from replayer.runner import RunConfig, execute, request_options
-from replayer.simulator import EngineModel, Simulator, SimulatorConfig
+from replayer.simulator import EngineModel, Faults, Simulator, SimulatorConfig
 from replayer.trace import read_trace
 from replayer.workload import Shaping, shape
 
@@ -169,16 +172,50 @@ def test_a_trace_that_would_exceed_the_open_files_limit_is_warned_about(monkeypa
     assert "warning" not in console.export_text()
 
 
-def test_cut_streams_are_stream_failures_that_keep_their_partial_timings(tmp_path):
-    from replayer.simulator import Faults
-
-    config = RunConfig(trace="sample:azure-2023-conv", shaping=Shaping(duration_s=20, speedup=4), seed=1, quiet=True,
-                       out_dir=tmp_path / "run", simulator=SimulatorConfig(faults=Faults(truncate_rate=0.5, seed=3)))
-    summary = execute(config).summary
+def fault_run(tmp_path, faults: Faults, **settings) -> tuple[dict, list]:
+    """A short replay against a simulator with `faults`: its summary and records, after checking the
+    books balance and the summary says what the records say."""
+    config = RunConfig(trace="sample:azure-2023-conv", shaping=Shaping(max_requests=12, rate=8), seed=1, quiet=True,
+                       out_dir=tmp_path / "run", simulator=SimulatorConfig(faults=faults), **settings)
+    result = execute(config)
     records = read_records(tmp_path / "run" / "records.jsonl").records
-    cut = [r for r in records if not r.ok]
-    assert summary["accounting"]["balanced"] and summary["requests_sent"] == len(records)
-    assert summary["failures"] == {"stream": len(cut)} and 0 < len(cut) < len(records)
-    for r in cut:
-        assert "before [DONE]" in r.error and r.first_token_ns is not None
-        assert r.served_output_tokens == max(1, r.output_tokens // 2) and r.output_counted  # the half that came
+    summary = result.summary
+    assert result.stop_reason is None and summary["accounting"]["balanced"]
+    assert summary["requests_sent"] == len(records) == 12
+    assert summary["failures"] == dict(Counter(r.status for r in records if not r.ok))
+    assert summary["completed"] == sum(r.ok for r in records)
+    return summary, records
+
+
+@pytest.mark.parametrize(("faults", "timeouts", "kind", "message"), [
+    (Faults(error_rates=((503, 1.0),)), Timeouts(), "http_503", "injected error 503"),
+    (Faults(refuse_rate=1.0), Timeouts(), "connect", "closed the connection before responding"),
+    (Faults(reset_rate=1.0), Timeouts(), "stream", "connection lost mid-response"),
+    (Faults(stall_rate=1.0, stall_s=math.inf), Timeouts(first_token_s=0.5), "timeout_first_token", "no first token within 0.5 s"),
+    (Faults(drip_rate=1.0, drip_s=1.0), Timeouts(between_tokens_s=0.3), "timeout_between_tokens", "after the previous one"),
+    (Faults(malformed_rate=1.0), Timeouts(), "stream", "malformed event"),
+    (Faults(truncate_rate=1.0), Timeouts(), "stream", "before [DONE]"),
+    (Faults(wrong_type_rate=1.0), Timeouts(), "stream", "text/html"),
+    (Faults(huge_rate=1.0, huge_bytes=3 << 20), Timeouts(), "ok", None),
+], ids=["http", "refuse", "reset", "stall", "drip", "malformed", "truncate", "wrong-type", "huge"])
+def test_every_fault_mode_ends_each_request_in_its_own_kind(tmp_path, faults, timeouts, kind, message):
+    summary, records = fault_run(tmp_path, faults, timeouts=timeouts)
+    assert {r.status for r in records} == {kind}
+    assert all(message is None or message in r.error for r in records)
+    if kind in ("stream", "timeout_between_tokens") and not faults.wrong_type_rate:
+        assert all(r.first_token_ns is not None and r.served_output_tokens for r in records)  # partial timings kept
+
+
+def test_a_mix_of_every_fault_still_balances_the_books(tmp_path):
+    faults = Faults(error_rates=((429, 0.1), (500, 0.1)), refuse_rate=0.1, reset_rate=0.1, malformed_rate=0.1,
+                    truncate_rate=0.1, wrong_type_rate=0.1, seed=5)
+    summary, records = fault_run(tmp_path, faults)
+    assert len(summary["failures"]) >= 3 and summary["completed"] > 0
+
+
+def test_429_retries_honour_retry_after_and_are_counted_apart(tmp_path):
+    faults = Faults(error_rates=((429, 0.5),), retry_after_s=0.05, seed=2)
+    summary, records = fault_run(tmp_path, faults, retry_429=20)
+    assert summary["completed"] == 12 and sum(r.retries for r in records) > 0
+    assert summary["retries_429"] == {"requests": sum(1 for r in records if r.retries),
+                                      "retries": sum(r.retries for r in records)}

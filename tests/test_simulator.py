@@ -4,7 +4,7 @@ import json
 import aiohttp
 import pytest
 
-from replayer.client import list_models
+from replayer.client import ClientConfig, list_models
 from replayer.errors import ConfigError
 from replayer.simulator import EngineModel, Faults
 from replayer.tokenizer import load_tokenizer
@@ -22,7 +22,7 @@ def events(raw: bytes) -> list[bytes]:
 
 def test_models_endpoint_names_the_simulator(simulator):
     with simulator() as sim:
-        models = asyncio.run(list_models(sim.base_url))
+        models = asyncio.run(list_models(ClientConfig(sim.base_url)))
     assert models[0]["id"] == "replayer-sim" and models[0]["owned_by"] == "replayer"
 
 
@@ -77,10 +77,29 @@ def test_bad_body_gets_http_400(simulator):
     assert status == 400 and b"messages" in raw
 
 
-def test_injected_errors(simulator):
-    with simulator(faults=Faults(error_rate=1.0, error_status=429)) as sim:
-        status, raw = asyncio.run(post(sim.base_url, "/v1/completions", {"prompt": "hi", "max_tokens": 2}))
-    assert status == 429 and b"injected" in raw
+def test_injected_errors_carry_retry_after_when_asked(simulator):
+    with simulator(faults=Faults(error_rates=((429, 1.0),), retry_after_s=2)) as sim:
+        async def go():
+            async with aiohttp.ClientSession() as session:
+                async with session.post(sim.base_url + "/v1/completions", json={"prompt": "hi"}) as response:
+                    return response.status, response.headers.get("Retry-After"), await response.read()
+
+        status, retry_after, raw = asyncio.run(go())
+    assert (status, retry_after) == (429, "2") and b"injected" in raw
+
+
+def test_one_draw_picks_at_most_one_fault_in_proportion():
+    faults = Faults(error_rates=((429, 0.25), (503, 0.25)), reset_rate=0.25)
+    assert [faults.pick(draw) for draw in (0.1, 0.3, 0.6, 0.9)] == [429, 503, "reset", None]
+    assert not Faults().active and faults.active
+
+
+def test_the_simulator_listens_on_loopback_unless_told_otherwise(simulator):
+    from replayer.cli import build_parser
+
+    assert build_parser().parse_args(["simulate"]).host == "127.0.0.1"
+    with simulator() as sim:
+        assert sim.host == "127.0.0.1"
 
 
 async def timed_stream(base_url: str, prompt: str, max_tokens: int) -> tuple[float, float]:
@@ -137,7 +156,9 @@ def test_full_kv_budget_makes_new_requests_wait(simulator):
 def test_invalid_engine_settings_are_refused():
     with pytest.raises(ConfigError):
         EngineModel(kv_tokens=0)
-    with pytest.raises(ConfigError):
-        Faults(error_rate=1.5)
-    with pytest.raises(ConfigError):
-        Faults(error_status=200)
+    with pytest.raises(ConfigError, match="in \\[0, 1\\]"):
+        Faults(reset_rate=1.5)
+    with pytest.raises(ConfigError, match="HTTP error status"):
+        Faults(error_rates=((200, 0.1),))
+    with pytest.raises(ConfigError, match="add up to more than 1"):
+        Faults(refuse_rate=0.6, drip_rate=0.6)
