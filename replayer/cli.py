@@ -1,7 +1,9 @@
 """Command line: `replayer run | simulate | report | check | …`. The only place that prints errors and picks exit codes.
 
-Exit codes: 0 success, 2 bad input or options (one line on stderr, no traceback), 130/143 when a
-run was interrupted by SIGINT/SIGTERM (its records and summary are still written).
+Exit codes: 0 success; 1 an SLO violated or a regression found; 2 bad input or options (one line on
+stderr, no traceback, no load sent); 70 a `--workers` process died; 74 the run's output could not
+be written (a full disk: it stopped at once); 130/143 interrupted by SIGINT/SIGTERM. Whenever a run
+stops early, its records and summary are still written for what ran.
 """
 
 from __future__ import annotations
@@ -419,7 +421,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if result.summary is not None and not args.quiet:
         render_summary(result.summary, Console())
         if result.stop_reason:
-            Console(stderr=True).print(f"[yellow]interrupted by {result.stop_reason}[/]: results cover what ran")
+            Console(stderr=True).print(f"[yellow]stopped early ({result.stop_reason})[/]: results cover what ran")
         Console(stderr=True).print(f"records: {result.out_dir / 'records.jsonl'}  summary: {result.out_dir / 'summary.json'}  "
                                    f"report: {result.out_dir / 'report.html'}")
     return result.exit_code

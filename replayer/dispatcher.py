@@ -101,6 +101,13 @@ class StopControl:
             self.reason = reason
             self.stopping.set()
 
+    def abort(self, reason: str) -> None:
+        """Stop sending and cancel in-flight requests at once (nothing more can be recorded)."""
+        if not self.stopping.is_set():
+            self.reason = reason
+            self.stopping.set()
+        self.aborting.set()
+
 
 @dataclass
 class Progress:

@@ -25,3 +25,7 @@ class InputError(ReplayerError):
 
 class ConfigError(ReplayerError):
     """An invalid option value or combination of options."""
+
+
+class OutputError(ReplayerError):
+    """The run's output cannot be written (an unwritable directory, a full disk)."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO
 
-from replayer.errors import InputError
+from replayer.errors import InputError, OutputError
 
 OK = "ok"
 FAILURE_KINDS = ("connect", "dns", "tls", "timeout_connect", "timeout_first_token", "timeout_between_tokens",
@@ -73,9 +73,14 @@ class RecordWriter:
 
     def __init__(self, path: Path, header: dict):
         self.path = path
-        self._file: IO[str] = open(path, "w", encoding="utf-8", buffering=1)
-        self._file.write(json.dumps({"header": header}, separators=(",", ":")) + "\n")
+        try:
+            self._file: IO[str] = open(path, "w", encoding="utf-8", buffering=1)
+            self._file.write(json.dumps({"header": header}, separators=(",", ":")) + "\n")
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot write records ({exc.strerror or exc})") from None
         self.count = 0
+        self.failed = False
+        """Set by the caller once a write has failed (a full disk): no more lines are attempted."""
 
     def write(self, record: RequestRecord) -> None:
         self.write_line(record_to_json(record))

@@ -12,6 +12,7 @@ import contextlib
 import datetime as dt
 import json
 import secrets
+import shutil
 import signal
 import time
 from collections.abc import Sequence
@@ -26,7 +27,7 @@ from replayer.bodies import RequestOptions, RequestPlan, save_requests
 from replayer.client import (Client, ClientConfig, Timeouts, list_models, measure_template, redact_headers, redact_url,
                              root_url)
 from replayer.dispatcher import Lookahead, Progress, StopControl, dispatch
-from replayer.errors import ConfigError
+from replayer.errors import ConfigError, OutputError
 from replayer.eventloop import raise_fd_limit, reserve_fd_table, run as run_loop, settle_heap
 from replayer.htmlreport import render_html
 from replayer.live import LiveDisplay
@@ -48,6 +49,15 @@ START_LEAD_S = 0.05
 
 EXIT_SIGNALS = {"SIGINT": 130, "SIGTERM": 143}
 EXIT_SLO_VIOLATED = 1
+EXIT_OUTPUT_FAILED = 74
+"""The run's output could not be written (sysexits' EX_IOERR): it stopped at once, keeping what was written."""
+OUTPUT_FAILED = "output failed"
+"""The start of the stop reason of a run whose records could not be written (a full disk)."""
+EXIT_WORKER_FAILED = 70
+"""A `--workers` process died (sysexits' EX_SOFTWARE): its shard is incomplete, the others' records are kept."""
+WORKER_FAILED = "worker failed"
+RECORD_BYTES = 400
+"""Bytes a request's record takes, roughly, besides 8 per output token (its ITL list): for the free-space check."""
 
 
 @dataclass(frozen=True)
@@ -131,6 +141,15 @@ def prepare_out_dir(path: Path, overwrite: bool) -> None:
         probe.unlink()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot write the run's output ({exc.strerror})") from None
+
+
+def check_disk_space(out_dir: Path, workload: Workload) -> None:
+    """Refuse a run whose records would not fit on the output's disk, before any load is sent."""
+    needed = len(workload) * RECORD_BYTES * 2 + int(workload.trace.output_tokens.sum()) * 8  # records, then the report
+    free = shutil.disk_usage(out_dir).free
+    if free < needed:
+        raise ConfigError(f"{out_dir}: {free / 1e6:,.1f} MB free on its disk, but the run's output needs about "
+                          f"{needed / 1e6:,.1f} MB")
 
 
 async def _target(config: RunConfig, base_url: str) -> tuple[str, str]:
@@ -295,7 +314,12 @@ async def send_plan(config: RunConfig, target: Target, plan: RequestPlan, buffer
     live_task = loop.create_task(live.run()) if live else None
 
     def on_record(record) -> None:
-        writer.write(record)
+        if not writer.failed:
+            try:
+                writer.write(record)
+            except OSError as exc:
+                writer.failed = True
+                stop.abort(f"{OUTPUT_FAILED}: {writer.path}: {exc.strerror or exc}")
         if live:
             live.observe(record)
 
@@ -307,7 +331,8 @@ async def send_plan(config: RunConfig, target: Target, plan: RequestPlan, buffer
                            drain_timeout_s=config.drain_timeout_s, progress=progress)
     finally:
         cpu_s = time.process_time() - cpu_at_t0
-        writer.close()
+        with contextlib.suppress(OSError):  # a full disk was reported as the stop reason
+            writer.close()
         for name in EXIT_SIGNALS:
             loop.remove_signal_handler(getattr(signal, name))
         if live_task:
@@ -407,6 +432,7 @@ def execute(config: RunConfig, console: Console | None = None) -> RunResult:
         return _dry_run(config, workload, console)
     out_dir = config.out_dir or default_out_dir()
     prepare_out_dir(out_dir, config.overwrite)
+    check_disk_space(out_dir, workload)
     _check_open_files(config, workload, console)
     with contextlib.ExitStack() as stack:
         base_url = config.base_url
@@ -425,6 +451,17 @@ def execute(config: RunConfig, console: Console | None = None) -> RunResult:
     summary["client_cpu_s"] = cpu_s
     if config.slos:
         summary["slo"] = evaluate(parse_slos(config.slos), record_file.records, summary, streamed=config.stream)
+    try:
+        _write_results(config, out_dir, summary, record_file, server)
+    except OSError as exc:
+        raise OutputError(f"{out_dir}: cannot write the run's results ({exc.strerror or exc}); records.jsonl "
+                          f"keeps the {len(record_file.records):,} requests recorded") from None
+    return RunResult(out_dir, summary, run_exit_code(stop_reason, summary), stop_reason)
+
+
+def _write_results(config: RunConfig, out_dir: Path, summary: dict, record_file: RecordFile,
+                   server: ServerMetrics | None) -> None:
+    """summary.json, timeseries.csv, server_metrics.csv and report.html, from the finished records."""
     series = time_series(record_file.records, streamed=config.stream)
     write_csv(series, out_dir / "timeseries.csv")
     if server is not None:
@@ -434,7 +471,6 @@ def execute(config: RunConfig, console: Console | None = None) -> RunResult:
     (out_dir / "summary.json").write_text(json.dumps(with_vllm_keys(summary), indent=2) + "\n")
     (out_dir / "report.html").write_text(render_html(summary, record_file.records, series, f"replayer run {out_dir}",
                                                      server.samples if server else (), config.stream), encoding="utf-8")
-    return RunResult(out_dir, summary, run_exit_code(stop_reason, summary), stop_reason)
 
 
 _NOT_IN_RECORDS = ("interrupted", "client_cpu_s", "server_metrics")
@@ -467,8 +503,12 @@ def resummarize(record_file: RecordFile, slos: Sequence[str] | None = None, save
 
 
 def run_exit_code(stop_reason: str | None, summary: dict) -> int:
-    """130/143 for an interrupted run, 1 when an SLO was violated, else 0."""
+    """130/143 for an interrupted run, 74 when its output failed, 70 when a worker died, 1 when an SLO
+    was violated, else 0."""
     if stop_reason in EXIT_SIGNALS:
         return EXIT_SIGNALS[stop_reason]
+    for reason, code in ((OUTPUT_FAILED, EXIT_OUTPUT_FAILED), (WORKER_FAILED, EXIT_WORKER_FAILED)):
+        if stop_reason and stop_reason.startswith(reason):
+            return code
     return EXIT_SLO_VIOLATED if not summary.get("slo", {}).get("passed", True) else 0
 

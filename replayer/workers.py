@@ -31,8 +31,8 @@ from replayer.errors import ConfigError
 from replayer.eventloop import raise_fd_limit, reserve_fd_table, run as run_loop, settle_heap
 from replayer.live import LiveDisplay, window_lag_p99_ms
 from replayer.records import RecordWriter
-from replayer.runner import (EXIT_SIGNALS, MIN_FD_TABLE, RunConfig, Target, describe_plan, files_needed, plan_for,
-                             resolve_target, run_header, sampling, save_plan, send_plan)
+from replayer.runner import (EXIT_SIGNALS, MIN_FD_TABLE, WORKER_FAILED, RunConfig, Target, describe_plan, files_needed,
+                             plan_for, resolve_target, run_header, sampling, save_plan, send_plan)
 from replayer.scrape import ServerMetrics
 from replayer.workload import Workload
 
@@ -175,7 +175,8 @@ async def _supervise(config: RunConfig, workload: Workload, pipes: list[Connecti
     if failed:
         console.print(f"[red]error:[/] {'; '.join(failed)} (the records of every worker are kept)")
     reasons = [o[1] for o in outcomes.values() if o[0] == "done" and o[1]]
-    stop_reason = reasons[0] if reasons else (stopped[0] if stopped else ("worker failed" if failed else None))
+    stop_reason = stopped[0] if stopped else (f"{WORKER_FAILED}: {failed[0]}" if failed else
+                                              (reasons[0] if reasons else None))
     return stop_reason, sum(o[2] for o in outcomes.values() if o[0] == "done")
 
 

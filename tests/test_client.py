@@ -1,6 +1,9 @@
 import asyncio
 import contextlib
+import shutil
 import socket
+import ssl
+import subprocess
 import time
 from collections.abc import AsyncIterator
 
@@ -138,17 +141,17 @@ ROUTES = {
 
 
 @contextlib.asynccontextmanager
-async def routes_served() -> AsyncIterator[str]:
-    """The ROUTES on a loopback port; yields the server root."""
+async def routes_served(tls: ssl.SSLContext | None = None) -> AsyncIterator[str]:
+    """The ROUTES on a loopback port (over TLS with `tls`); yields the server root."""
     app = web.Application()
     for route, handler in ROUTES.items():
         app.router.add_post(route + "/v1/chat/completions", handler)
     runner = web.AppRunner(app, shutdown_timeout=0.2)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
     await site.start()
     try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()
 
@@ -352,3 +355,21 @@ def test_a_connection_the_server_never_accepts_is_a_connect_timeout():
             for sock in waiting:
                 sock.close()
     assert record.status == "timeout_connect", record.error
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a test certificate")
+def test_tls_certificates_are_verified_unless_insecure(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    async def go(**settings) -> RequestRecord:
+        async with routes_served(tls=context) as root:
+            return await asyncio.to_thread(fill_at, root + "/ok", **settings)
+
+    refused = asyncio.run(go())
+    assert refused.status == "tls" and "self-signed certificate" in refused.error
+    assert asyncio.run(go(verify_tls=False)).ok

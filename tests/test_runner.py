@@ -1,13 +1,16 @@
+import errno
 import json
 import math
+import shutil
 from collections import Counter
 
 import pytest
 
 from replayer.client import Timeouts
 from replayer.prompts import TemplateOverhead
-from replayer.records import read_records
-from replayer.runner import RunConfig, execute, request_options
+from replayer.errors import ConfigError
+from replayer.records import RecordWriter, read_records
+from replayer.runner import EXIT_OUTPUT_FAILED, RunConfig, execute, request_options
 from replayer.simulator import EngineModel, Faults, Simulator, SimulatorConfig
 from replayer.trace import read_trace
 from replayer.workload import Shaping, shape
@@ -219,3 +222,29 @@ def test_429_retries_honour_retry_after_and_are_counted_apart(tmp_path):
     assert summary["completed"] == 12 and sum(r.retries for r in records) > 0
     assert summary["retries_429"] == {"requests": sum(1 for r in records if r.retries),
                                       "retries": sum(r.retries for r in records)}
+
+
+def test_a_disk_too_small_for_the_run_is_refused_before_any_load(tmp_path, monkeypatch):
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+    config = RunConfig(trace="sample:azure-2023-conv", out_dir=tmp_path / "run", quiet=True)
+    with pytest.raises(ConfigError, match="MB free on its disk, but the run's output needs about"):
+        execute(config)
+    assert not (tmp_path / "run" / "records.jsonl").exists()
+
+
+def test_a_disk_filling_up_mid_run_stops_it_at_once_keeping_what_was_written(tmp_path, monkeypatch):
+    written = []
+
+    def write_line(self, line: str) -> None:
+        if len(written) == 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(line)
+        self._file.write(line + "\n")
+
+    monkeypatch.setattr(RecordWriter, "write_line", write_line)
+    config = RunConfig(trace="sample:azure-2023-conv", shaping=Shaping(max_requests=40, rate=20), seed=1, quiet=True,
+                       out_dir=tmp_path / "run")
+    result = execute(config)
+    assert result.exit_code == EXIT_OUTPUT_FAILED and "No space left on device" in result.stop_reason
+    records = read_records(tmp_path / "run" / "records.jsonl").records
+    assert len(records) == 5 and result.summary["requests_sent"] == 5

@@ -1,9 +1,14 @@
 import json
+import multiprocessing
+import os
+import signal
+import threading
+import time
 
 import numpy as np
 
 from replayer.records import RecordWriter, RequestRecord, read_records
-from replayer.runner import RunConfig, execute
+from replayer.runner import EXIT_WORKER_FAILED, RunConfig, execute
 from replayer.trace import read_trace
 from replayer.workers import merge_parts, shard_positions
 from replayer.workload import Shaping, shape
@@ -31,6 +36,28 @@ def test_two_workers_replay_exactly_the_requests_one_process_does(tmp_path):
     assert all(served[r.id] == r.served_input_tokens for r in two)
     # Both workers sent (their shards interleave in time), from one shared t0.
     assert all(r.sent_ns - r.intended_ns < 50_000_000 for r in two)
+
+
+def _kill_a_worker_once_replaying(after_s: float) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        workers = [p for p in multiprocessing.active_children() if p.name.startswith("replayer-worker")]
+        if workers:
+            time.sleep(after_s)
+            os.kill(workers[0].pid, signal.SIGKILL)
+            return
+        time.sleep(0.02)
+
+
+def test_a_worker_that_dies_fails_the_run_but_keeps_every_other_record(tmp_path):
+    threading.Thread(target=_kill_a_worker_once_replaying, args=(4.0,), daemon=True).start()
+    config = RunConfig(trace="sample:azure-2023-conv", shaping=Shaping(duration_s=60, speedup=6), out_dir=tmp_path / "run",
+                       seed=5, quiet=True, workers=2)
+    result = execute(config)
+    assert result.exit_code == EXIT_WORKER_FAILED and result.stop_reason.startswith("worker failed: replayer-worker-0")
+    records = read_records(tmp_path / "run" / "records.jsonl").records
+    assert records and result.summary["accounting"]["balanced"]
+    assert len(records) < len(shape(read_trace("sample:azure-2023-conv"), Shaping(duration_s=60, speedup=6)))
 
 
 def test_shards_are_disjoint_dealt_in_send_order_and_keep_sessions_whole():
