@@ -10,6 +10,7 @@ import csv
 import gzip
 import io
 import json
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -195,7 +196,8 @@ def _csv_chunks(path: Path, required: Sequence[str], optional: Sequence[str] = (
         position = {name.strip(): i for i, name in enumerate(header)}
         for name in required:
             if name not in position:
-                raise InputError(source, "missing column (header has: " + ", ".join(header) + ")", line=1, field=name)
+                raise InputError(source, "missing column (header has: " + ", ".join(map(_shown, header)) + ")", line=1,
+                                 field=name)
         wanted = [name for name in (*required, *optional) if name in position]
         width = len(header)
         line = 2
@@ -220,15 +222,20 @@ def _numbers(chunk: _Chunk, name: str, source: str, dtype: type) -> np.ndarray:
     values = chunk.columns[name]
     try:
         return np.asarray(values).astype(dtype)
-    except ValueError:
+    except (ValueError, TypeError, OverflowError):
         convert = int if dtype is np.int64 else float
         for value, line in zip(values, chunk.lines):
             try:
                 convert(value)
-            except ValueError:
+            except (ValueError, TypeError, OverflowError):
                 kind = "an integer" if dtype is np.int64 else "a number"
                 raise InputError(source, f"not {kind}: {_text(value)!r}", line=int(line), field=name) from None
-        raise
+        raise InputError(source, "values not readable as numbers", field=name) from None
+
+
+def _shown(name: str) -> str:
+    """A header name as an error message shows it: quoted when it holds control characters."""
+    return name if name.isprintable() else repr(name)
 
 
 def _text(value: bytes | str) -> str:
@@ -328,19 +335,20 @@ AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 
 def _datetimes_ns(values: list, lines: np.ndarray, source: str, name: str) -> np.ndarray:
     """ISO-like wall-clock times (`2023-11-16 18:15:46.6805900`, optionally `+00:00`) → epoch ns (UTC)."""
-    text = np.asarray(values).astype(str)
-    utc = np.char.endswith(text, "+00:00")
-    if utc.any():
-        text = np.where(utc, np.char.replace(text, "+00:00", ""), text)
     try:
+        text = np.asarray(values).astype(str)
+        utc = np.char.endswith(text, "+00:00")
+        if utc.any():
+            text = np.where(utc, np.char.replace(text, "+00:00", ""), text)
         return text.astype("datetime64[ns]").astype(np.int64)
-    except ValueError:
-        for value, line in zip(text, lines):
+    except ValueError:  # (a byte that is not ASCII, too)
+        for value, line in zip(values, lines):
+            shown = _text(value)
             try:
-                np.datetime64(str(value), "ns")
+                np.datetime64(shown.removesuffix("+00:00"), "ns")
             except ValueError:
-                raise InputError(source, f"not a timestamp: {str(value)!r}", line=int(line), field=name) from None
-        raise
+                raise InputError(source, f"not a timestamp: {shown!r}", line=int(line), field=name) from None
+        raise InputError(source, "timestamps not readable", field=name) from None
 
 
 def read_azure(path: Path) -> Trace:
@@ -452,6 +460,8 @@ def _jsonl_chunks(path: Path, names: Sequence[str], required: Sequence[str]) -> 
                 continue
             try:
                 row = json.loads(raw)
+            except UnicodeDecodeError:
+                raise InputError(source, "not UTF-8 text", line=number) from None
             except ValueError as exc:
                 raise InputError(source, f"not valid JSON ({exc.msg})", line=number) from None
             if not isinstance(row, dict):
@@ -460,6 +470,9 @@ def _jsonl_chunks(path: Path, names: Sequence[str], required: Sequence[str]) -> 
                 if name not in row and name in required:
                     raise InputError(source, "missing field", line=number, field=name)
                 value = row.get(name)
+                if name in required and isinstance(value, (list, dict)):
+                    raise InputError(source, f"expected a single value, got {type(value).__name__}", line=number,
+                                     field=name)
                 values[name].append(value if isinstance(value, (list, str)) or value is None else str(value))
             lines.append(number)
             if len(lines) >= BLOCK_ROWS_JSONL:
@@ -550,10 +563,15 @@ def sniff_format(path: Path) -> str:
 def read_trace(spec: str, fmt: str = "auto", columns: ColumnMap | None = None) -> Trace:
     """Read a trace file or bundled sample; `auto` sniffs the format; `csv`/`jsonl` need `columns`."""
     path = resolve_path(spec)
-    if fmt == "auto":
-        fmt = sniff_format(path)
-    if fmt in GENERIC_READERS:
-        return GENERIC_READERS[fmt](path, columns or ColumnMap())
-    if fmt not in READERS:
-        raise InputError(spec, f"unknown format {fmt!r} (one of: " + ", ".join(FORMATS) + ")")
-    return READERS[fmt](path)
+    try:
+        if fmt == "auto":
+            fmt = sniff_format(path)
+        if fmt in GENERIC_READERS:
+            return GENERIC_READERS[fmt](path, columns or ColumnMap())
+        if fmt not in READERS:
+            raise InputError(spec, f"unknown format {fmt!r} (one of: " + ", ".join(FORMATS) + ")")
+        return READERS[fmt](path)
+    except (OSError, EOFError, zlib.error) as exc:  # unreadable, or a damaged gzip file
+        raise InputError(str(path), f"cannot read the file ({getattr(exc, 'strerror', None) or exc})") from None
+    except csv.Error as exc:  # a stray carriage return or NUL byte
+        raise InputError(str(path), f"not readable as CSV ({exc})") from None

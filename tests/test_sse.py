@@ -1,5 +1,8 @@
 import pytest
+from hypothesis import given, settings, strategies as st
 
+from replayer.client import _StreamState
+from replayer.http import StreamError
 from replayer.sse import SSEParser
 
 STREAM = (b'data: {"a":1}\n\n'
@@ -49,3 +52,32 @@ def test_comment_only_and_empty_input():
     assert parser.feed(b"") == []
     assert parser.feed(b": ping\n\n\n\n") == []
     assert parser.close() == []
+
+
+# Fuzzing (hypothesis): whatever bytes a server sends, however the network splits them, the parser
+# gives the same events and never raises; a stream state fed garbage fails only as a StreamError.
+
+SSE_PIECES = st.lists(st.sampled_from([b"data: ", b"data:", b"event: x", b": c", b"\n", b"\r\n", b"\r", b"{", b"}",
+                                       b'"content":"a"', b"[DONE]", b"id: 1", b"\xff\xfe", b" "]) | st.binary(max_size=8),
+                      max_size=40).map(b"".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(stream=SSE_PIECES | st.binary(max_size=300), cuts=st.lists(st.integers(min_value=0, max_value=300), max_size=6))
+def test_any_bytes_split_anywhere_parse_to_the_same_events(stream, cuts):
+    points = sorted({min(c, len(stream)) for c in cuts})
+    pieces = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)])]
+    assert feed_all(SSEParser(), pieces) == feed_all(SSEParser(), [stream])
+
+
+@settings(max_examples=300, deadline=None)
+@given(stream=SSE_PIECES | st.binary(max_size=300))
+def test_a_stream_state_survives_any_bytes(stream):
+    state = _StreamState(keep_outputs=True)
+    try:
+        state(stream, 1)
+    except StreamError:
+        return
+    state.close(2)
+    state.reply()
+    assert len(state.arrivals) <= stream.count(b"data")

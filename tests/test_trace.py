@@ -1,11 +1,15 @@
 import gzip
 import hashlib
+import json
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
-from replayer.errors import InputError
-from replayer.trace import ColumnMap, read_trace, resolve_path, sniff_format
+from replayer.errors import InputError, ReplayerError
+from replayer.trace import AZURE_COLUMNS, BURSTGPT_COLUMNS, MOONCAKE_FIELDS, ColumnMap, read_trace, resolve_path, sniff_format
 
 BURSTGPT_V1_HEADER = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
 
@@ -213,3 +217,51 @@ def test_sniffing_jsonl(write_file):
     assert sniff_format(write_file("m.jsonl", '{"timestamp": 1, "input_length": 2, "output_length": 3}\n')) == "mooncake"
     with pytest.raises(InputError, match="--format jsonl --columns"):
         sniff_format(write_file("o.jsonl", '{"when": 1}\n'))
+
+
+# Fuzzing (hypothesis): a trace file of any content is read or refused with a ReplayerError (one line,
+# naming the file), never another exception.
+
+CELLS = st.one_of(st.integers(-10**12, 10**12).map(str), st.floats(allow_nan=True).map(str),
+                  st.sampled_from(["", " ", "x", '"', '""', "1e400", "-0", "2023-11-16 18:15:46.6805900", "nan", "\\N",
+                                   "ChatGPT", "Conversation log", "2023-11-16T18:15:46Z"]),
+                  st.text(max_size=6))
+HEADERS = [",".join(("Timestamp", "Model", "Request tokens", "Response tokens", "Total tokens", "Log Type")),
+           ",".join(AZURE_COLUMNS), ",".join(BURSTGPT_COLUMNS), "time,input,output", ""]
+
+
+def _csv(draw_header: str, rows: list[list[str]]) -> str:
+    return "\n".join([draw_header, *(",".join(row) for row in rows)])
+
+
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-10**20, 10**20) | st.floats() | st.text(max_size=5),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+                           max_leaves=6)
+JSONL_ROWS = st.lists(st.fixed_dictionaries({name: JSON_VALUES for name in MOONCAKE_FIELDS},
+                                            optional={"hash_ids": JSON_VALUES}).map(json.dumps)
+                      | JSON_VALUES.map(json.dumps) | st.text(max_size=20), min_size=0, max_size=6).map("\n".join)
+CSV_FILES = st.builds(_csv, st.sampled_from(HEADERS), st.lists(st.lists(CELLS, min_size=0, max_size=7), max_size=6))
+
+
+def _read_any(content: str | bytes, suffix: str, fmt: str) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"trace{suffix}"
+        (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)
+        try:
+            trace = read_trace(str(path), fmt, ColumnMap() if fmt in ("csv", "jsonl") else None)
+        except ReplayerError as exc:
+            assert "\n" not in str(exc) and str(path) in str(exc)
+            return
+        assert len(trace.arrival_s) == len(trace.input_tokens) == len(trace.output_tokens) > 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(content=CSV_FILES | st.binary(max_size=200), fmt=st.sampled_from(["auto", "burstgpt", "azure", "csv"]))
+def test_any_csv_trace_is_read_or_refused_in_one_line(content, fmt):
+    _read_any(content, ".csv", fmt)
+
+
+@settings(max_examples=200, deadline=None)
+@given(content=JSONL_ROWS | st.binary(max_size=200), fmt=st.sampled_from(["auto", "mooncake", "jsonl"]))
+def test_any_jsonl_trace_is_read_or_refused_in_one_line(content, fmt):
+    _read_any(content, ".jsonl", fmt)
