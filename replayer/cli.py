@@ -459,6 +459,7 @@ examples:
   replayer bench --rates 100,200 --tokens 128 --duration 30 --out bench-runs
   replayer bench --rates 800,1200 --workers 4  # the client as 4 processes (needs 5+ cores to mean anything)
   replayer bench --hold 10000                 # can one process keep 10,000 streams open at once? (~40 s)
+  replayer bench --soak 200000                # does memory stay flat over 200,000 requests? (~3.5 minutes)
 """
 
 
@@ -487,11 +488,17 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--hold", type=_positive_int, metavar="N",
                        help="instead of the ladder: open N streams within 5 s, each lasting 30 s, and report "
                             "how many one client process held at once and whether all completed")
+    bench.add_argument("--soak", type=_positive_int, metavar="N",
+                       help="instead of the ladder: replay N short requests and print the client's resident memory "
+                            "at 10 %% and 50 %% of them and at the end of the replay (flat means nothing grows per "
+                            "request), then its peak with the final summary")
+    bench.add_argument("--soak-rate", type=_positive_float, default=1000.0, metavar="R",
+                       help="request rate of --soak (default %(default)s/s)")
     bench.set_defaults(handler=_cmd_bench)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from replayer.bench import FULL, QUICK, hold_streams, run_ladder, split_cores, verdict, versus_raw
+    from replayer.bench import FULL, QUICK, hold_streams, run_ladder, soak, split_cores, verdict, versus_raw
     from replayer.report import bench_table
 
     console = Console()
@@ -504,6 +511,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                       f"client and simulator {pinning}")
         with tempfile.TemporaryDirectory(prefix="replayer-hold-") as scratch:
             console.print(hold_streams(args.hold, args.out or Path(scratch), pin=not args.no_pin).line(), style="bold")
+        return 0
+    if args.soak:
+        console.print(f"bench --soak: {args.soak:,} requests of 32 tokens in, 4 out at {args.soak_rate:g} req/s; "
+                      f"client (its own process) and simulator {pinning}")
+        with tempfile.TemporaryDirectory(prefix="replayer-soak-") as scratch:
+            console.print(soak(args.soak, args.soak_rate, args.out or Path(scratch), pin=not args.no_pin).line(),
+                          style="bold")
         return 0
     preset = QUICK if args.quick else FULL
     rates, tokens = args.rates or preset["rates"], args.tokens or preset["tokens"]

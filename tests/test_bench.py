@@ -3,7 +3,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from replayer.bench import StepResult, compare, hold_streams, peak_in_flight, run_ladder, verdict, versus_raw
+from replayer.bench import StepResult, compare, hold_streams, peak_in_flight, run_ladder, soak, verdict, versus_raw
 from replayer.records import RequestRecord
 
 MS = 1_000_000
@@ -72,3 +72,12 @@ def test_holding_streams_counts_how_many_were_open_at_once(tmp_path):
 def test_peak_in_flight_sweeps_sent_to_end():
     records = [_record(1, 0, 5, []), _record(2, 3, 4, []), _record(3, 5, 6, [])]  # end = first token here
     assert peak_in_flight(records) == 2
+
+
+def test_a_soak_reads_the_client_memory_at_10_and_50_percent_and_at_the_end(tmp_path):
+    result = soak(1500, 500.0, tmp_path)
+    assert (result.requests, result.completed, result.failures) == (1500, 1500, {})
+    percents = [percent for percent, _, _ in result.checkpoints]
+    assert len(percents) == 3 and 10 <= percents[0] < 50 <= percents[1] < percents[2] < 100
+    assert all(0 < rss <= peak <= result.final_peak_mb for _, rss, peak in result.checkpoints)
+    assert "soaked 1,500 requests at 500 req/s: 1,500 completed, failures: none; client memory while replaying" in result.line()
