@@ -197,9 +197,31 @@ def _shape_and_scale(given: dict[str, str], merged: dict[str, str]) -> None:
         merged["rate"] = repr(1 / mean_gap)
 
 
+def _scaled_rates(text: str, fit: Trace | None) -> str:
+    """`1x@0/10x@1800`: rates written as multiples of the --fit trace's mean rate (the paper's modeled
+    scaling), turned into requests per second."""
+    if "x" not in text:
+        return text
+    if fit is None:
+        raise ConfigError(f"--synthetic rate={text}: a multiple of a trace's rate needs --fit TRACE")
+    base = len(fit) / fit.span_s if fit.span_s > 0 else 0.0
+    parts = []
+    for part in text.split("/"):
+        rate, at_sign, at = part.partition("@")
+        if rate.endswith("x"):
+            try:
+                rate = repr(float(rate[:-1]) * base)
+            except ValueError:
+                raise ConfigError(f"--synthetic rate: expected a number before x, got {part!r}") from None
+        parts.append(rate + at_sign + at)
+    return "/".join(parts)
+
+
 def parse_spec(text: str, fit: Trace | None = None) -> SyntheticSpec:
     """Parse a spec; with a fitted trace its defaults apply first (duration/requests: the spec's wins)."""
     given = _split_spec(text)
+    if "rate" in given:
+        given["rate"] = _scaled_rates(given["rate"], fit)
     merged = fitted_defaults(fit) if fit is not None else {}
     if "requests" in given:
         merged.pop("duration", None)

@@ -2,13 +2,13 @@
 
 Shaping is applied in one documented order, so a run's metadata says exactly what was replayed:
 
-1. time window: `busiest_s` (the window of that length holding the most requests), or an
-   absolute `from_time`/`until_time` in the trace's own clock, or `start_s`/`duration_s` in seconds
-   from the first arrival;
-2. filters: model, log type, input and output token ranges;
-3. rows with zero request or response tokens (BurstGPT's marker of a failed request) are skipped,
+1. filters: model, log type, input and output token ranges;
+2. rows with zero request or response tokens (BurstGPT's marker of a failed request) are skipped,
    unless `include_failed`;
-4. `max_input_tokens`: rows with longer prompts are dropped, or clamped to the limit;
+3. `max_input_tokens`: rows with longer prompts are dropped, or clamped to the limit;
+4. time window: `busiest_s` (the window of that length holding the most of the rows kept so far,
+   so "the busiest hour of GPT-4 traffic" is GPT-4's own), or an absolute `from_time`/`until_time`
+   in the trace's own clock, or `start_s`/`duration_s` in seconds from the first arrival;
 5. `sample_fraction` keeps a random fraction of rows (seeded), thinning the rate but keeping the shape;
 6. `max_requests` keeps the first N of what is left;
 7. time scaling: `speedup` divides every gap, or `rate` picks the speedup that gives that mean rate.
@@ -171,10 +171,12 @@ def _trace_time(trace: Trace, text: str, flag: str) -> float:
     return value - trace.origin_s
 
 
-def _window(trace: Trace, shaping: Shaping) -> tuple[float, float]:
-    """[start, end) of the window, in seconds from the first arrival."""
+def _window(trace: Trace, shaping: Shaping, eligible: np.ndarray) -> tuple[float, float]:
+    """[start, end) of the window, in seconds from the first arrival; the busiest window is the one
+    with the most `eligible` rows (those the filters kept)."""
     if shaping.busiest_s is not None:
-        start = busiest_window(trace.arrival_s, shaping.busiest_s)
+        arrivals = trace.arrival_s[eligible]
+        start = busiest_window(arrivals, shaping.busiest_s) if len(arrivals) else 0.0
         return start, start + shaping.busiest_s
     start = _trace_time(trace, shaping.from_time, "--from") if shaping.from_time else shaping.start_s
     if shaping.until_time:
@@ -193,9 +195,7 @@ def _in_range(values: np.ndarray, bounds: tuple[int, int] | None) -> np.ndarray 
 def shape(trace: Trace, shaping: Shaping) -> Workload:
     """Apply `shaping` to `trace` in the module's documented order."""
     skipped: dict[str, int] = {}
-    start, end = _window(trace, shaping)
-    keep = (trace.arrival_s >= start) & (trace.arrival_s < end)
-    skipped["outside_window"] = int(np.count_nonzero(~keep))
+    keep = np.ones(len(trace), dtype=bool)
     for mask, reason in (
         (_label_mask(trace.models, shaping.models, "model", "--trace-model"), "model_filter"),
         (_label_mask(trace.log_types, shaping.log_types, "log type", "--log-type"), "log_type_filter"),
@@ -213,6 +213,10 @@ def shape(trace: Trace, shaping: Shaping) -> Workload:
     if shaping.over_limit == "drop":
         skipped["over_max_input_tokens"] = int(np.count_nonzero(over))
         keep &= ~over
+    start, end = _window(trace, shaping, keep)
+    inside = (trace.arrival_s >= start) & (trace.arrival_s < end)
+    skipped["outside_window"] = int(np.count_nonzero(keep & ~inside))
+    keep &= inside
     if shaping.sample_fraction is not None:
         chosen = np.random.default_rng(shaping.sample_seed).random(len(trace)) < shaping.sample_fraction
         skipped["sampled_out"] = int(np.count_nonzero(keep & ~chosen))

@@ -152,3 +152,12 @@ def test_the_printed_spec_parses_back_to_the_same_spec():
     real = read_trace("sample:azure-2023-conv")
     spec = parse_spec("rate=1@0/9@30,requests=40,input=zipf:1.2:4:64", fit=real)
     assert parse_spec(spec.text, fit=real) == spec
+
+
+def test_rates_can_be_multiples_of_the_fitted_trace_rate():
+    trace = read_trace("sample:azure-2023-conv")
+    spec = parse_spec("rate=1x@0/10x@600,duration=600", fit=trace)
+    base = len(trace) / trace.span_s
+    assert spec.rate.points == ((0.0, pytest.approx(base)), (600.0, pytest.approx(10 * base)))
+    with pytest.raises(ConfigError, match="needs --fit"):
+        parse_spec("rate=2x")

@@ -87,6 +87,14 @@ def test_busiest_window_holds_the_most_requests():
     assert workload.window_s == (50.0, 52.0)
 
 
+def test_the_busiest_window_is_that_of_the_rows_the_filters_keep():
+    # ChatGPT (0) is busiest early, GPT-4 (1) late: GPT-4's busiest 2 s are its own, not the trace's.
+    trace = make_trace([0, 0.5, 1, 1.5, 10, 10.5, 11], models=[0, 0, 0, 0, 1, 1, 1])
+    workload = shape(trace, Shaping(busiest_s=2, models=("GPT-4",)))
+    assert workload.trace.row_ids.tolist() == [4, 5, 6]
+    assert workload.skipped == {"model_filter": 4}
+
+
 def test_busiest_minute_of_azure_has_its_documented_peak():
     workload = shape(read_trace("sample:azure-2023-conv"), Shaping(busiest_s=60))
     assert len(workload) >= 507  # the README's 507 is for minute bins aligned to the first request
