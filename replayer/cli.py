@@ -42,6 +42,9 @@ examples:
   # two minutes of the bundled Azure conversation trace, at 2x, against the built-in simulator
   replayer run --trace sample:azure-2023-conv --duration 120 --speedup 2
 
+  # a ready-made scenario ('replayer scenarios' lists them), with its duration overridden
+  replayer run burstgpt-conversation-peak --base-url http://127.0.0.1:8000 --busiest 600
+
   # the busiest 10 minutes of the Azure trace, prompts over 8k tokens dropped, at 4x
   replayer run --trace sample:azure-2023-conv --busiest 600 --max-input-tokens 8192 --speedup 4
 
@@ -258,6 +261,9 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
                     "(scaled), with a prompt of exactly its recorded token count, and every outcome is "
                     "written to OUT/records.jsonl; OUT/summary.json and a terminal report follow.",
         epilog=RUN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("scenario", nargs="?", metavar="SCENARIO",
+                     help="a scenario file or name ('replayer scenarios' lists them): its options are the defaults, "
+                          "and options given here override them")
     source = run.add_argument_group("trace")
     source.add_argument("--trace", help="trace file, sample:NAME (bundled) or a public dataset such as burstgpt:1, "
                                         f"fetched once ('replayer datasets'); default {DEFAULT_TRACE}")
@@ -368,7 +374,7 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     output.add_argument("--dry-run", action="store_true",
                         help="prepare every request (and --save-requests them) but send nothing")
     _add_simulator_options(run, "built-in simulator (used when --base-url is not given)")
-    run.set_defaults(handler=_cmd_run)
+    run.set_defaults(handler=_cmd_run, run_parser=run)
 
 
 def _api_key(args: argparse.Namespace) -> str | None:
@@ -385,9 +391,25 @@ def _api_key(args: argparse.Namespace) -> str | None:
     return args.api_key or os.environ.get("OPENAI_API_KEY") or None
 
 
+def _with_scenario(args: argparse.Namespace) -> argparse.Namespace:
+    """The run's options: the scenario's, then those given on the command line over them."""
+    from replayer.scenarios import find_scenario, given_on_command_line, load_scenario, scenario_defaults
+
+    parser = args.run_parser
+    argv = args.argv[args.argv.index("run") + 1:]
+    scenario = load_scenario(find_scenario(args.scenario))
+    given = given_on_command_line(parser, argv)
+    defaults = {dest: value for dest, value in scenario_defaults(scenario, parser).items() if dest not in given}
+    if not args.quiet:
+        Console(stderr=True).print(f"scenario {scenario.name}: {scenario.description}")
+    return parser.parse_args(argv, namespace=argparse.Namespace(**defaults, argv=args.argv))
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from replayer.runner import RunConfig, execute
 
+    if args.scenario:
+        args = _with_scenario(args)
     shaping = Shaping(start_s=args.start, duration_s=args.duration, from_time=args.from_time,
                       until_time=args.until_time, busiest_s=args.busiest, models=tuple(args.trace_model),
                       log_types=tuple(args.log_type), input_range=args.input_tokens, output_range=args.output_tokens,
@@ -754,6 +776,7 @@ SPEC is comma-separated KEY=VALUE pairs:
   shape=K[,scale=S]    instead of cv (and rate): the Gamma or Weibull parameters themselves
   rate=R | R@T/R@T/…   requests per second, constant or linear between RATE@SECONDS points
                        (ramps; a step is two points at the same time: 2@0/2@300/20@300)
+                       (with --fit, Nx is N times the trace's mean rate: rate=1x@0/10x@1800)
   period=S             repeat the rate pattern every S seconds (daily cycle: period=86400)
   duration=S | requests=N   how much to generate (exactly one)
   input=MODEL, output=MODEL   token lengths: zipf:S:MIN:MAX, lognormal:MEDIAN:SIGMA, fixed:N,
@@ -823,6 +846,32 @@ environment:
 """
 
 
+def _add_scenarios(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "scenarios", help="list the ready-made scenarios ('replayer run NAME' runs one)",
+        description="Scenarios are TOML files of replayer run options with a description: named, commented "
+                    "workloads. They are found in $REPLAYER_SCENARIOS, ./scenarios and the scenarios shipped "
+                    "with replayer. 'replayer run NAME --base-url URL' runs one; options given there override "
+                    "the scenario's.")
+    parser.set_defaults(handler=_cmd_scenarios)
+
+
+def _cmd_scenarios(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from replayer.scenarios import list_scenarios, scenario_dirs
+
+    table = Table(title="Scenarios (replayer run NAME \\[options]; files under " +
+                  ", ".join(str(folder) for folder in scenario_dirs() if folder.is_dir()) + ")",
+                  title_justify="left", box=None)
+    table.add_column("name", no_wrap=True)
+    table.add_column("what")
+    for scenario in list_scenarios():
+        table.add_row(scenario.name, scenario.description)
+    Console().print(table)
+    return 0
+
+
 def _add_datasets(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "datasets", help="list the public traces known by name, or fetch them into the cache",
@@ -871,13 +920,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compare(commands)
     _add_inspect(commands)
     _add_synth(commands)
+    _add_scenarios(commands)
     _add_datasets(commands)
     _add_bench(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.handler(args)
     except ReplayerError as exc:
