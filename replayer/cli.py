@@ -30,6 +30,7 @@ from replayer.compare import DEFAULT_LIMITS
 from replayer.report import (compare_table, describe_fit, junit_xml, markdown_report, render_summary,
                              render_trace_stats, slo_table, slo_verdict, with_vllm_keys)
 from replayer.sessions import HISTORY_MODES
+from replayer.shards import parse_shard, parse_start_at
 from replayer.simulator import DEFAULT_MODEL, EngineModel, Faults, SimulatorConfig
 from replayer.tokenizer import DEFAULT_TOKENIZER
 from replayer.trace import DEFAULT_TRACE, FORMATS, SAMPLES
@@ -87,6 +88,7 @@ examples:
   replayer report runs/20260101-120000/records.jsonl --format json
   replayer report runs/nightly --format markdown -o report.md      # for a CI comment
   replayer report runs/nightly --timeseries series.csv --bin 10    # 10 s intervals
+  replayer report shard-0 shard-1 shard-2 --merge-to runs/merged  # shards of one run (--shard K/N)
 """
 
 
@@ -215,6 +217,16 @@ def _add_simulator_options(parser: argparse.ArgumentParser, title: str) -> None:
                             "request; all fault rates together must not exceed 1)")
 
 
+def _argument_type(parse, flag: str):
+    """An argparse type from a parser that raises ConfigError naming `flag` (argparse names it itself)."""
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix(f"{flag}: ")) from None
+    return convert
+
+
 def _error_rate(text: str) -> tuple[int, float]:
     status, equals, rate = text.rpartition("=")
     try:
@@ -339,6 +351,17 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     target.add_argument("--workers", type=_positive_int, default=1, metavar="N",
                         help="replay with N processes (one per core) for loads one core cannot drive; sessions "
                              "stay whole, all start at one instant, records are merged (default 1)")
+    scale = run.add_argument_group("scale-out over machines")
+    scale.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS",
+                       help="run the --workers shards as Ray actors on a cluster (ADDRESS, or $RAY_ADDRESS, or a "
+                            "local one); all start at one instant, node clock offsets are measured and reported, "
+                            "records are merged (pip install 'replayer[ray]')")
+    scale.add_argument("--shard", type=_argument_type(parse_shard, "--shard"), metavar="K/N",
+                       help="replay only shard K of N (from 0; sessions stay whole): one of N machines or pods, "
+                            "merged afterwards with 'replayer report RUN RUN ...'")
+    scale.add_argument("--start-at", type=_argument_type(parse_start_at, "--start-at"), metavar="EPOCH",
+                       help="start at this wall-clock instant (seconds since the epoch, or a UTC date-time), the "
+                            "same for every shard")
     prompts = run.add_argument_group("prompts")
     _add_tokenizer_option(prompts)
     prompts.add_argument("--prefix-cache", choices=["on", "off"], default="on",
@@ -427,7 +450,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         headers=tuple(parse_header(text) for text in args.header), verify_tls=not args.insecure,
         timeouts=Timeouts(connect_s=args.connect_timeout, first_token_s=args.first_token_timeout,
                           between_tokens_s=args.token_timeout, total_s=args.request_timeout),
-        retry_429=args.retry_429,
+        retry_429=args.retry_429, shard=args.shard, start_at_ns=args.start_at, ray=args.ray,
         ignore_eos=args.ignore_eos, backend=args.backend, prefix_cache=args.prefix_cache == "on",
         tokenizer=args.tokenizer, session_history=args.session_history, count_template=args.count_template,
         dry_run=args.dry_run, save_requests=args.save_requests,
@@ -563,7 +586,11 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
         "report", help="summarize a finished run again from its records (no load is sent)",
         description="Read RUN (a run directory or its records.jsonl) and print its summary.",
         epilog=REPORT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    report.add_argument("run", type=Path, help="run directory or records.jsonl")
+    report.add_argument("run", type=Path, nargs="+",
+                        help="run directory or records.jsonl; several are the shards of one run (--shard K/N), "
+                             "merged on their shared start instant")
+    report.add_argument("--merge-to", type=Path, metavar="DIR",
+                        help="with several runs: also write the merged records.jsonl and summary.json into DIR")
     report.add_argument("--format", choices=["text", "json", "markdown", "html"], default="text",
                         help="text (the terminal table), json (summary.json's content, with vLLM bench serve's key "
                              "names too), markdown (for CI comments) or html (one self-contained file with the "
@@ -578,10 +605,19 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from replayer.runner import resummarize
+    from replayer.shards import merge_record_files
     from replayer.timeseries import time_series, write_csv
 
-    path, record_file = _read_run(args.run)
-    summary = resummarize(record_file, saved=path.parent / "summary.json")
+    runs = [_read_run(run) for run in args.run]
+    if len(runs) > 1:
+        record_file = merge_record_files(runs)
+        path = args.merge_to / "records.jsonl" if args.merge_to else runs[0][0]
+        summary = resummarize(record_file)
+        if args.merge_to:
+            _write_merged(args.merge_to, record_file, summary)
+    else:
+        [(path, record_file)] = runs
+        summary = resummarize(record_file, saved=path.parent / "summary.json")
     if args.format == "text" and args.output is None:
         render_summary(summary, Console(), title=f"replayer summary of {path}")
     else:
@@ -600,6 +636,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if record_file.torn_last_line:
         Console(stderr=True).print("[yellow]note:[/] the last line of the records file was incomplete and was skipped")
     return 0
+
+
+def _write_merged(folder: Path, record_file, summary: dict) -> None:
+    """The merged run's records.jsonl and summary.json, as a single run would have left them."""
+    from replayer.shards import write_record_file
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_record_file(folder / "records.jsonl", record_file)
+        (folder / "summary.json").write_text(json.dumps(with_vllm_keys(summary), indent=2) + "\n")
+    except OSError as exc:
+        raise ConfigError(f"--merge-to {folder}: {exc.strerror}") from None
+    Console(stderr=True).print(f"merged {len(record_file.header['merged_from'])} runs into {folder}")
 
 
 def _html_report(summary: dict, record_file, path: Path, title: str) -> str:

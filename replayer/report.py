@@ -99,6 +99,8 @@ def render_summary(summary: dict, console: Console, title: str = "replayer summa
         parts.append(Text(client_behind_warning(summary), style="bold yellow"))
     if "server_metrics" in summary:
         parts.append(Text(server_metrics_line(summary["server_metrics"])))
+    if summary.get("scale_out"):
+        parts.append(Text(scale_out_line(summary["scale_out"])))
     if "slo" in summary:
         parts += [Text(""), slo_table(summary["slo"]), Text(slo_verdict(summary["slo"]),
                                                              style="bold green" if summary["slo"]["passed"] else "bold red")]
@@ -241,6 +243,13 @@ def server_metrics_line(server: dict) -> str:
                                                                         "preemptions") if peak.get(name) is not None]
     errors = f", {server['errors']} failed samples" if server["errors"] else ""
     return f"server metrics ({server['url']}, {server['samples']} samples{errors}): peak {', '.join(parts)}"
+
+
+def scale_out_line(scale_out: dict) -> str:
+    """Which node sent how much, and how far its clock was from the driver's (`--ray`)."""
+    shards = ", ".join(f"shard {shard['index']} on {shard['node']}: {shard['requests']:,} requests "
+                       f"(clock {shard['clock_offset_ms']:+.2f} ms)" for shard in scale_out["shards"])
+    return f"load per node ({scale_out['backend']}): {shards}"
 
 
 def client_behind_warning(summary: dict) -> str:

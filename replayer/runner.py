@@ -36,6 +36,7 @@ from replayer.prompts import PromptSynthesizer, TemplateOverhead
 from replayer.records import RecordFile, RecordWriter, read_records
 from replayer.report import with_vllm_keys
 from replayer.scrape import ServerMetrics, prepare as prepare_scraping, scrape
+from replayer.shards import monotonic_t0, shard_positions
 from replayer.simulator import SimulatorConfig, SimulatorThread
 from replayer.slo import evaluate, parse_slos
 from replayer.tokenizer import DEFAULT_TOKENIZER, load_tokenizer
@@ -98,6 +99,12 @@ class RunConfig:
     """Server metrics to sample during the run: "auto" (the target's /metrics if it answers), a URL, or "off"."""
     slos: tuple[str, ...] = ()
     """`--slo` texts (parsed and checked by `replayer.slo`); the run exits 1 when one is violated."""
+    shard: tuple[int, int] | None = None
+    """(K, N): replay only shard K of N of the workload (`--shard K/N`)."""
+    start_at_ns: int | None = None
+    """The wall-clock instant (epoch ns) of t0 (`--start-at`), shared by shards on several machines."""
+    ray: str | None = None
+    """Run the `workers` shards as Ray actors: "auto" (a local or RAY_ADDRESS cluster) or an address."""
     quiet: bool = False
     dry_run: bool = False
     save_requests: Path | None = None
@@ -191,6 +198,7 @@ def run_header(config: RunConfig, workload: Workload, target: Target, plan: Requ
         "t0_wall_ns": t0_wall_ns,
         "t0_monotonic_ns": t0_ns,
         "workers": workers,
+        "shard": list(config.shard) if config.shard else None,
         "config": config.public(),
         "workload": workload.describe(),
         "target": {"base_url": redact_url(target.base_url), "builtin_simulator": config.base_url is None, "api": options.api,
@@ -281,14 +289,21 @@ async def _replay(config: RunConfig, workload: Workload, base_url: str, out_dir:
         console.print(f"{len(buffer):,} of {len(plan):,} requests prepared; replaying "
                       f"{workload.describe()['span_s']:,.1f} s at speedup {workload.speedup:g}")
     settle_heap()
-    t0_ns = time.perf_counter_ns() + int(START_LEAD_S * 1e9)
-    t0_wall_ns = time.time_ns() + int(START_LEAD_S * 1e9)
+    t0_ns, t0_wall_ns = start_instant(config)
     writer = RecordWriter(out_dir / "records.jsonl", run_header(config, workload, target, plan, t0_ns, t0_wall_ns))
     progress = Progress()
     live = None if config.quiet else LiveDisplay(console, progress, t0_ns, workload.describe()["span_s"],
                                                  workload.speedup, config.lag_limit_ms)
     async with sampling(server, t0_ns):
         return await send_plan(config, target, plan, buffer, t0_ns, writer, progress, live)
+
+
+def start_instant(config: RunConfig, lead_s: float = START_LEAD_S) -> tuple[int, int]:
+    """The run's t0 on this machine's monotonic clock and on the wall clock: `--start-at` if given
+    (shards on other machines start then too), else `lead_s` from now."""
+    if config.start_at_ns is not None:
+        return monotonic_t0(config.start_at_ns), config.start_at_ns
+    return time.perf_counter_ns() + int(lead_s * 1e9), time.time_ns() + int(lead_s * 1e9)
 
 
 @contextlib.asynccontextmanager
@@ -304,12 +319,15 @@ async def sampling(server: ServerMetrics | None, t0_ns: int):
 
 
 async def send_plan(config: RunConfig, target: Target, plan: RequestPlan, buffer: Lookahead, t0_ns: int,
-                    writer: RecordWriter, progress: Progress, live: LiveDisplay | None) -> tuple[str | None, float]:
+                    writer: RecordWriter, progress: Progress, live: LiveDisplay | None,
+                    stop: StopControl | None = None) -> tuple[str | None, float]:
     """Dispatch a prepared plan from `t0_ns` on, writing each record as it finishes; Ctrl-C/SIGTERM
-    stop it in two stages. Returns the stop reason (if any) and the CPU seconds spent from t0 on."""
-    stop = StopControl()
+    stop it in two stages. Returns the stop reason (if any) and the CPU seconds spent from t0 on.
+    A caller that passes its own `stop` (off the main thread, where signals cannot be caught) stops it."""
+    own_signals = stop is None
+    stop = stop or StopControl()
     loop = asyncio.get_running_loop()
-    for name in EXIT_SIGNALS:
+    for name in EXIT_SIGNALS if own_signals else ():
         loop.add_signal_handler(getattr(signal, name), stop.request_stop, name)
     live_task = loop.create_task(live.run()) if live else None
 
@@ -333,7 +351,7 @@ async def send_plan(config: RunConfig, target: Target, plan: RequestPlan, buffer
         cpu_s = time.process_time() - cpu_at_t0
         with contextlib.suppress(OSError):  # a full disk was reported as the stop reason
             writer.close()
-        for name in EXIT_SIGNALS:
+        for name in EXIT_SIGNALS if own_signals else ():
             loop.remove_signal_handler(getattr(signal, name))
         if live_task:
             live_task.cancel()
@@ -428,6 +446,9 @@ def execute(config: RunConfig, console: Console | None = None) -> RunResult:
     console = console or Console(stderr=True, quiet=config.quiet)
     parse_slos(config.slos)  # a bad --slo is refused before any load
     workload = load_workload(config, console)
+    if config.shard is not None:
+        index, count = config.shard
+        workload = workload.take(shard_positions(workload, count)[index])
     if config.dry_run:
         return _dry_run(config, workload, console)
     out_dir = config.out_dir or default_out_dir()
@@ -439,7 +460,10 @@ def execute(config: RunConfig, console: Console | None = None) -> RunResult:
         if base_url is None:
             base_url = stack.enter_context(SimulatorThread(config.simulator)).base_url
         server = run_loop(prepare_scraping(config.scrape_metrics, root_url(base_url)))
-        if config.workers > 1:
+        if config.ray is not None:
+            from replayer.raycluster import run_on_ray  # (it builds on this module)
+            stop_reason, cpu_s = run_on_ray(config, workload, base_url, out_dir, console, server)
+        elif config.workers > 1:
             from replayer.workers import run_workers  # (it builds on this module)
             stop_reason, cpu_s = run_workers(config, workload, base_url, out_dir, console, server)
         else:
@@ -449,6 +473,7 @@ def execute(config: RunConfig, console: Console | None = None) -> RunResult:
                         labels=workload.labels())
     summary["interrupted"] = stop_reason
     summary["client_cpu_s"] = cpu_s
+    _scale_out(summary, record_file)
     if config.slos:
         summary["slo"] = evaluate(parse_slos(config.slos), record_file.records, summary, streamed=config.stream)
     try:
@@ -479,6 +504,13 @@ _LABEL_KINDS = ("model", "log_type")
 """Breakdowns by trace labels, which records do not carry; `resummarize` keeps them from summary.json."""
 
 
+def _scale_out(summary: dict, record_file: RecordFile) -> None:
+    """Where the load came from, when shards on several nodes generated it (from the records header)."""
+    shards = record_file.header.get("scale_out")
+    if shards:
+        summary["scale_out"] = shards
+
+
 def resummarize(record_file: RecordFile, slos: Sequence[str] | None = None, saved: Path | None = None) -> dict:
     """A finished run's summary, computed again from its records with the settings it ran with (plus
     what only the run saw, from its `saved` summary.json if there is one); the SLO section uses
@@ -488,6 +520,7 @@ def resummarize(record_file: RecordFile, slos: Sequence[str] | None = None, save
     streamed = header.get("target", {}).get("stream", True)
     summary = summarize(record_file.records, streamed=streamed,
                         client_limited_lag_ms=config.get("lag_limit_ms", CLIENT_LIMITED_LAG_MS))
+    _scale_out(summary, record_file)
     if saved is not None and saved.is_file():
         try:
             previous = json.loads(saved.read_text(encoding="utf-8"))

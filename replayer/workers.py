@@ -18,12 +18,10 @@ import asyncio
 import multiprocessing
 import os
 import signal
-import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
 
 from replayer.dispatcher import Lookahead, Progress
@@ -32,8 +30,9 @@ from replayer.eventloop import raise_fd_limit, reserve_fd_table, run as run_loop
 from replayer.live import LiveDisplay, window_lag_p99_ms
 from replayer.records import RecordWriter
 from replayer.runner import (EXIT_SIGNALS, MIN_FD_TABLE, WORKER_FAILED, RunConfig, Target, describe_plan, files_needed,
-                             plan_for, resolve_target, run_header, sampling, save_plan, send_plan)
+                             plan_for, resolve_target, run_header, sampling, save_plan, send_plan, start_instant)
 from replayer.scrape import ServerMetrics
+from replayer.shards import shard_positions
 from replayer.workload import Workload
 
 T0_LEAD_S = 0.2
@@ -42,23 +41,6 @@ _PUBLISH_S = 0.25
 """How often each worker publishes its counters for the parent's live line."""
 _FIELDS = 4
 """Per worker in the shared counters: sent, finished, failed, lag p99 over the last window (µs, -1: none)."""
-
-
-def shard_positions(workload: Workload, n: int) -> list[np.ndarray]:
-    """Row positions of each of `n` shards: units (a row on its own, or a whole session) are dealt
-    round-robin in the order of their first row, so shards share the trace's rate and burstiness."""
-    rows = len(workload)
-    keys = np.arange(rows, dtype=np.int64)
-    sessions = workload.trace.sessions
-    if sessions is not None:
-        empty = sessions.code_of("")
-        in_session = sessions.codes != empty if empty is not None else np.ones(rows, dtype=bool)
-        keys[in_session] = rows + sessions.codes[in_session]
-    _, first, unit = np.unique(keys, return_index=True, return_inverse=True)
-    rank = np.empty(first.size, dtype=np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(first.size)
-    shard = rank[unit.reshape(-1)] % n
-    return [np.flatnonzero(shard == k) for k in range(n)]
 
 
 @dataclass(frozen=True)
@@ -105,8 +87,7 @@ def run_workers(config: RunConfig, workload: Workload, base_url: str, out_dir: P
             describe_plan(console, plan, target)
             console.print(f"{n} workers ready ({', '.join(f'{len(job.workload):,}' for job in jobs)} requests); "
                           f"replaying {workload.describe()['span_s']:,.1f} s at speedup {workload.speedup:g}")
-        t0_ns = time.perf_counter_ns() + int(T0_LEAD_S * 1e9)
-        t0_wall_ns = time.time_ns() + int(T0_LEAD_S * 1e9)
+        t0_ns, t0_wall_ns = start_instant(config, T0_LEAD_S)
         for pipe in pipes:
             pipe.send(t0_ns)
         header = run_header(config, workload, target, plan, t0_ns, t0_wall_ns, workers=n)

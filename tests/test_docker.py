@@ -81,3 +81,24 @@ def test_compose_files_reference_what_exists(path):
             assert str(args.out).startswith("/results/") and "results:/results" in service["volumes"]
         else:
             assert args.host == "0.0.0.0"  # the simulator must be reachable from the other container
+
+
+def test_the_kubernetes_indexed_job_runs_one_shard_per_pod():
+    job = yaml.safe_load((DOCKER / "k8s-indexed-job.yaml").read_text())
+    spec = job["spec"]
+    pod = spec["template"]["spec"]
+    [container] = pod["containers"]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert spec["completionMode"] == "Indexed" and spec["completions"] == spec["parallelism"] == int(env["SHARDS"])
+    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] != 0
+    script = container["args"][0]
+    assert script.startswith("exec replayer ")
+    for index in range(spec["completions"]):
+        values = {**env, "JOB_COMPLETION_INDEX": str(index), "START_AT": "1767225600"}
+        words = [re.sub(r"\$(\w+)", lambda match: values[match.group(1)], word.strip('"'))
+                 for word in script.split()[2:]]
+        args = build_parser().parse_args(words)
+        args.argv = words
+        args = _with_scenario(args)
+        assert args.shard == (index, spec["completions"]) and str(args.out) == f"/results/shard-{index}"
+        assert args.start_at == 1_767_225_600 * 10**9

@@ -10,7 +10,8 @@ import numpy as np
 from replayer.records import RecordWriter, RequestRecord, read_records
 from replayer.runner import EXIT_WORKER_FAILED, RunConfig, execute
 from replayer.trace import read_trace
-from replayer.workers import merge_parts, shard_positions
+from replayer.shards import shard_positions
+from replayer.workers import merge_parts
 from replayer.workload import Shaping, shape
 
 

@@ -1,0 +1,37 @@
+import logging
+
+import pytest
+import ray
+
+from replayer.records import read_records
+from replayer.runner import RunConfig, execute
+from replayer.workload import Shaping
+
+
+@pytest.fixture
+def local_ray():
+    """A local Ray cluster of 2 CPUs on this machine, stopped after the test."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    yield
+    ray.shutdown()
+
+
+def test_two_ray_shards_replay_exactly_the_requests_one_process_does(local_ray, simulator, tmp_path):
+    shaping = Shaping(duration_s=30, speedup=6)
+    runs = {}
+    with simulator() as sim:
+        for name, settings in (("single", {}), ("ray", {"workers": 2, "ray": "auto"})):
+            result = execute(RunConfig(trace="sample:azure-2023-conv", shaping=shaping, seed=5, quiet=True,
+                                       base_url=sim.base_url, out_dir=tmp_path / name, **settings))
+            assert result.exit_code == 0 and result.summary["failed"] == 0
+            runs[name] = (read_records(tmp_path / name / "records.jsonl"), result.summary)
+    (single, _), (merged, summary) = runs["single"], runs["ray"]
+    key = sorted((r.id, r.intended_ns, r.input_tokens, r.output_tokens) for r in single.records)
+    assert sorted((r.id, r.intended_ns, r.input_tokens, r.output_tokens) for r in merged.records) == key
+    served = {r.id: r.served_input_tokens for r in single.records}
+    assert all(served[r.id] == r.served_input_tokens for r in merged.records)  # the same bodies
+    shards = summary["scale_out"]["shards"]
+    assert summary["scale_out"]["backend"] == "ray" and [s["index"] for s in shards] == [0, 1]
+    assert sum(s["requests"] for s in shards) == len(merged.records) and all(s["requests"] for s in shards)
+    assert all(abs(s["clock_offset_ms"]) <= s["clock_rtt_ms"] for s in shards)  # one machine: one clock
+    assert all(0 <= r.sent_ns - r.intended_ns < 100_000_000 for r in merged.records)  # started together
