@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from replayer.bodies import PreparedRequest
+from replayer.client import request_id_prefix
 
 _OUTPUT = re.compile(rb'"(?:content|text)":"[^"]')
 _LAST_FRAME = b"\r\n0\r\n\r\n"
@@ -83,6 +84,7 @@ async def replay_raw(base_url: str, path: str, requests: Iterable[PreparedReques
     pending = []
     head = f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n".encode()
     cpu_at_start = time.process_time()
+    id_prefix = request_id_prefix()
     t0 = time.perf_counter_ns() + int(lead_s * 1e9)
     for request in requests:
         wait_ns = t0 + request.offset_ns - time.perf_counter_ns()
@@ -94,8 +96,8 @@ async def replay_raw(base_url: str, path: str, requests: Iterable[PreparedReques
             _, connection = await loop.create_connection(lambda: _RawConnection(idle), parts.hostname, parts.port)
         timing = RawTiming(request.id, t0 + request.offset_ns, time.perf_counter_ns())
         finished = loop.create_future()
-        connection.send(b"%sX-Request-Id: %d\r\nContent-Length: %d\r\n\r\n%s"
-                        % (head, request.id, len(request.body), request.body), timing, finished)
+        connection.send(b"%sX-Request-Id: %s%012x\r\nContent-Length: %d\r\n\r\n%s"
+                        % (head, id_prefix, request.id, len(request.body), request.body), timing, finished)
         run.timings.append(timing)
         pending.append(finished)
     await asyncio.gather(*pending)

@@ -30,7 +30,8 @@ import numpy as np
 from rich.console import Console
 
 from replayer.baseline import RawRun, replay_raw
-from replayer.bodies import API_PATHS
+from replayer.bodies import api_path
+from replayer.client import row_of_request_id
 from replayer.errors import ConfigError
 from replayer.eventloop import run as run_loop, settle_heap
 from replayer.records import read_records
@@ -156,7 +157,7 @@ def read_truth(path: Path) -> dict[int, tuple[int, np.ndarray]]:
     for line in path.read_text(encoding="utf-8").splitlines():
         entry = json.loads(line)
         if entry.get("id") is not None:
-            truth[int(entry["id"])] = (entry["received_ns"], np.asarray(entry["chunk_ns"], dtype=np.int64))
+            truth[row_of_request_id(entry["id"])] = (entry["received_ns"], np.asarray(entry["chunk_ns"], dtype=np.int64))
     return truth
 
 
@@ -240,7 +241,7 @@ def _run_raw(config: RunConfig, truth_log: Path, client_cores: set[int] | None,
     requests = list(plan_requests(config, workload, make_synthesizer(config), options))
     settle_heap()
     with simulator_process(truth_log, simulator_cores) as base_url, _pinned(client_cores):
-        return run_loop(replay_raw(base_url, API_PATHS[options.api], requests))
+        return run_loop(replay_raw(base_url, api_path(options.api, options.stream), requests))
 
 
 def _or_nan(value: float | None) -> float:

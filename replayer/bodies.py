@@ -17,18 +17,32 @@ from replayer.prompts import PromptSynthesizer, TemplateOverhead
 from replayer.sessions import Conversations, link_sessions
 from replayer.workload import Workload
 
-API_PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
-"""Endpoint path of each supported API, relative to the server root."""
+API_PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions", "tgi-generate": "/generate_stream"}
+"""Endpoint path of each supported API (streaming), relative to the server root."""
+_WHOLE_PATHS = {"tgi-generate": "/generate"}
+"""Where an API has another path for non-streamed answers (TGI's native API)."""
+
+
+def api_path(api: str, stream: bool) -> str:
+    """The endpoint a request of `api` goes to, streamed or not."""
+    return API_PATHS[api] if stream else _WHOLE_PATHS.get(api, API_PATHS[api])
 
 
 @dataclass(frozen=True)
 class RequestOptions:
-    """How request bodies are shaped for the target API."""
+    """How request bodies are shaped for the target API and serving engine (see `replayer.backends`)."""
 
     api: str = "chat"
     model: str = ""
     stream: bool = True
     ignore_eos: bool = True
+    """Force every output to exactly `max_tokens` (with the `force_with` field)."""
+    force_with: str = "ignore_eos"
+    """`ignore_eos`, or `min_tokens` (set to max_tokens) for servers that only take that."""
+    stream_usage: bool = True
+    """Ask for a usage chunk at the end of a stream (`stream_options.include_usage`)."""
+    length_field: str = "max_tokens"
+    """The field that caps the output: OpenAI's chat API calls it `max_completion_tokens`."""
 
     def __post_init__(self) -> None:
         if self.api not in API_PATHS:
@@ -37,15 +51,21 @@ class RequestOptions:
 
 def build_body(options: RequestOptions, content: str | list[dict], max_tokens: int) -> bytes:
     """The JSON request body for a prompt (or, for chat, a list of messages), serialized once."""
-    body: dict = {"model": options.model, "max_tokens": max_tokens, "stream": options.stream}
+    if options.api == "tgi-generate":  # TGI's native API: no model, no messages, details carry the counts
+        body: dict = {"inputs": content, "parameters": {"max_new_tokens": max_tokens, "details": True}}
+        return json.dumps(body, separators=(",", ":")).encode()
+    body = {"model": options.model, options.length_field: max_tokens, "stream": options.stream}
     if options.api == "chat":
         body["messages"] = [{"role": "user", "content": content}] if isinstance(content, str) else content
     else:
         body["prompt"] = content
-    if options.stream:
+    if options.stream and options.stream_usage:
         body["stream_options"] = {"include_usage": True}
     if options.ignore_eos:
-        body["ignore_eos"] = True
+        if options.force_with == "min_tokens":
+            body["min_tokens"] = max_tokens
+        else:
+            body["ignore_eos"] = True
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -146,7 +166,7 @@ class RequestPlan:
 def save_requests(requests: Iterable[PreparedRequest], options: RequestOptions, path: Path) -> int:
     """Write each request as one JSON line: id, planned send offset, planned lengths, endpoint and the
     exact body, so a run can be audited, or replayed by another tool, byte for byte. Returns the count."""
-    endpoint = API_PATHS[options.api]
+    endpoint = api_path(options.api, options.stream)
     count = 0
     try:
         with open(path, "w", encoding="utf-8") as out:

@@ -314,11 +314,14 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
     target = run.add_argument_group("target")
     target.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000 "
                                            "(default: start the built-in simulator on a free loopback port)")
-    target.add_argument("--api", choices=["chat", "completions"], default="chat",
-                        help="/v1/chat/completions or /v1/completions (default %(default)s)")
+    target.add_argument("--api", choices=["chat", "completions", "tgi-generate"], default="chat",
+                        help="/v1/chat/completions, /v1/completions, or TGI's native /generate_stream (/generate "
+                             "without --stream) with its token counts from details (default %(default)s)")
     target.add_argument("--backend", choices=["auto", *BACKENDS], default="auto",
-                        help="serving engine, for the fields that force exact output lengths (ignore_eos for "
-                             "vllm, sglang, llamacpp; none for tgi, openai); default: from /v1/models owned_by")
+                        help="serving engine dialect: the field that forces exact output lengths (ignore_eos for "
+                             "vllm, sglang, llamacpp; min_tokens for llama-cpp-python; none for tgi, openai), usage "
+                             "in streams, OpenAI's max_completion_tokens; auto: from /v1/models owned_by, else the "
+                             "engines' own endpoints (/get_server_info, /props, /info, /version), and says which")
     target.add_argument("--model", help="model to request (default: the first id from /v1/models)")
     key = target.add_mutually_exclusive_group()
     key.add_argument("--api-key", help="Bearer token (default: $OPENAI_API_KEY); never written to any output")

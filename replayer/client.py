@@ -19,20 +19,24 @@ import email.utils
 import json
 import re
 import time
+import uuid
 from array import array
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
 
-from replayer.bodies import API_PATHS, RequestOptions, build_body
+from replayer.backends import PROBES, backend_from_probe
+from replayer.bodies import API_PATHS, RequestOptions, api_path, build_body
 from replayer.errors import ConfigError
 from replayer.http import ConnectError, ConnectionPool, Response, StreamError
 from replayer.prompts import PromptSynthesizer, TemplateOverhead
 from replayer.records import RequestRecord
 from replayer.sse import SSEError, SSEParser
 
-_KEYS = re.compile(rb'"(content|reasoning_content|reasoning|text|finish_reason|usage|error)"\s*:\s*(.?.?)')
+_KEYS = re.compile(rb'"(content|reasoning_content|reasoning|text|finish_reason|usage|details|error)"\s*:\s*(?=(.?.?))')
+"""A key of interest and the first two characters of its value, peeked at without consuming them, so
+a key nested right inside another's value (TGI's `"details":{"finish_reason":…}`) is found too."""
 _OUTPUT_KEYS = frozenset((b"content", b"reasoning_content", b"reasoning", b"text"))
 _DONE = b"[DONE]"
 _ERROR_TEXT_LIMIT = 300
@@ -90,7 +94,7 @@ class ClientConfig:
 
     @property
     def url(self) -> str:
-        return root_url(self.base_url) + API_PATHS[self.api]
+        return root_url(self.base_url) + api_path(self.api, self.stream)
 
     @property
     def ssl(self) -> bool | None:
@@ -134,6 +138,18 @@ def redact_headers(headers: tuple[tuple[str, str], ...]) -> list[str]:
         secret = _CREDENTIAL_NAME.search(name) or value.split(" ", 1)[0].lower() in ("bearer", "basic", "token")
         shown.append(f"{name}: {REDACTED if secret else value}")
     return shown
+
+
+def request_id_prefix() -> bytes:
+    """A random UUID (version 4) without its last 12 hex digits. Each request's X-Request-Id is this
+    plus its trace row id in 12 hex digits: a valid UUID (llama-cpp-python's server refuses any other
+    form with HTTP 400), unique across runs, and mapped back to the row by `row_of_request_id`."""
+    return str(uuid.uuid4())[:24].encode()
+
+
+def row_of_request_id(request_id: str) -> int:
+    """The trace row id in an X-Request-Id that replayer sent."""
+    return int(request_id[-12:], 16)
 
 
 def redact_url(url: str) -> str:
@@ -216,7 +232,7 @@ class _StreamState:
             elif key == b"finish_reason":
                 if value[:1] == b'"':
                     self.finished = True
-            elif key == b"usage":
+            elif key == b"usage" or key == b"details":  # (TGI's native API counts tokens in details)
                 if value[:1] == b"{":
                     self.usage_payload = payload
             elif value[:1] in (b"{", b'"'):
@@ -250,10 +266,23 @@ def _usage(payload: bytes | None) -> dict:
     if payload is None:
         return {}
     try:
-        usage = json.loads(payload).get("usage")
-    except (ValueError, AttributeError):
+        return usage_of(json.loads(payload))
+    except ValueError:
         return {}
-    return usage if isinstance(usage, dict) else {}
+
+
+def usage_of(data: object) -> dict:
+    """The token counts of a response or chunk, in OpenAI's `usage` terms: its `usage`, or the
+    `details.generated_tokens` of TGI's native API."""
+    if not isinstance(data, dict):
+        return {}
+    usage = data.get("usage")
+    if isinstance(usage, dict):
+        return usage
+    details = data.get("details")
+    if isinstance(details, dict) and isinstance(details.get("generated_tokens"), int):
+        return {"completion_tokens": details["generated_tokens"]}
+    return {}
 
 
 def _apply_usage(record: RequestRecord, usage: dict, counted_output: int) -> None:
@@ -358,6 +387,7 @@ class Client:
         self.config = config
         self.t0_ns = t0_ns
         self._pool: ConnectionPool | None = None
+        self._id_prefix = request_id_prefix()
 
     async def __aenter__(self) -> Client:
         config = self.config
@@ -378,7 +408,7 @@ class Client:
         clock = time.perf_counter_ns
         start_ns = clock()
         record.sent_ns = start_ns - t0
-        header = b"X-Request-Id: %d\r\n" % record.id
+        header = b"X-Request-Id: %s%012x\r\n" % (self._id_prefix, record.id)
         while True:
             state = _StreamState(keep_reply) if self.config.stream else None
             try:
@@ -458,14 +488,17 @@ class Client:
         now = time.perf_counter_ns() - self.t0_ns
         try:
             data = json.loads(raw)
-            choice = data["choices"][0]
-            text = choice.get("text") or (choice.get("message") or {}).get("content") or ""
+            if "generated_text" in data:  # TGI's native /generate
+                text = data["generated_text"] or ""
+            else:
+                choice = data["choices"][0]
+                text = choice.get("text") or (choice.get("message") or {}).get("content") or ""
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             record.fail("stream", "malformed response body: " + error_message(raw), now)
             return None
         # Without streaming the first token is only seen with the whole answer (as vLLM's bench does).
         record.first_token_ns = record.end_ns = now
-        _apply_usage(record, data.get("usage") or {}, 1 if text else 0)
+        _apply_usage(record, usage_of(data), 1 if text else 0)
         if not text:
             record.fail("empty", "the response carried no output text", now)
         return text if keep_reply else None
@@ -487,6 +520,23 @@ async def list_models(config: ClientConfig, timeout_s: float = 10.0) -> list[dic
     if not isinstance(entries, list):
         raise ConfigError(f"{shown}: unexpected answer (no 'data' list); pass --model")
     return [entry for entry in entries if isinstance(entry, dict)]
+
+
+async def probe_backend(config: ClientConfig, timeout_s: float = 5.0) -> tuple[str, str] | None:
+    """The serving engine, from the first of its own endpoints that answers like it (`backends.PROBES`):
+    (backend, which endpoint said so), or None."""
+    root = root_url(config.base_url)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session:
+        for path in PROBES:
+            try:
+                async with session.get(root + path, headers=config.headers(), ssl=config.ssl) as response:
+                    data = await response.json(content_type=None) if response.status == 200 else None
+            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+                continue
+            found = backend_from_probe(path, data)
+            if found:
+                return found, f"GET {path}"
+    return None
 
 
 _PROBE_TOKENS = 16

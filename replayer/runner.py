@@ -22,10 +22,10 @@ from pathlib import Path
 from rich.console import Console
 
 from replayer import __version__
-from replayer.backends import BACKENDS, detect_backend
+from replayer.backends import BACKENDS, backend_from_models
 from replayer.bodies import RequestOptions, RequestPlan, save_requests
-from replayer.client import (Client, ClientConfig, Timeouts, list_models, measure_template, redact_headers, redact_url,
-                             root_url)
+from replayer.client import (Client, ClientConfig, Timeouts, list_models, measure_template, probe_backend, redact_headers,
+                             redact_url, root_url)
 from replayer.dispatcher import Lookahead, Progress, StopControl, dispatch
 from replayer.errors import ConfigError, OutputError
 from replayer.eventloop import raise_fd_limit, reserve_fd_table, run as run_loop, settle_heap
@@ -159,20 +159,29 @@ def check_disk_space(out_dir: Path, workload: Workload) -> None:
                           f"{needed / 1e6:,.1f} MB")
 
 
-async def _target(config: RunConfig, base_url: str) -> tuple[str, str]:
-    """The model to ask for and the backend serving it (asked of `/v1/models` only when needed)."""
+async def _target(config: RunConfig, base_url: str) -> tuple[str, str, str]:
+    """The model to ask for, the backend serving it, and how that backend was known (`/v1/models`
+    and the engines' own endpoints are asked only when needed)."""
     backend = None if config.backend == "auto" else config.backend
     if config.model and backend:
-        return config.model, backend
+        return config.model, backend, "--backend"
+    client = client_config(config, base_url)
     try:
-        models = await list_models(client_config(config, base_url))
+        models = await list_models(client)
     except ConfigError:
-        if config.model:
-            return config.model, backend or "openai"
-        raise
-    if not models and not config.model:
+        if not config.model and config.api != "tgi-generate":  # (TGI's native API names no model)
+            raise
+        models = []
+    if not models and not config.model and config.api != "tgi-generate":
         raise ConfigError(f"{redact_url(base_url)}: /v1/models lists no model; pass --model")
-    return config.model or str(models[0].get("id")), backend or detect_backend(models)
+    model = config.model or (str(models[0].get("id")) if models else "tgi")
+    if backend:
+        return model, backend, "--backend"
+    named = backend_from_models(models)
+    if named:
+        return model, named, f"/v1/models owned_by {models[0].get('owned_by')!r}"
+    probed = await probe_backend(client)
+    return (model, *probed) if probed else (model, "openai", "not recognised, so plain OpenAI fields")
 
 
 def dry_run_target(config: RunConfig) -> tuple[str, str]:
@@ -183,8 +192,12 @@ def dry_run_target(config: RunConfig) -> tuple[str, str]:
 
 
 def request_options(config: RunConfig, model: str, backend: str) -> RequestOptions:
-    ignore_eos = config.ignore_eos if config.ignore_eos is not None else BACKENDS[backend].forces_length
-    return RequestOptions(api=config.api, model=model, stream=config.stream, ignore_eos=ignore_eos)
+    """Request fields in the backend's dialect (see `replayer.backends`)."""
+    dialect = BACKENDS[backend]
+    ignore_eos = config.ignore_eos if config.ignore_eos is not None else dialect.forces_length
+    return RequestOptions(api=config.api, model=model, stream=config.stream, ignore_eos=ignore_eos,
+                          force_with=dialect.force_with or "ignore_eos", stream_usage=dialect.stream_usage,
+                          length_field=dialect.chat_length_field if config.api == "chat" else "max_tokens")
 
 
 def run_header(config: RunConfig, workload: Workload, target: Target, plan: RequestPlan, t0_ns: int,
@@ -202,7 +215,8 @@ def run_header(config: RunConfig, workload: Workload, target: Target, plan: Requ
         "config": config.public(),
         "workload": workload.describe(),
         "target": {"base_url": redact_url(target.base_url), "builtin_simulator": config.base_url is None, "api": options.api,
-                   "model": target.model, "backend": target.backend, "stream": options.stream,
+                   "model": target.model, "backend": target.backend, "backend_source": target.backend_source,
+                   "stream": options.stream,
                    "ignore_eos": options.ignore_eos},
         "seed": plan.synthesizer.seed,
         "tokenizer": config.tokenizer,
@@ -245,6 +259,8 @@ class Target:
     options: RequestOptions
     template: TemplateOverhead
     seed: int
+    backend_source: str = "--backend"
+    """How the backend was known: the flag, `/v1/models`, or an engine endpoint that answered."""
 
     def client_config(self, config: RunConfig) -> ClientConfig:
         return client_config(config, self.base_url)
@@ -259,10 +275,10 @@ def client_config(config: RunConfig, base_url: str) -> ClientConfig:
 
 async def resolve_target(config: RunConfig, base_url: str) -> Target:
     """Ask the server what it serves (and, with --count-template, how its template counts)."""
-    model, backend = await _target(config, base_url)
+    model, backend, source = await _target(config, base_url)
     options = request_options(config, model, backend)
     seed = config.seed if config.seed is not None else secrets.randbits(32)
-    target = Target(base_url, model, backend, options, TemplateOverhead(), seed)
+    target = Target(base_url, model, backend, options, TemplateOverhead(), seed, source)
     if config.count_template:
         template = await measure_template(target.client_config(config), model, make_synthesizer(config, seed))
         target = replace(target, template=template)
@@ -363,7 +379,8 @@ async def send_plan(config: RunConfig, target: Target, plan: RequestPlan, buffer
 def describe_plan(console: Console, plan: RequestPlan, target: Target) -> None:
     """Tell the user what is about to be sent: target, API, template, sessions, and any notes."""
     options = plan.options
-    console.print(f"target {redact_url(target.base_url)} model {target.model} (backend {target.backend}), api {options.api}, "
+    console.print(f"target {redact_url(target.base_url)} model {target.model} (backend {target.backend}, from "
+                  f"{target.backend_source}), api {options.api}, "
                   f"{'streaming' if options.stream else 'not streaming'}, ignore_eos {options.ignore_eos}")
     if plan.template != TemplateOverhead():
         console.print(f"template overhead measured: {plan.template.base} + {plan.template.per_message} per message "

@@ -4,6 +4,7 @@ from dataclasses import replace
 import numpy as np
 
 from replayer.bench import StepResult, compare, hold_streams, peak_in_flight, run_ladder, soak, verdict, versus_raw
+from replayer.client import row_of_request_id
 from replayer.records import RequestRecord
 
 MS = 1_000_000
@@ -58,7 +59,8 @@ def test_a_tiny_ladder_matches_every_request_with_the_simulators_truth(tmp_path)
     assert result.raw_ttft_inflation_ms[0] > 0 and result.raw_cpu_per_1k_requests_s > 0  # the yardstick ran too
     assert not np.isnan(result.ratio_to_raw)
     for log in ("truth.jsonl", "truth-raw.jsonl"):  # the raw client sent the very same requests
-        ids = sorted(int(json.loads(line)["id"]) for line in (tmp_path / "rate20-tokens8" / log).read_text().splitlines())
+        ids = sorted(row_of_request_id(json.loads(line)["id"])
+                     for line in (tmp_path / "rate20-tokens8" / log).read_text().splitlines())
         assert ids == list(range(result.planned))
 
 

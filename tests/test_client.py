@@ -5,13 +5,16 @@ import socket
 import ssl
 import subprocess
 import time
+import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 
-from replayer.client import (Client, ClientConfig, Timeouts, _StreamState, error_message, measure_template, parse_header,
-                             redact_headers, redact_url, retry_wait_s, root_url)
+from replayer.client import (Client, ClientConfig, Timeouts, _apply_usage, _StreamState, _usage, error_message,
+                             measure_template, parse_header, redact_headers, redact_url, retry_wait_s, root_url,
+                             row_of_request_id)
 from replayer.errors import ConfigError
 from replayer.prompts import PromptSynthesizer, TemplateOverhead
 from replayer.records import RequestRecord
@@ -118,7 +121,7 @@ async def html_page(request: web.Request) -> web.Response:
 
 async def echo_headers(request: web.Request) -> web.StreamResponse:
     global SEEN_HEADERS
-    SEEN_HEADERS = dict(request.headers)
+    SEEN_HEADERS = request.headers.copy()  # (case-insensitive names)
     return await ROUTES["/ok"](request)
 
 
@@ -296,6 +299,8 @@ def test_custom_headers_are_sent_and_override_defaults():
     record = asyncio.run(fill_from("/headers", api_key="k", extra_headers=(("X-Tenant", "a"), ("authorization", "Basic b"))))
     assert record.ok
     assert SEEN_HEADERS["X-Tenant"] == "a" and SEEN_HEADERS["Authorization"] == "Basic b"
+    request_id = uuid.UUID(SEEN_HEADERS["X-Request-Id"])  # a valid UUID (some servers refuse anything else)
+    assert request_id.version == 4 and row_of_request_id(SEEN_HEADERS["X-Request-Id"]) == record.id
 
 
 @pytest.mark.parametrize(("text", "message"), [("no colon here", "expected 'Name: value'"),
@@ -373,3 +378,36 @@ def test_tls_certificates_are_verified_unless_insecure(tmp_path):
     refused = asyncio.run(go())
     assert refused.status == "tls" and "self-signed certificate" in refused.error
     assert asyncio.run(go(verify_tls=False)).ok
+
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "sse"
+DIALECTS = {  # fixture: (output-bearing chunks, served output tokens, prompt tokens, tokens counted from chunks)
+    "vllm-chat.sse": (3, 4, 12, False),  # ", friend" is one chunk of two tokens: ITL per chunk, TPOT per token
+    "vllm-reasoning.sse": (3, 6, 9, False),  # reasoning_content deltas are output
+    "sglang-chat.sse": (2, 2, 8, False),  # an empty content delta is not output
+    "tgi-messages.sse": (3, 3, None, True),  # no usage in TGI's stream: one token per chunk, counted
+    "tgi-generate-stream.sse": (3, 3, None, False),  # TGI's native API: details.generated_tokens, no [DONE]
+    "openai-chat.sse": (2, 3, 11, False),
+    "llamacpp-server-chat.sse": (2, 2, 10, False),  # a null content delta is not output
+    "llama-cpp-python-chat.sse": (5, 5, None, True),  # recorded from the real server: no usage in its streams
+    "llama-cpp-python-completions.sse": (5, 5, None, True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in FIXTURES.glob("*.sse")))
+def test_each_dialect_fixture_parses_to_its_chunks_and_token_counts(name):
+    raw = (FIXTURES / name).read_bytes()
+    states = []
+    for pieces in ([raw], [raw[i:i + 1] for i in range(len(raw))], [raw[i:i + 7] for i in range(0, len(raw), 7)]):
+        state = _StreamState()
+        for n, piece in enumerate(pieces):
+            state(piece, n)
+        state.close(len(pieces))
+        states.append(state)
+    chunks = {len(state.arrivals) for state in states}
+    assert len(chunks) == 1 and all(s.error is None and (s.done or s.finished) for s in states), name
+    record = RequestRecord(id=1, intended_ns=0, input_tokens=1, output_tokens=1)
+    _apply_usage(record, _usage(states[0].usage_payload), len(states[0].arrivals))
+    expected_chunks, tokens, prompt, counted = DIALECTS[name]
+    assert chunks == {expected_chunks}
+    assert (record.served_output_tokens, record.served_input_tokens, record.output_counted) == (tokens, prompt, counted)

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from replayer.client import Timeouts
+from replayer.client import Timeouts, row_of_request_id
 from replayer.prompts import TemplateOverhead
 from replayer.errors import ConfigError
 from replayer.records import RecordWriter, read_records
@@ -103,7 +103,7 @@ def _capture_bodies(monkeypatch) -> list[tuple[int, dict]]:
     original = Simulator._complete
 
     async def capturing(self, request, api):
-        captured.append((int(request.headers["X-Request-Id"]), await request.json()))
+        captured.append((row_of_request_id(request.headers["X-Request-Id"]), await request.json()))
         return await original(self, request, api)
 
     monkeypatch.setattr(Simulator, "_complete", capturing)
