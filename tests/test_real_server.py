@@ -1,0 +1,120 @@
+"""End to end against a real OpenAI-compatible server: llama-cpp-python's server running a real
+270M-parameter model (Gemma 3, Q4_K_M) on this CPU. Run with `make test-real`, which builds the
+server into a cached virtualenv and points REPLAYER_REAL_PYTHON and REPLAYER_REAL_MODEL at it."""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from replayer.records import read_records
+
+pytestmark = pytest.mark.real_server
+
+N_CTX = 1024
+"""The server's context window: a longer prompt must come back as an HTTP error, not a crash."""
+_PROMPT_EVAL = re.compile(r"prompt eval time =\s*([\d.]+) ms /\s*(\d+) tokens")
+"""llama.cpp's performance line for a request's prompt pass (the server prints one per request)."""
+_EVAL_RUNS = re.compile(r"\s eval time =\s*[\d.]+ ms /\s*(\d+) runs")
+"""…and for its decode steps: one per generated token after the first."""
+
+
+@pytest.fixture(scope="module")
+def real_server(tmp_path_factory):
+    """The server on a free loopback port; yields (base URL, path of its log)."""
+    python, model = os.environ.get("REPLAYER_REAL_PYTHON"), os.environ.get("REPLAYER_REAL_MODEL")
+    assert python and model and Path(model).is_file(), "run these with make test-real"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen([python, "-m", "llama_cpp.server", "--model", model, "--host", "127.0.0.1",
+                                    "--port", str(port), "--n_ctx", str(N_CTX), "--chat_format", "gemma",
+                                    "--n_threads", "1", "--model_alias", "gemma3-270m"],
+                                   stdout=out, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(base_url + "/v1/models", timeout=2):
+                break
+        except OSError:
+            assert process.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.5)
+    yield base_url, log
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def replay(base_url: str, out: Path, *options: str) -> tuple[subprocess.CompletedProcess, list]:
+    """A short slice of the bundled Azure trace: short prompts and outputs, spaced so that the
+    one-request-at-a-time server never queues them (each record then maps to one server log entry)."""
+    result = subprocess.run([sys.executable, "-m", "replayer", "run", "--trace", "sample:azure-2023-conv",
+                             "--input-tokens", "20:300", "--output-tokens", "4:16", "--max-requests", "5",
+                             "--rate", "0.25", "--base-url", base_url, "--out", str(out),
+                             "--quiet", *options], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return result, read_records(out / "records.jsonl").records
+
+
+@pytest.mark.parametrize("api", ["chat", "completions"])
+@pytest.mark.parametrize("stream", ["--stream", "--no-stream"])
+def test_a_real_server_answers_every_request_at_the_trace_length(real_server, tmp_path, api, stream):
+    base_url, log = real_server
+    before = len(_EVAL_RUNS.findall(log.read_text()))
+    _, records = replay(base_url, tmp_path / "run", "--api", api, stream)
+    assert len(records) == 5 and all(r.ok for r in records), [r.error for r in records]
+    header = read_records(tmp_path / "run" / "records.jsonl").header
+    assert header["target"]["backend"] == "llama-cpp-python"  # recognised by --backend auto
+    assert "owned_by" in header["target"]["backend_source"]
+    records.sort(key=lambda r: r.sent_ns)
+    runs = [int(n) for n in _EVAL_RUNS.findall(log.read_text())[before:]]
+    assert len(runs) == len(records)
+    for record, server_runs in zip(records, runs):
+        # min_tokens = max_tokens forced the trace's length, and the server's own log agrees: it ran one
+        # decode step per token after the first (which the prompt pass yields).
+        assert record.served_output_tokens == record.output_tokens == server_runs + 1
+        assert record.sent_ns < record.first_token_ns <= record.end_ns
+        if stream == "--stream":  # no usage in its streams: one token per chunk, counted
+            assert record.output_counted and len(record.itl_ms) + 1 == record.served_output_tokens
+        else:  # the counts are the usage the server reported
+            assert not record.output_counted and record.served_input_tokens > 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["completed"] == 5 and summary["token_mismatch"]["output"]["mismatched"] == 0
+
+
+def test_ttft_exceeds_the_prompt_time_the_server_logs(real_server, tmp_path):
+    base_url, log = real_server
+    before = len(_PROMPT_EVAL.findall(log.read_text()))
+    _, records = replay(base_url, tmp_path / "run", "--api", "completions", "--prefix-cache", "off")
+    records.sort(key=lambda r: r.sent_ns)
+    assert all(a.end_ns < b.sent_ns for a, b in zip(records, records[1:]))  # never two at once
+    logged = _PROMPT_EVAL.findall(log.read_text())[before:]
+    assert len(logged) == len(records)
+    for record, (prompt_ms, _) in zip(records, logged):
+        assert (record.first_token_ns - record.sent_ns) / 1e6 > float(prompt_ms)
+
+
+@pytest.mark.parametrize("stream", ["--no-stream", "--stream"])
+def test_prompts_over_the_context_window_fail_as_the_server_answers_and_the_run_goes_on(real_server, tmp_path, stream):
+    base_url, _ = real_server
+    result = subprocess.run([sys.executable, "-m", "replayer", "run", "--trace", "sample:azure-2023-conv",
+                             "--input-tokens", f"{N_CTX + 200}:{N_CTX * 3}", "--output-tokens", "4:32",
+                             "--max-requests", "3", "--speedup", "200", "--base-url", base_url, stream,
+                             "--out", str(tmp_path / "long"), "--quiet"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    records = read_records(tmp_path / "long" / "records.jsonl").records
+    assert len(records) == 3 and all(r.first_token_ns is None for r in records)
+    if stream == "--no-stream":  # HTTP 400 with the server's own message
+        assert {r.status for r in records} == {"http_400"}
+        assert all("maximum context length is 1024 tokens" in r.error for r in records), [r.error for r in records]
+    else:  # llama-cpp-python answers 200 and then ends the stream without a token (its error goes to its log)
+        assert {r.status for r in records} == {"stream"}
