@@ -411,3 +411,35 @@ def test_each_dialect_fixture_parses_to_its_chunks_and_token_counts(name):
     expected_chunks, tokens, prompt, counted = DIALECTS[name]
     assert chunks == {expected_chunks}
     assert (record.served_output_tokens, record.served_input_tokens, record.output_counted) == (tokens, prompt, counted)
+
+
+def test_tgi_native_answers_are_read_with_their_details_counts():
+    stream_body = (FIXTURES / "tgi-generate-stream.sse").read_bytes()
+
+    async def generate(request: web.Request) -> web.Response:
+        return web.json_response({"generated_text": "The sky is",
+                                  "details": {"finish_reason": "length", "generated_tokens": 3, "seed": None}})
+
+    async def generate_stream(request: web.Request) -> web.StreamResponse:
+        return await stream_handler(stream_body)(request)
+
+    async def go(stream: bool) -> RequestRecord:
+        app = web.Application()
+        app.router.add_post("/generate", generate)
+        app.router.add_post("/generate_stream", generate_stream)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        record = RequestRecord(id=1, intended_ns=0, input_tokens=3, output_tokens=3)
+        try:
+            config = ClientConfig(f"http://127.0.0.1:{runner.addresses[0][1]}", api="tgi-generate", stream=stream)
+            async with Client(config, t0_ns=time.perf_counter_ns()) as client:
+                await client.fill(record, b'{"inputs":"x","parameters":{"max_new_tokens":3,"details":true}}')
+        finally:
+            await runner.cleanup()
+        return record
+
+    for stream in (True, False):
+        record = asyncio.run(go(stream))
+        assert (record.status, record.served_output_tokens, record.output_counted) == ("ok", 3, False), record.error
+        assert len(record.itl_ms) == (2 if stream else 0)

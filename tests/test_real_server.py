@@ -22,8 +22,8 @@ N_CTX = 1024
 """The server's context window: a longer prompt must come back as an HTTP error, not a crash."""
 _PROMPT_EVAL = re.compile(r"prompt eval time =\s*([\d.]+) ms /\s*(\d+) tokens")
 """llama.cpp's performance line for a request's prompt pass (the server prints one per request)."""
-_EVAL_RUNS = re.compile(r"\s eval time =\s*[\d.]+ ms /\s*(\d+) runs")
-"""…and for its decode steps: one per generated token after the first."""
+_EVAL_RUNS = re.compile(r"\s eval time =\s*([\d.]+) ms /\s*(\d+) runs")
+"""…and for its decode steps (their time, and one step per generated token after the first)."""
 
 
 @pytest.fixture(scope="module")
@@ -76,15 +76,18 @@ def test_a_real_server_answers_every_request_at_the_trace_length(real_server, tm
     assert header["target"]["backend"] == "llama-cpp-python"  # recognised by --backend auto
     assert "owned_by" in header["target"]["backend_source"]
     records.sort(key=lambda r: r.sent_ns)
-    runs = [int(n) for n in _EVAL_RUNS.findall(log.read_text())[before:]]
-    assert len(runs) == len(records)
-    for record, server_runs in zip(records, runs):
+    decode = [(float(ms), int(n)) for ms, n in _EVAL_RUNS.findall(log.read_text())[before:]]
+    assert len(decode) == len(records)
+    for record, (decode_ms, server_runs) in zip(records, decode):
         # min_tokens = max_tokens forced the trace's length, and the server's own log agrees: it ran one
         # decode step per token after the first (which the prompt pass yields).
         assert record.served_output_tokens == record.output_tokens == server_runs + 1
         assert record.sent_ns < record.first_token_ns <= record.end_ns
         if stream == "--stream":  # no usage in its streams: one token per chunk, counted
             assert record.output_counted and len(record.itl_ms) + 1 == record.served_output_tokens
+            # TPOT covers the server's decode steps plus its own HTTP work: never less than the steps.
+            tpot_ms = (record.end_ns - record.first_token_ns) / 1e6 / server_runs
+            assert tpot_ms >= 0.9 * decode_ms / server_runs
         else:  # the counts are the usage the server reported
             assert not record.output_counted and record.served_input_tokens > 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
