@@ -32,8 +32,8 @@ from replayer.dispatcher import Lookahead, Progress, StopControl
 from replayer.errors import ConfigError
 from replayer.eventloop import raise_fd_limit, reserve_fd_table, run as run_loop, settle_heap
 from replayer.records import RecordWriter
-from replayer.runner import (EXIT_SIGNALS, MIN_FD_TABLE, RunConfig, Target, describe_plan, files_needed, plan_for,
-                             resolve_target, run_header, sampling, save_plan, send_plan)
+from replayer.runner import (EXIT_SIGNALS, MIN_FD_TABLE, WORKER_FAILED, RunConfig, Target, describe_plan, files_needed,
+                             plan_for, resolve_target, run_header, sampling, save_plan, send_plan)
 from replayer.scrape import ServerMetrics
 from replayer.shards import monotonic_t0, shard_positions
 from replayer.workload import Workload
@@ -151,7 +151,9 @@ def run_on_ray(config: RunConfig, workload: Workload, base_url: str, out_dir: Pa
     start_at_ns = time.time_ns() + int(START_LEAD_S * 1e9)
     t0_ns = time.perf_counter_ns() + int(START_LEAD_S * 1e9)
     pending = [actor.replay.remote(start_at_ns + offset_ns) for actor, (offset_ns, _) in zip(actors, offsets)]
-    outcomes = run_loop(_collect(ray, actors, pending, server, t0_ns))
+    outcomes = [outcome if isinstance(outcome, ShardOutcome) else ShardOutcome(index, node, [], outcome, 0.0)
+                for index, (node, outcome) in enumerate(zip(nodes, run_loop(_collect(ray, actors, pending, server,
+                                                                                       t0_ns))))]
     header = run_header(config, workload, target, plan, t0_ns, start_at_ns, workers=len(actors))
     header["scale_out"] = {"backend": "ray", "shards": [
         {"index": outcome.index, "node": outcome.node, "requests": len(outcome.lines),
@@ -165,7 +167,11 @@ def run_on_ray(config: RunConfig, workload: Workload, base_url: str, out_dir: Pa
                 writer.write_line(line)
     finally:
         writer.close()
-    reasons = [outcome.stop_reason for outcome in outcomes if outcome.stop_reason]
+    failed = [outcome for outcome in outcomes if outcome.stop_reason and outcome.stop_reason.startswith(WORKER_FAILED)]
+    for outcome in failed:
+        console.print(f"[red]error:[/] shard {outcome.index} on {outcome.node}: {outcome.stop_reason} "
+                      "(the other shards' records are kept)")
+    reasons = [outcome.stop_reason for outcome in [*failed, *outcomes] if outcome.stop_reason]
     return (reasons[0] if reasons else None), sum(outcome.cpu_s for outcome in outcomes)
 
 
@@ -193,9 +199,11 @@ def _clock_offset(ray, actor) -> tuple[int, int]:
     return best
 
 
-async def _collect(ray, actors: list, pending: list, server: ServerMetrics | None, t0_ns: int) -> list[ShardOutcome]:
+async def _collect(ray, actors: list, pending: list, server: ServerMetrics | None,
+                   t0_ns: int) -> list[ShardOutcome | str]:
     """Wait for every shard while sampling the server's metrics; SIGINT/SIGTERM are forwarded to each
-    actor (a second one aborts), and their records still come back."""
+    actor (a second one aborts), and their records still come back. A shard whose actor died gives
+    the stop reason saying so instead of its outcome."""
     loop = asyncio.get_running_loop()
 
     def forward(name: str) -> None:
@@ -211,4 +219,10 @@ async def _collect(ray, actors: list, pending: list, server: ServerMetrics | Non
     finally:
         for name in EXIT_SIGNALS:
             loop.remove_signal_handler(getattr(signal, name))
-    return ray.get(pending)
+    outcomes: list[ShardOutcome | str] = []
+    for reference in pending:
+        try:
+            outcomes.append(ray.get(reference))
+        except ray.exceptions.RayError as exc:  # the actor (or its node) died: its records are lost
+            outcomes.append(f"{WORKER_FAILED}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+    return outcomes

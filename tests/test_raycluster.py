@@ -1,10 +1,15 @@
 import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
 
 import pytest
 import ray
 
 from replayer.records import read_records
-from replayer.runner import RunConfig, execute
+from replayer.runner import EXIT_WORKER_FAILED, RunConfig, execute
 from replayer.workload import Shaping
 
 
@@ -35,3 +40,31 @@ def test_two_ray_shards_replay_exactly_the_requests_one_process_does(local_ray, 
     assert sum(s["requests"] for s in shards) == len(merged.records) and all(s["requests"] for s in shards)
     assert all(abs(s["clock_offset_ms"]) <= s["clock_rtt_ms"] for s in shards)  # one machine: one clock
     assert all(0 <= r.sent_ns - r.intended_ns < 100_000_000 for r in merged.records)  # started together
+
+
+def _kill_a_shard_actor_once_replaying(after_s: float) -> None:
+    """SIGKILL the first process running a ShardReplayer actor, `after_s` after it appears."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for entry in Path("/proc").iterdir():
+            try:
+                command = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"ray::ShardReplayer" in command:
+                time.sleep(after_s)
+                os.kill(int(entry.name), signal.SIGKILL)
+                return
+        time.sleep(0.1)
+
+
+def test_a_shard_whose_actor_dies_fails_the_run_but_keeps_the_other_records(local_ray, simulator, tmp_path):
+    threading.Thread(target=_kill_a_shard_actor_once_replaying, args=(4.0,), daemon=True).start()
+    with simulator() as sim:
+        result = execute(RunConfig(trace="sample:azure-2023-conv", shaping=Shaping(duration_s=60, speedup=6), seed=5,
+                                   quiet=True, base_url=sim.base_url, out_dir=tmp_path / "run", workers=2, ray="auto"))
+    assert result.exit_code == EXIT_WORKER_FAILED and result.stop_reason.startswith("worker failed")
+    shards = result.summary["scale_out"]["shards"]
+    assert sorted(bool(s["requests"]) for s in shards) == [False, True]  # the dead shard's records are lost
+    records = read_records(tmp_path / "run" / "records.jsonl").records
+    assert len(records) == sum(s["requests"] for s in shards) and result.summary["accounting"]["balanced"]
