@@ -31,7 +31,7 @@ from replayer.report import (compare_table, describe_fit, junit_xml, markdown_re
                              render_trace_stats, slo_table, slo_verdict, with_vllm_keys)
 from replayer.sessions import HISTORY_MODES
 from replayer.shards import parse_shard, parse_start_at
-from replayer.simulator import DEFAULT_MODEL, EngineModel, Faults, SimulatorConfig
+from replayer.simulator import DEFAULT_MODEL, FAULT_NAMES, EngineModel, Faults, SimulatorConfig, rate_field
 from replayer.tokenizer import DEFAULT_TOKENIZER
 from replayer.trace import DEFAULT_TRACE, FORMATS, SAMPLES
 from replayer.workload import Shaping
@@ -192,29 +192,29 @@ def _add_simulator_options(parser: argparse.ArgumentParser, title: str) -> None:
                             "(a bare RATE means 500)")
     group.add_argument("--retry-after", type=_non_negative_float, metavar="S",
                        help="send Retry-After: S with injected 429 and 503 answers")
-    group.add_argument("--refuse-rate", type=_non_negative_float, default=faults.refuse_rate, metavar="F",
-                       help="fraction of requests whose connection is dropped before any response")
-    group.add_argument("--reset-rate", type=_non_negative_float, default=faults.reset_rate, metavar="F",
-                       help="fraction of streams whose connection is reset half way")
-    group.add_argument("--stall-rate", type=_non_negative_float, default=faults.stall_rate, metavar="F",
-                       help="fraction of responses that stall before their first token, for --stall-s")
+    for fault in FAULT_NAMES:
+        group.add_argument(f"--{fault}-rate", type=_non_negative_float, default=getattr(faults, rate_field(fault)),
+                           metavar="F", help=f"fraction of {_FAULT_HELP[fault]}")
     group.add_argument("--stall-s", type=_non_negative_float, default=faults.stall_s, metavar="S",
                        help="length of an injected stall; inf stalls forever (default %(default)s)")
-    group.add_argument("--drip-rate", type=_non_negative_float, default=faults.drip_rate, metavar="F",
-                       help="fraction of streams that send each token --drip-s after the previous one")
     group.add_argument("--drip-s", type=_non_negative_float, default=faults.drip_s, metavar="S",
                        help="the gap before each token of a dripping stream (default %(default)s)")
-    group.add_argument("--malformed-rate", type=_non_negative_float, default=faults.malformed_rate, metavar="F",
-                       help="fraction of streams with one chunk cut inside its JSON")
-    group.add_argument("--truncate-rate", type=_non_negative_float, default=faults.truncate_rate, metavar="F",
-                       help="fraction of streams cut after half their tokens, with no finish_reason or [DONE]")
-    group.add_argument("--huge-rate", type=_non_negative_float, default=faults.huge_rate, metavar="F",
-                       help="fraction of streams carrying one content chunk of --huge-bytes")
     group.add_argument("--huge-bytes", type=_positive_int, default=faults.huge_bytes, metavar="N",
-                       help="size of that chunk (default %(default)s)")
-    group.add_argument("--wrong-type-rate", type=_non_negative_float, default=faults.wrong_type_rate, metavar="F",
-                       help="fraction of requests answered 200 with an HTML page (each fault is drawn once per "
-                            "request; all fault rates together must not exceed 1)")
+                       help="size of a --huge-rate chunk (default %(default)s); each fault is drawn once per "
+                            "request, and all fault rates together must not exceed 1")
+
+
+_FAULT_HELP = {
+    "refuse": "requests whose connection is dropped before any response",
+    "reset": "streams whose connection is reset half way",
+    "stall": "responses that stall before their first token, for --stall-s",
+    "drip": "streams that send each token --drip-s after the previous one",
+    "malformed": "streams with one chunk cut inside its JSON",
+    "truncate": "streams cut after half their tokens, with no finish_reason or [DONE]",
+    "huge": "streams carrying one content chunk of --huge-bytes",
+    "wrong-type": "requests answered 200 with an HTML page",
+}
+"""What each simulator fault's --<fault>-rate option is a fraction of (one entry per name in FAULT_NAMES)."""
 
 
 def _argument_type(parse, flag: str):
@@ -243,11 +243,9 @@ def _simulator_config(args: argparse.Namespace) -> SimulatorConfig:
         prefill_tokens_per_ms=args.prefill_tokens_per_ms, decode_base_ms=args.decode_base_ms,
         decode_ms_per_seq=args.decode_ms_per_seq, kv_tokens=args.kv_tokens, max_running=args.max_running,
         max_prefill_tokens_per_step=args.max_prefill_tokens, max_model_len=args.max_model_len)
-    faults = Faults(error_rates=tuple(args.error_rate), retry_after_s=args.retry_after, refuse_rate=args.refuse_rate,
-                    reset_rate=args.reset_rate, stall_rate=args.stall_rate, stall_s=args.stall_s,
-                    drip_rate=args.drip_rate, drip_s=args.drip_s, malformed_rate=args.malformed_rate,
-                    truncate_rate=args.truncate_rate, huge_rate=args.huge_rate, huge_bytes=args.huge_bytes,
-                    wrong_type_rate=args.wrong_type_rate)
+    faults = Faults(error_rates=tuple(args.error_rate), retry_after_s=args.retry_after, stall_s=args.stall_s,
+                    drip_s=args.drip_s, huge_bytes=args.huge_bytes,
+                    **{rate_field(fault): getattr(args, rate_field(fault)) for fault in FAULT_NAMES})
     return SimulatorConfig(model=args.sim_model, engine=engine, faults=faults, tokenizer=args.tokenizer,
                            template=args.template_tokens, truth_log=args.truth_log)
 

@@ -30,10 +30,10 @@ from rich.console import Console
 
 from replayer.dispatcher import Lookahead, Progress, StopControl
 from replayer.errors import ConfigError
-from replayer.eventloop import raise_fd_limit, reserve_fd_table, run as run_loop, settle_heap
-from replayer.records import RecordWriter
-from replayer.runner import (EXIT_SIGNALS, MIN_FD_TABLE, WORKER_FAILED, RunConfig, Target, describe_plan, files_needed,
-                             plan_for, resolve_target, run_header, sampling, save_plan, send_plan)
+from replayer.eventloop import run as run_loop, settle_heap
+from replayer.records import RecordWriter, record_lines, write_record_lines
+from replayer.runner import (EXIT_SIGNALS, WORKER_FAILED, RunConfig, Target, describe_plan, plan_for, prepare_shard,
+                             resolve_target, run_header, sampling, save_plan, send_plan, start_instant)
 from replayer.scrape import ServerMetrics
 from replayer.shards import monotonic_t0, shard_positions
 from replayer.workload import Workload
@@ -76,11 +76,7 @@ class ShardReplayer:
         """Build the shard's request plan; returns the node's address."""
         import ray
 
-        raise_fd_limit()
-        reserve_fd_table(max(files_needed(self.workload), MIN_FD_TABLE))
-        self.plan = plan_for(self.config, self.workload, self.target)
-        self.buffer = Lookahead(self.plan)
-        self.buffer.fill()
+        self.plan, self.buffer = prepare_shard(self.config, self.target, self.workload)
         return ray.util.get_node_ip_address()
 
     def clock(self) -> int:
@@ -94,7 +90,7 @@ class ShardReplayer:
             path = Path(folder) / "records.jsonl"
             writer = RecordWriter(path, {"shard": self.index, "t0_wall_ns": start_at_ns})
             stop_reason, cpu_s = _in_own_thread(lambda: run_loop(self._send(start_at_ns, writer)))
-            lines = path.read_text(encoding="utf-8").split("\n")[1:-1]
+            lines = record_lines(path)
         return ShardOutcome(self.index, ray.util.get_node_ip_address(), lines, stop_reason, cpu_s)
 
     async def _send(self, start_at_ns: int, writer: RecordWriter) -> tuple[str | None, float]:
@@ -148,8 +144,7 @@ def run_on_ray(config: RunConfig, workload: Workload, base_url: str, out_dir: Pa
         describe_plan(console, plan, target)
         console.print(f"{len(actors)} Ray shards ready on {', '.join(sorted(set(nodes)))}; replaying "
                       f"{workload.describe()['span_s']:,.1f} s at speedup {workload.speedup:g}")
-    start_at_ns = time.time_ns() + int(START_LEAD_S * 1e9)
-    t0_ns = time.perf_counter_ns() + int(START_LEAD_S * 1e9)
+    t0_ns, start_at_ns = start_instant(config, START_LEAD_S)
     pending = [actor.replay.remote(start_at_ns + offset_ns) for actor, (offset_ns, _) in zip(actors, offsets)]
     outcomes = [outcome if isinstance(outcome, ShardOutcome) else ShardOutcome(index, node, [], outcome, 0.0)
                 for index, (node, outcome) in enumerate(zip(nodes, run_loop(_collect(ray, actors, pending, server,
@@ -160,13 +155,7 @@ def run_on_ray(config: RunConfig, workload: Workload, base_url: str, out_dir: Pa
          "clock_offset_ms": round(offset_ns / 1e6, 3), "clock_rtt_ms": round(rtt_ns / 1e6, 3),
          "stop_reason": outcome.stop_reason}
         for outcome, (offset_ns, rtt_ns) in zip(outcomes, offsets)]}
-    writer = RecordWriter(out_dir / "records.jsonl", header)
-    try:
-        for outcome in outcomes:
-            for line in outcome.lines:
-                writer.write_line(line)
-    finally:
-        writer.close()
+    write_record_lines(out_dir / "records.jsonl", header, (line for outcome in outcomes for line in outcome.lines))
     failed = [outcome for outcome in outcomes if outcome.stop_reason and outcome.stop_reason.startswith(WORKER_FAILED)]
     for outcome in failed:
         console.print(f"[red]error:[/] shard {outcome.index} on {outcome.node}: {outcome.stop_reason} "

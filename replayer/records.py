@@ -8,6 +8,7 @@ run leaves a valid file. The reader tolerates a torn last line (a crash mid-writ
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO
@@ -79,8 +80,6 @@ class RecordWriter:
         except OSError as exc:
             raise OutputError(f"{path}: cannot write records ({exc.strerror or exc})") from None
         self.count = 0
-        self.failed = False
-        """Set by the caller once a write has failed (a full disk): no more lines are attempted."""
 
     def write(self, record: RequestRecord) -> None:
         self.write_line(record_to_json(record))
@@ -92,6 +91,24 @@ class RecordWriter:
 
     def close(self) -> None:
         self._file.close()
+
+
+def write_record_lines(path: Path, header: dict, lines: Iterable[str]) -> int:
+    """Write a records file from a header and serialized record lines (merged shards, a worker's
+    part files); returns how many lines were written."""
+    writer = RecordWriter(path, header)
+    try:
+        for line in lines:
+            writer.write_line(line)
+    finally:
+        writer.close()
+    return writer.count
+
+
+def record_lines(path: Path) -> list[str]:
+    """The complete record lines of a records file, header left out; a torn last line (a writer
+    killed mid-line) is dropped."""
+    return path.read_text(encoding="utf-8").split("\n")[1:-1]
 
 
 @dataclass

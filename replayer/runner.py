@@ -290,6 +290,17 @@ def plan_for(config: RunConfig, workload: Workload, target: Target) -> RequestPl
     return plan_requests(config, workload, make_synthesizer(config, target.seed), target.options, target.template)
 
 
+def prepare_shard(config: RunConfig, target: Target, workload: Workload) -> tuple[RequestPlan, Lookahead]:
+    """In a process that replays one shard (a worker, a Ray actor): room for its sockets, its plan, and
+    the first bodies built ahead."""
+    raise_fd_limit()
+    reserve_fd_table(max(files_needed(workload), MIN_FD_TABLE))
+    plan = plan_for(config, workload, target)
+    buffer = Lookahead(plan)
+    buffer.fill()
+    return plan, buffer
+
+
 async def _replay(config: RunConfig, workload: Workload, base_url: str, out_dir: Path,
                   console: Console, server: ServerMetrics | None = None) -> tuple[str | None, float]:
     """Prepare bodies, then dispatch at the recorded instants; returns the stop reason (if any) and the
@@ -347,12 +358,15 @@ async def send_plan(config: RunConfig, target: Target, plan: RequestPlan, buffer
         loop.add_signal_handler(getattr(signal, name), stop.request_stop, name)
     live_task = loop.create_task(live.run()) if live else None
 
+    writing = True
+
     def on_record(record) -> None:
-        if not writer.failed:
+        nonlocal writing
+        if writing:
             try:
                 writer.write(record)
-            except OSError as exc:
-                writer.failed = True
+            except OSError as exc:  # a full disk: no more lines are attempted
+                writing = False
                 stop.abort(f"{OUTPUT_FAILED}: {writer.path}: {exc.strerror or exc}")
         if live:
             live.observe(record)

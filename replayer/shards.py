@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from replayer.errors import ConfigError, InputError
-from replayer.records import RecordFile, RecordWriter, record_to_json
+from replayer.records import RecordFile, record_to_json, write_record_lines
 from replayer.workload import Workload
 
 LATE_START_LIMIT_S = 1.0
@@ -107,9 +107,4 @@ def merge_record_files(files: list[tuple[Path, RecordFile]]) -> RecordFile:
 
 def write_record_file(path: Path, record_file: RecordFile) -> None:
     """Write a (merged) run's records file."""
-    writer = RecordWriter(path, record_file.header)
-    try:
-        for record in record_file.records:
-            writer.write_line(record_to_json(record))
-    finally:
-        writer.close()
+    write_record_lines(path, record_file.header, map(record_to_json, record_file.records))

@@ -70,8 +70,15 @@ class EngineModel:
         return self.decode_base_ms + self.decode_ms_per_seq * decoding + prefill_tokens / self.prefill_tokens_per_ms
 
 
+FAULT_NAMES = ("refuse", "reset", "stall", "drip", "malformed", "truncate", "huge", "wrong-type")
+"""The faults besides HTTP errors, each with its `<name>_rate` field in `Faults` (drawn in this order)."""
 _STREAM_FAULTS = ("reset", "drip", "malformed", "truncate", "huge")
 """Faults that only a streamed answer can show (a non-streamed request drawing one is served normally)."""
+
+
+def rate_field(fault: str) -> str:
+    """The `Faults` field holding a fault's rate (`wrong-type` → `wrong_type_rate`)."""
+    return f"{fault.replace('-', '_')}_rate"
 
 
 @dataclass(frozen=True)
@@ -121,9 +128,7 @@ class Faults:
             raise ConfigError("simulator huge-bytes must be >= 1")
 
     def _rates(self) -> list[tuple[str | int, float]]:
-        return [*self.error_rates, ("refuse", self.refuse_rate), ("reset", self.reset_rate),
-                ("stall", self.stall_rate), ("drip", self.drip_rate), ("malformed", self.malformed_rate),
-                ("truncate", self.truncate_rate), ("huge", self.huge_rate), ("wrong-type", self.wrong_type_rate)]
+        return [*self.error_rates, *((name, getattr(self, rate_field(name))) for name in FAULT_NAMES)]
 
     @property
     def active(self) -> bool:

@@ -26,11 +26,11 @@ from rich.console import Console
 
 from replayer.dispatcher import Lookahead, Progress
 from replayer.errors import ConfigError
-from replayer.eventloop import raise_fd_limit, reserve_fd_table, run as run_loop, settle_heap
+from replayer.eventloop import run as run_loop, settle_heap
 from replayer.live import LiveDisplay, window_lag_p99_ms
-from replayer.records import RecordWriter
-from replayer.runner import (EXIT_SIGNALS, MIN_FD_TABLE, WORKER_FAILED, RunConfig, Target, describe_plan, files_needed,
-                             plan_for, resolve_target, run_header, sampling, save_plan, send_plan, start_instant)
+from replayer.records import RecordWriter, record_lines, write_record_lines
+from replayer.runner import (EXIT_SIGNALS, WORKER_FAILED, RunConfig, Target, describe_plan, plan_for, prepare_shard,
+                             resolve_target, run_header, sampling, save_plan, send_plan, start_instant)
 from replayer.scrape import ServerMetrics
 from replayer.shards import shard_positions
 from replayer.workload import Workload
@@ -186,18 +186,7 @@ def _worst_lag_ms(counters, n: int) -> float | None:
 def merge_parts(path: Path, header: dict, parts: list[Path]) -> int:
     """Write `records.jsonl` from the workers' files: every complete record line of each (a torn last
     line of an interrupted worker is dropped); the part files are removed once merged."""
-    count = 0
-    writer = RecordWriter(path, header)
-    try:
-        for part in parts:
-            if not part.exists():
-                continue
-            lines = part.read_text(encoding="utf-8").split("\n")[1:]
-            for line in lines[:-1]:  # the piece after the last newline is empty or torn
-                writer.write_line(line)
-                count += 1
-    finally:
-        writer.close()
+    count = write_record_lines(path, header, (line for part in parts if part.exists() for line in record_lines(part)))
     for part in parts:
         part.unlink(missing_ok=True)
     return count
@@ -207,12 +196,7 @@ def _work(job: WorkerJob, pipe: Connection, counters) -> None:
     """A worker process: prepare the shard, wait for t0, send, report."""
     os.setpgid(0, 0)  # a terminal's Ctrl-C reaches the parent only; it forwards each stop once
     try:
-        config = job.config
-        raise_fd_limit()
-        reserve_fd_table(max(files_needed(job.workload), MIN_FD_TABLE))
-        plan = plan_for(config, job.workload, job.target)
-        buffer = Lookahead(plan)
-        buffer.fill()
+        plan, buffer = prepare_shard(job.config, job.target, job.workload)
         pipe.send(("ready",))
         t0_ns = pipe.recv()
         stop_reason, cpu_s = run_loop(_send_shard(job, plan, buffer, t0_ns, counters))
