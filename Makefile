@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-real clean
+.PHONY: demo test lint test-real clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10) and "replayer needs Python >= 3.10")'
@@ -19,9 +19,14 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/replayer run --trace sample:azure-2023-conv --duration 120 --speedup 2
 
-## test: the whole test suite
-test: $(STAMP)
+## test: lint and type checks, then the whole test suite
+test: lint
 	$(BIN)/python -m pytest
+
+## lint: ruff (lint and import order) and mypy (typed defs) over the package, tests and benchmarks
+lint: $(STAMP)
+	$(BIN)/ruff check replayer tests benchmarks
+	$(BIN)/mypy
 
 ## test-real: end-to-end tests against a real llama.cpp server running a real 270M model (CPU).
 ## The first run builds llama.cpp from source (about 12 minutes on 2 cores) into .cache/wheels;

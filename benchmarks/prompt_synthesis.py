@@ -18,13 +18,13 @@ import time
 
 import numpy as np
 
-from replayer.bodies import RequestOptions, RequestPlan
-from replayer.dispatcher import Lookahead
 from replayer.errors import ReplayerError
-from replayer.prompts import PromptSynthesizer
-from replayer.tokenizer import load_tokenizer
-from replayer.trace import Trace
-from replayer.workload import Shaping, Workload
+from replayer.prompts.bodies import RequestOptions, RequestPlan
+from replayer.prompts.synthesis import PromptSynthesizer
+from replayer.prompts.tokenizer import load_tokenizer
+from replayer.send.dispatcher import Lookahead
+from replayer.traces.model import Trace
+from replayer.workload.shaping import Shaping, Workload
 
 TARGET_PROMPTS_PER_S = 20_000
 EXACTNESS_SAMPLE = 1_000

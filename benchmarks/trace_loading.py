@@ -10,7 +10,6 @@ the format and size match, which is what loading speed depends on.
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import tempfile
@@ -42,7 +41,7 @@ def write_burstgpt_like(path: Path, rows: int, seed: int = 0) -> None:
 
 def measure(path: Path) -> None:
     """Load in a fresh process so its peak RSS is the loader's alone."""
-    code = ("import resource,time,sys;from replayer.trace import read_trace;"
+    code = ("import resource,time,sys;from replayer.traces.formats import read_trace;"
             "base=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;t=time.perf_counter();"
             f"tr=read_trace({str(path)!r});dt=time.perf_counter()-t;"
             "peak=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"

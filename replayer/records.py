@@ -1,12 +1,17 @@
-"""`RequestRecord` and the `records.jsonl` file: the contract between the run and every report.
+"""The run directory's files, the contract between the online half (a run) and the offline half
+(every report): `RequestRecord` and `records.jsonl`, and the server's `server_metrics.csv`.
 
-The file starts with one header line (`{"header": {...}}`: tool version, config, trace, t0 wall time)
-and then holds one line per finished request, written and flushed as it finishes, so an interrupted
-run leaves a valid file. The reader tolerates a torn last line (a crash mid-write).
+`records.jsonl` starts with one header line (`{"header": {...}}`: tool version, config, workload,
+target, t0), holds one line per finished request, written and flushed as it finishes, and ends with
+one trailer line (`{"trailer": {...}}`: how the run stopped, the client's CPU, what the server's
+metrics endpoint gave) once the run is over. Everything a summary needs is in these lines, so a
+summary computed from the file alone equals the run's own. An interrupted run leaves a valid file;
+the reader tolerates a torn last line (a crash mid-write) and a missing trailer (a killed process).
 """
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
@@ -16,9 +21,18 @@ from typing import IO
 from replayer.errors import InputError, OutputError
 
 OK = "ok"
-FAILURE_KINDS = ("connect", "dns", "tls", "timeout_connect", "timeout_first_token", "timeout_between_tokens",
-                 "timeout_total", "http_<status>", "stream", "empty", "cancelled")
-"""Failure kinds a record's `status` can take besides `ok` (`http_<status>` e.g. `http_429`)."""
+CONNECT, DNS, TLS = "connect", "dns", "tls"
+TIMEOUT_CONNECT, TIMEOUT_FIRST_TOKEN = "timeout_connect", "timeout_first_token"
+TIMEOUT_BETWEEN_TOKENS, TIMEOUT_TOTAL = "timeout_between_tokens", "timeout_total"
+STREAM, EMPTY, CANCELLED = "stream", "empty", "cancelled"
+"""The failure kinds a record's `status` can take besides `ok` and `http_<status>` (see `http_failure`)."""
+SERVER_METRICS_SERIES = ("running", "waiting", "kv_cache_usage", "preemptions")
+"""The columns of `server_metrics.csv` after `t_s`."""
+
+
+def http_failure(status: int) -> str:
+    """The failure kind of an HTTP error answer, e.g. `http_429`."""
+    return f"http_{status}"
 
 
 @dataclass(slots=True)
@@ -31,7 +45,8 @@ class RequestRecord:
     `turn` is the turn number within a session (0 outside sessions); `session_wait_ns` is how long
     the turn waited past its instant for its session's previous turn to finish (part of its
     schedule lag, `sent_ns - intended_ns`). `retries` counts re-sends after 429 answers (only with
-    `--retry-429`); the times still run from the first send.
+    `--retry-429`); the times still run from the first send. `labels` holds the trace's labels of
+    the row (its model and log type), when the trace has more than one of them.
     """
 
     id: int
@@ -50,6 +65,8 @@ class RequestRecord:
     turn: int = 0
     session_wait_ns: int = 0
     retries: int = 0
+    labels: dict[str, str] | None = None
+    """The trace's labels of this request (BurstGPT's model and log type) for the summary's breakdowns."""
 
     @property
     def ok(self) -> bool:
@@ -63,10 +80,16 @@ class RequestRecord:
 
 
 _FIELDS = tuple(f.name for f in fields(RequestRecord))
+_TRAILER_PREFIX = '{"trailer":'
 
 
 def record_to_json(record: RequestRecord) -> str:
+    """One record as its `records.jsonl` line (without the newline)."""
     return json.dumps({name: getattr(record, name) for name in _FIELDS}, separators=(",", ":"))
+
+
+def _meta_line(key: str, value: dict) -> str:
+    return json.dumps({key: value}, separators=(",", ":")) + "\n"
 
 
 class RecordWriter:
@@ -76,16 +99,17 @@ class RecordWriter:
         self.path = path
         try:
             self._file: IO[str] = open(path, "w", encoding="utf-8", buffering=1)
-            self._file.write(json.dumps({"header": header}, separators=(",", ":")) + "\n")
+            self._file.write(_meta_line("header", header))
         except OSError as exc:
             raise OutputError(f"{path}: cannot write records ({exc.strerror or exc})") from None
         self.count = 0
 
     def write(self, record: RequestRecord) -> None:
+        """Append one finished request."""
         self.write_line(record_to_json(record))
 
     def write_line(self, line: str) -> None:
-        """One record already serialized (as read back from a worker's file)."""
+        """Append one record already serialized (as read back from a worker's file)."""
         self._file.write(line + "\n")
         self.count += 1
 
@@ -105,19 +129,29 @@ def write_record_lines(path: Path, header: dict, lines: Iterable[str]) -> int:
     return writer.count
 
 
+def append_trailer(path: Path, trailer: dict) -> None:
+    """End a finished run's records file with its trailer: how the run stopped and what only the
+    run itself saw (its CPU time, the server's metrics endpoint). Raises OSError when it cannot."""
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(_meta_line("trailer", trailer))
+
+
 def record_lines(path: Path) -> list[str]:
-    """The complete record lines of a records file, header left out; a torn last line (a writer
-    killed mid-line) is dropped."""
-    return path.read_text(encoding="utf-8").split("\n")[1:-1]
+    """The complete record lines of a records file, header and trailer left out; a torn last line
+    (a writer killed mid-line) is dropped."""
+    lines = path.read_text(encoding="utf-8").split("\n")[1:-1]
+    return [line for line in lines if not line.startswith(_TRAILER_PREFIX)]
 
 
 @dataclass
 class RecordFile:
-    """A read `records.jsonl`: its header, its records, and whether its last line was torn."""
+    """A read `records.jsonl`: its header, its records, its trailer (None when the run never ended
+    normally) and whether its last line was torn."""
 
     header: dict
     records: list[RequestRecord]
     torn_last_line: bool = False
+    trailer: dict | None = None
 
 
 def read_records(path: Path) -> RecordFile:
@@ -125,8 +159,8 @@ def read_records(path: Path) -> RecordFile:
     source = str(path)
     try:
         lines = path.read_text(encoding="utf-8").split("\n")
-    except OSError as exc:
-        raise InputError(source, f"cannot read records: {exc.strerror}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(source, f"cannot read records: {getattr(exc, 'strerror', None) or exc}") from None
     if lines and lines[-1] == "":
         lines.pop()
         torn_possible = False
@@ -138,15 +172,53 @@ def read_records(path: Path) -> RecordFile:
         header = json.loads(lines[0])["header"]
     except (ValueError, KeyError, TypeError):
         raise InputError(source, "first line is not a replayer records header", line=1) from None
+    trailer = _trailer(lines, source)
+    if trailer is not None:
+        lines.pop()
     records: list[RequestRecord] = []
     torn = False
     for number, line in enumerate(lines[1:], start=2):
         try:
-            data = json.loads(line)
-            records.append(RequestRecord(**data))
+            records.append(RequestRecord(**json.loads(line)))
         except (ValueError, TypeError) as exc:
             if torn_possible and number == len(lines):
                 torn = True
                 break
             raise InputError(source, f"malformed record: {exc}", line=number) from None
-    return RecordFile(header, records, torn)
+    return RecordFile(header, records, torn, trailer)
+
+
+def _trailer(lines: list[str], source: str) -> dict | None:
+    """The trailer on the last line, if the file has one."""
+    if len(lines) < 2 or not lines[-1].startswith(_TRAILER_PREFIX):
+        return None
+    try:
+        trailer = json.loads(lines[-1])["trailer"]
+    except (ValueError, KeyError):
+        raise InputError(source, "malformed trailer", line=len(lines)) from None
+    if not isinstance(trailer, dict):
+        raise InputError(source, "malformed trailer", line=len(lines))
+    return trailer
+
+
+ServerSample = tuple[float, dict[str, float]]
+"""One sample of the server's metrics: seconds from t0, and the value of each series it exposed."""
+
+
+def write_server_metrics(samples: Iterable[ServerSample], path: Path) -> None:
+    """`server_metrics.csv`: one row per sample, an empty cell where the server gave no value."""
+    with open(path, "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(("t_s", *SERVER_METRICS_SERIES))
+        for t_s, values in samples:
+            writer.writerow((round(t_s, 3), *("" if values.get(name) is None else values[name]
+                                              for name in SERVER_METRICS_SERIES)))
+
+
+def read_server_metrics(path: Path) -> list[ServerSample]:
+    """Samples back from a run's `server_metrics.csv` (none if the file is absent)."""
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as source:
+        return [(float(row["t_s"]), {name: float(row[name]) for name in SERVER_METRICS_SERIES if row.get(name)})
+                for row in csv.DictReader(source)]

@@ -5,15 +5,22 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import json
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from replayer.prompts import PromptSynthesizer
-from replayer.simulator import EngineModel, Faults, SimulatorConfig, SimulatorThread
-from replayer.tokenizer import Tokenizer, load_tokenizer
+from replayer.prompts.synthesis import PromptSynthesizer
+from replayer.prompts.tokenizer import Tokenizer, load_tokenizer
+from replayer.sim.engine import EngineModel
+from replayer.sim.faults import Faults
+from replayer.sim.hosting import SimulatorThread
+from replayer.sim.server import SimulatorConfig
+
 
 @pytest.fixture(scope="session")
 def tokenizer() -> Tokenizer:
@@ -108,3 +115,18 @@ def tokenizer_json(tmp_path_factory) -> Callable[[str], Path]:
         return path
 
     return make
+
+
+@pytest.fixture
+def report_without_summary() -> Callable[[Path], dict]:
+    """Factory: delete RUN's summary.json, then return what `replayer report RUN --format json`
+    computes from the records file alone (with vLLM's flat keys, as summary.json holds them)."""
+
+    def report(run: Path) -> dict:
+        (run / "summary.json").unlink()
+        result = subprocess.run([sys.executable, "-m", "replayer", "report", str(run), "--format", "json"],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    return report

@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from replayer.cli import _with_scenario, build_parser
+from replayer.cli import build_parser
+from replayer.cli.run import with_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"
@@ -76,7 +77,7 @@ def test_compose_files_reference_what_exists(path):
         args = build_parser().parse_args(command)  # a valid replayer command line
         if args.handler.__name__ == "_cmd_run":
             args.argv = command
-            args = _with_scenario(args) if args.scenario else args  # and valid with its scenario
+            args = with_scenario(args) if args.scenario else args  # and valid with its scenario
             assert urlsplit(args.base_url).hostname in services
             assert str(args.out).startswith("/results/") and "results:/results" in service["volumes"]
         else:
@@ -95,10 +96,10 @@ def test_the_kubernetes_indexed_job_runs_one_shard_per_pod():
     assert script.startswith("exec replayer ")
     for index in range(spec["completions"]):
         values = {**env, "JOB_COMPLETION_INDEX": str(index), "START_AT": "1767225600"}
-        words = [re.sub(r"\$(\w+)", lambda match: values[match.group(1)], word.strip('"'))
+        words = [re.sub(r"\$(\w+)", lambda match, values=values: values[match.group(1)], word.strip('"'))
                  for word in script.split()[2:]]
         args = build_parser().parse_args(words)
         args.argv = words
-        args = _with_scenario(args)
+        args = with_scenario(args)
         assert args.shard == (index, spec["completions"]) and str(args.out) == f"/results/shard-{index}"
         assert args.start_at == 1_767_225_600 * 10**9

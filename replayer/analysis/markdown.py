@@ -1,0 +1,49 @@
+"""The summary as Markdown (for CI comments and pull requests) and the SLO verdict as JUnit XML."""
+
+from __future__ import annotations
+
+from xml.etree import ElementTree
+
+from replayer.analysis.summary import PERCENTILES, Summary, summary_entry
+from replayer.analysis.wording import LATENCY_ROWS, client_behind_warning, fmt, slo_value, slo_verdict
+
+
+def markdown_report(summary: Summary, title: str) -> str:
+    """The report as Markdown (for CI comments and pull requests): totals, latencies, SLOs, groups."""
+    lines = [f"### {title}", "",
+             f"**{summary['completed']:,}** of {summary['requests_sent']:,} requests completed, "
+             f"{summary['failed']:,} failed" + (f" ({', '.join(f'{k} {v}' for k, v in summary['failures'].items())})"
+                                                 if summary["failures"] else "") +
+             f"; {fmt(summary['request_throughput'], 2)} req/s, {fmt(summary['output_throughput'])} output tok/s "
+             f"over {fmt(summary['duration_s'], 1)} s.", ""]
+    columns = ("mean", *(name for name, _ in PERCENTILES), "max")
+    lines += ["| metric (ms) | " + " | ".join(c.replace("p999", "p99.9") for c in columns) + " |",
+              "|---|" + "---:|" * len(columns)]
+    for label, key in LATENCY_ROWS:
+        dist = summary_entry(summary, key) or {}
+        if dist.get("count"):
+            lines.append(f"| {label} | " + " | ".join(fmt(dist.get(c), 2, grouping="") for c in columns) + " |")
+    slo = summary.get("slo")
+    if slo:
+        lines += ["", f"**{slo_verdict(slo)}**", "", "| SLO | measured | |", "|---|---:|---|"]
+        lines += [f"| `{c['slo']}` | {slo_value(c)} | {'pass' if c['passed'] else '**FAIL**'} |" for c in slo["checks"]]
+        if slo["per_request"]:
+            lines.append(f"\nPer-request SLOs {', '.join(f'`{t}`' for t in slo['per_request'])}: "
+                         f"attainment {fmt((slo['attainment'] or 0) * 100)}%, goodput {fmt(slo['goodput'], 2)} req/s.")
+    if summary.get("client_limited"):
+        lines += ["", f"> {client_behind_warning(summary)}"]
+    return "\n".join(lines) + "\n"
+
+
+def junit_xml(slo: dict, run: str) -> str:
+    """The SLO verdict as JUnit XML: one test case per aggregate SLO, for CI systems' test reports."""
+    suite = ElementTree.Element("testsuite", name=f"replayer SLOs of {run}", tests=str(len(slo["checks"])),
+                                failures=str(sum(not check["passed"] for check in slo["checks"])))
+    for check in slo["checks"]:
+        case = ElementTree.SubElement(suite, "testcase", classname="replayer.analysis.slo", name=check["slo"])
+        if not check["passed"]:
+            failure = ElementTree.SubElement(case, "failure", message=f"measured {slo_value(check)}")
+            failure.text = f"{check['slo']}: measured {slo_value(check)}"
+    return ElementTree.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
+
+

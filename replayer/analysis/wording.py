@@ -1,0 +1,54 @@
+"""The words and numbers every renderer (terminal, Markdown, HTML) shows the same way: number
+formatting, the latency rows and their glossary, SLO values and verdicts, the client-behind warning."""
+
+from __future__ import annotations
+
+from replayer.analysis.summary import Summary
+
+LATENCY_ROWS = (
+    ("TTFT", "ttft_ms"),
+    ("TPOT", "tpot_ms"),
+    ("ITL", "itl_ms"),
+    ("E2E", "e2e_ms"),
+    ("TTFT (user)", "user_ttft_ms"),
+    ("sched. lag", "schedule_lag_ms"),
+    ("session wait", "session_wait_ms"),
+)
+GLOSSARY = ("TTFT (user) counts from the intended send time; sched. lag = actual - intended send, including "
+             "a session turn's wait for its previous turn (session wait, shown when the trace has sessions). "
+             "TPOT excludes the first token (vLLM's definition; AIPerf and GuideLLM call it ITL).")
+
+
+def fmt(value: float | None, digits: int = 1, grouping: str = ",") -> str:
+    return "–" if value is None else f"{value:{grouping}.{digits}f}"
+
+
+
+def slo_value(check: dict) -> str:
+    """A check's measured value in its unit (ms, %, /s), or "no data"."""
+    value = check["value"]
+    if value is None:
+        return "no data"
+    if check["unit"] == "fraction":
+        return f"{value * 100:.2f}%"
+    return f"{value:,.2f} {'ms' if check['unit'] == 'ms' else '/s'}"
+
+
+def slo_verdict(slo: dict) -> str:
+    failed = [check["slo"] for check in slo["checks"] if not check["passed"]]
+    if failed:
+        return f"SLOs violated: {', '.join(failed)}"
+    return f"SLOs met ({len(slo['checks'])} checked)" if slo["checks"] else "no aggregate SLO to check"
+
+
+def client_behind_warning(summary: Summary) -> str:
+    """Why the run is marked client-limited: the windows where the client fell behind its schedule."""
+    windows = summary.get("client_behind_windows") or []
+    worst = max(windows, key=lambda w: w["lag_p99_ms"], default=None)
+    where = (f"in {len(windows)} window(s) of the schedule, worst {worst['start_s']:g}-{worst['end_s']:g} s "
+             f"with lag p99 {worst['lag_p99_ms']:.1f} ms" if worst else
+             f"overall lag p99 {summary.get('client_lag_p99_ms') or 0:.1f} ms")
+    return (
+        f"WARNING: the client fell behind its schedule {where} (limit {summary['client_limited_threshold_ms']:g} ms, "
+        "session waits excluded): there the client, not the server, limited this run."
+    )

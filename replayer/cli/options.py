@@ -1,0 +1,204 @@
+"""Option types and option groups that several commands share: numbers, token ranges, the
+tokenizer, trace formats, and the simulator's engine model and faults."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+from replayer.errors import ConfigError
+from replayer.prompts.synthesis import TemplateOverhead
+from replayer.prompts.tokenizer import DEFAULT_TOKENIZER
+from replayer.sim.engine import EngineModel
+from replayer.sim.faults import FAULT_NAMES, Faults, rate_field
+from replayer.sim.server import DEFAULT_MODEL, SimulatorConfig
+from replayer.traces.formats import FORMATS
+
+N = TypeVar("N", int, float)
+T = TypeVar("T")
+ArgumentGroup = argparse._ArgumentGroup
+
+EXIT_FAILED_VERDICT = 1
+"""An SLO was violated (run, check) or a regression found (compare)."""
+EXIT_INPUT = 2
+"""Bad input or options: one line on stderr, no traceback, no load sent."""
+EXIT_OUTPUT_FAILED = 74
+"""The output could not be written (sysexits' EX_IOERR): a run stops at once, keeping what was written."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse reporting a bad option in one line (exit code 2) instead of the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_INPUT, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _number(kind: Callable[[str], N], minimum: float, *, strict: bool) -> Callable[[str], N]:
+    """An argparse type: a finite number of `kind`, greater than (strict) or at least `minimum`."""
+
+    def parse(text: str) -> N:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {'an integer' if kind is int else 'a number'}: {text!r}") from None
+        if not math.isfinite(value) or value < minimum or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {minimum:g}, got {text}")
+        return value
+
+    return parse
+
+
+positive_float = _number(float, 0, strict=True)
+non_negative_float = _number(float, 0, strict=False)
+positive_int = _number(int, 0, strict=True)
+non_negative_int = _number(int, 0, strict=False)
+
+
+def number_list(parse_one: Callable[[str], Any], count: int | None = None) -> Callable[[str], tuple]:
+    """An argparse type: comma-separated values, each checked by `parse_one` (exactly `count` if given)."""
+
+    def parse(text: str) -> tuple:
+        parts = text.split(",")
+        if count is not None and len(parts) != count:
+            raise argparse.ArgumentTypeError(f"expected {count} comma-separated numbers, got {text!r}")
+        return tuple(parse_one(part) for part in parts)
+
+    return parse
+
+
+def fraction(text: str) -> float:
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1], got {text}")
+    return value
+
+
+def token_range(text: str) -> tuple[int, int]:
+    low, sep, high = text.partition(":")
+    try:
+        bounds = (int(low) if low else 0, int(high) if high else 2**62)
+    except ValueError:
+        bounds = None
+    if not sep or bounds is None or not 0 <= bounds[0] <= bounds[1]:
+        raise argparse.ArgumentTypeError(f"expected MIN:MAX token counts (either may be empty), got {text!r}")
+    return bounds
+
+
+def plot_path(text: str) -> Path:
+    path = Path(text)
+    if path.suffix.lower() not in (".png", ".svg"):
+        raise argparse.ArgumentTypeError(f"the file name must end in .png or .svg, got {text!r}")
+    return path
+
+
+def add_tokenizer_option(group: ArgumentGroup) -> None:
+    """--tokenizer: what prompt tokens are counted with (run and simulate)."""
+    group.add_argument("--tokenizer", default=DEFAULT_TOKENIZER, metavar="NAME|PATH",
+                       help="what prompt tokens are counted with: cl100k_base (default, offline) or the served "
+                            "model's tokenizer.json, so lengths match the server's count (pip install 'replayer[hf]')")
+
+
+def add_simulator_options(parser: argparse.ArgumentParser, title: str) -> None:
+    engine, faults = EngineModel(), Faults()
+    group = parser.add_argument_group(title)
+    group.add_argument("--sim-model", default=DEFAULT_MODEL, help="model id the simulator serves (default %(default)s)")
+    group.add_argument("--prefill-tokens-per-ms", type=positive_float, default=engine.prefill_tokens_per_ms,
+                       help="prefill speed (default %(default)s tokens/ms)")
+    group.add_argument("--decode-base-ms", type=positive_float, default=engine.decode_base_ms,
+                       help="time of one decode step with an empty batch (default %(default)s ms)")
+    group.add_argument("--decode-ms-per-seq", type=non_negative_float, default=engine.decode_ms_per_seq,
+                       help="extra step time per running sequence (default %(default)s ms)")
+    group.add_argument("--kv-tokens", type=positive_int, default=engine.kv_tokens,
+                       help="KV-cache budget in tokens; new requests wait when it is full (default %(default)s)")
+    group.add_argument("--max-running", type=positive_int, default=engine.max_running,
+                       help="most sequences in one batch (default %(default)s)")
+    group.add_argument("--max-prefill-tokens", type=positive_int, default=engine.max_prefill_tokens_per_step,
+                       help="prompt tokens prefilled per step (chunked prefill, default %(default)s)")
+    group.add_argument("--max-model-len", type=positive_int, default=engine.max_model_len,
+                       help="context window; longer requests get HTTP 400 (default %(default)s)")
+    group.add_argument("--truth-log", type=Path, metavar="FILE.jsonl",
+                       help="write each streamed response's server-side timings (received, every chunk written), "
+                            "the ground truth that replayer bench compares the client's records with")
+    group.add_argument("--template-tokens", type=_template_tokens, default=TemplateOverhead(), metavar="BASE,PER_MSG",
+                       help="chat-template tokens added to each prompt's count: BASE per request plus PER_MSG per "
+                            "message, as a real chat template does (default 0,0)")
+    group.add_argument("--error-rate", type=_error_rate, action="append", default=[], metavar="[STATUS=]RATE",
+                       help="fraction of requests answered with an HTTP error, repeatable per status: 429=0.05 "
+                            "(a bare RATE means 500)")
+    group.add_argument("--retry-after", type=non_negative_float, metavar="S",
+                       help="send Retry-After: S with injected 429 and 503 answers")
+    for fault in FAULT_NAMES:
+        group.add_argument(f"--{fault}-rate", type=non_negative_float, default=getattr(faults, rate_field(fault)),
+                           metavar="F", help=f"fraction of {_FAULT_HELP[fault]}")
+    group.add_argument("--stall-s", type=non_negative_float, default=faults.stall_s, metavar="S",
+                       help="length of an injected stall; inf stalls forever (default %(default)s)")
+    group.add_argument("--drip-s", type=non_negative_float, default=faults.drip_s, metavar="S",
+                       help="the gap before each token of a dripping stream (default %(default)s)")
+    group.add_argument("--huge-bytes", type=positive_int, default=faults.huge_bytes, metavar="N",
+                       help="size of a --huge-rate chunk (default %(default)s); each fault is drawn once per "
+                            "request, and all fault rates together must not exceed 1")
+
+
+_FAULT_HELP = {
+    "refuse": "requests whose connection is dropped before any response",
+    "reset": "streams whose connection is reset half way",
+    "stall": "responses that stall before their first token, for --stall-s",
+    "drip": "streams that send each token --drip-s after the previous one",
+    "malformed": "streams with one chunk cut inside its JSON",
+    "truncate": "streams cut after half their tokens, with no finish_reason or [DONE]",
+    "huge": "streams carrying one content chunk of --huge-bytes",
+    "wrong-type": "requests answered 200 with an HTML page",
+}
+"""What each simulator fault's --<fault>-rate option is a fraction of (one entry per name in FAULT_NAMES)."""
+
+
+def argument_type(parse: Callable[[str], T], flag: str) -> Callable[[str], T]:
+    """An argparse type from a parser that raises ConfigError naming `flag` (argparse names it itself)."""
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix(f"{flag}: ")) from None
+    return convert
+
+
+def _error_rate(text: str) -> tuple[int, float]:
+    status, equals, rate = text.rpartition("=")
+    try:
+        pair = (int(status) if equals else 500, float(rate))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected [STATUS=]RATE such as 429=0.05, got {text!r}") from None
+    if not 0.0 <= pair[1] <= 1.0:
+        raise argparse.ArgumentTypeError(f"the rate must be in [0, 1], got {text!r}")
+    return pair
+
+
+def simulator_config(args: argparse.Namespace) -> SimulatorConfig:
+    engine = EngineModel(
+        prefill_tokens_per_ms=args.prefill_tokens_per_ms, decode_base_ms=args.decode_base_ms,
+        decode_ms_per_seq=args.decode_ms_per_seq, kv_tokens=args.kv_tokens, max_running=args.max_running,
+        max_prefill_tokens_per_step=args.max_prefill_tokens, max_model_len=args.max_model_len)
+    faults = Faults(error_rates=tuple(args.error_rate), retry_after_s=args.retry_after, stall_s=args.stall_s,
+                    drip_s=args.drip_s, huge_bytes=args.huge_bytes,
+                    **{rate_field(fault): getattr(args, rate_field(fault)) for fault in FAULT_NAMES})
+    return SimulatorConfig(model=args.sim_model, engine=engine, faults=faults, tokenizer=args.tokenizer,
+                           template=args.template_tokens, truth_log=args.truth_log)
+
+
+def _template_tokens(text: str) -> TemplateOverhead:
+    return TemplateOverhead(*number_list(non_negative_int, count=2)(text))
+
+
+def add_format_options(group: ArgumentGroup) -> None:
+    """--format, --columns and --time-unit: how to read a trace (shared by run and inspect)."""
+    group.add_argument("--format", default="auto", choices=FORMATS,
+                       help="trace format (default: sniffed from the header or first record)")
+    group.add_argument("--columns", metavar="MAP",
+                       help="for --format csv/jsonl: time=COL,input=COL,output=COL[,session=COL,model=COL]")
+    group.add_argument("--time-unit", default="s", choices=["s", "ms", "us", "ns", "datetime"],
+                       help="unit of the mapped time column (default %(default)s; datetime = ISO wall clock)")
+
+

@@ -1,0 +1,128 @@
+"""Multi-turn sessions (BurstGPT v3 `Session ID`): each turn is sent as the whole conversation so far.
+
+The workload rows of one session are its turns, in send order. Turn k carries the earlier turns'
+user messages and assistant replies, then a new user message sized so that the message contents add
+up to exactly the trace's request tokens for turn k: the recorded count is the whole context the
+model saw. When the history alone leaves no room (the source's chat front-end trimmed its context),
+the oldest exchanges are dropped, as such front-ends do.
+
+The replies in a history are the server's actual replies (`actual`: the server sees real multi-turn
+prefix reuse, so a turn's body is built once the previous turn has finished) or synthetic text of
+the recorded output length (`synthetic`: every body is known before the run). A failed turn's reply
+is synthetic in both modes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from replayer.prompts.synthesis import PromptSynthesizer, TemplateOverhead
+from replayer.workload.shaping import Workload
+
+HISTORY_MODES = ("actual", "synthetic", "off")
+"""`--session-history`: whose replies fill the history, or `off` to send every row on its own."""
+
+
+@dataclass(frozen=True)
+class SessionLinks:
+    """How the workload's rows (by send position) chain into sessions."""
+
+    previous: np.ndarray
+    """Position of the same session's previous turn; -1 for first turns and rows outside sessions."""
+    turn: np.ndarray
+    """1-based turn number within the replayed session; 0 for rows outside any session."""
+    has_next: np.ndarray
+    """Whether a later turn of the same session follows (its history must be kept)."""
+
+
+def link_sessions(workload: Workload) -> SessionLinks | None:
+    """The session chains of the workload, or None when no row belongs to a session."""
+    sessions = workload.trace.sessions
+    if sessions is None:
+        return None
+    codes = sessions.codes
+    empty = sessions.code_of("")
+    members = np.flatnonzero(codes != empty) if empty is not None else np.arange(codes.size)
+    if members.size == 0:
+        return None
+    order = members[np.argsort(codes[members], kind="stable")]  # grouped by session, send order inside
+    same = codes[order[1:]] == codes[order[:-1]]
+    previous = np.full(codes.size, -1, dtype=np.int64)
+    previous[order[1:][same]] = order[:-1][same]
+    starts = np.flatnonzero(np.r_[True, ~same])
+    turn = np.zeros(codes.size, dtype=np.int64)
+    turn[order] = np.arange(order.size) - np.repeat(starts, np.diff(np.r_[starts, order.size])) + 1
+    has_next = np.zeros(codes.size, dtype=bool)
+    has_next[previous[previous >= 0]] = True
+    return SessionLinks(previous, turn, has_next)
+
+
+@dataclass(frozen=True, slots=True)
+class _Message:
+    role: str
+    content: str
+    tokens: int
+
+
+class Conversations:
+    """The histories of the sessions in progress; builds each turn's messages.
+
+    A conversation is kept only while a later turn of its session is still to be built, so memory
+    follows the number of open sessions, not the length of the trace."""
+
+    def __init__(self, links: SessionLinks, synthesizer: PromptSynthesizer, history: str,
+                 template: TemplateOverhead = TemplateOverhead()):
+        if history not in ("actual", "synthetic"):
+            raise ValueError(f"unknown session history {history!r}")
+        self.links = links
+        self.synthesizer = synthesizer
+        self.history = history
+        self.template = template
+        self._open: dict[int, list[_Message]] = {}
+
+    def messages(self, position: int, request_id: int, request_tokens: int, output_tokens: int) -> list[dict]:
+        """The messages of the turn at `position`: its session's history (whose previous turn must have
+        finished, in `actual` mode), then a new user message completing `request_tokens`."""
+        previous = int(self.links.previous[position])
+        history = self._open.pop(previous, []) if previous >= 0 else []
+        history, used = self._fit(history, request_tokens)
+        room = request_tokens - used
+        user_tokens = self.template.content_tokens(room, len(history) + 1)
+        conversation = [*history, _Message("user", self.synthesizer.prompt(request_id, user_tokens), user_tokens)]
+        messages = [{"role": m.role, "content": m.content} for m in conversation]
+        if self.links.has_next[position]:
+            if self.history == "synthetic":
+                conversation.append(self._synthetic_reply(request_id, output_tokens))
+            self._open[position] = conversation
+        return messages
+
+    def _fit(self, history: list[_Message], request_tokens: int) -> tuple[list[_Message], int]:
+        """Drop the oldest exchanges until the new user message has at least one token of room; returns
+        the kept history and its content tokens."""
+        used = sum(m.tokens for m in history)
+        start = 0
+        while start < len(history) and used + self.template.of(len(history) - start + 1) >= request_tokens:
+            dropped = history[start:start + 2]  # one user message and its reply
+            used -= sum(m.tokens for m in dropped)
+            start += len(dropped)
+        return history[start:], used
+
+    def wants_reply(self, position: int) -> bool:
+        """Whether the server's reply to this turn goes into its session's history."""
+        return self.history == "actual" and bool(self.links.has_next[position])
+
+    def add_reply(self, position: int, request_id: int, output_tokens: int, reply: str | None) -> None:
+        """Close the turn at `position` with the server's reply (None when it failed: a synthetic reply
+        of the recorded length stands in)."""
+        conversation = self._open.get(position)
+        if conversation is None or self.history != "actual":
+            return
+        if reply:
+            conversation.append(_Message("assistant", reply, self.synthesizer.tokenizer.count(reply)))
+        else:
+            conversation.append(self._synthetic_reply(request_id, output_tokens))
+
+    def _synthetic_reply(self, request_id: int, output_tokens: int) -> _Message:
+        return _Message("assistant", self.synthesizer.reply(request_id, output_tokens), output_tokens)

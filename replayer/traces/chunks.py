@@ -1,0 +1,207 @@
+"""Reading trace files in blocks: CSV split at C speed where the rows are plain, JSON lines in
+chunks of rows, each with its line numbers, and the checks every reader applies to a column."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from replayer.errors import InputError
+from replayer.traces.model import Categorical
+
+BLOCK_BYTES = 8 << 20
+"""Bytes of CSV parsed per block: bounds the memory of the Python-object stage of parsing."""
+
+
+@dataclass
+class Chunk:
+    """Raw columns (bytes or str values) of a block of rows, with each row's line number in the file."""
+
+    columns: dict[str, list]
+    lines: np.ndarray
+
+
+
+def open_binary(path: Path) -> io.BufferedIOBase:
+    """Open a trace for reading bytes, transparently un-gzipping."""
+    with open(path, "rb") as probe:
+        magic = probe.read(2)
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
+
+
+def _blocks(handle: io.BufferedIOBase) -> Iterator[bytes]:
+    """The rest of the file in blocks of whole lines (each block ends at a line break)."""
+    carry = b""
+    while True:
+        block = handle.read(BLOCK_BYTES)
+        if not block:
+            if carry:
+                yield carry
+            return
+        data = carry + block
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            carry = data
+            continue
+        carry = data[cut + 1:]
+        yield data[:cut + 1]
+
+
+def _split_fast(block: bytes, width: int) -> list[bytes] | None:
+    """All fields of a block of plain CSV rows, row-major, split in C; None when the block needs the
+    full CSV grammar (quotes, blank lines, a row of the wrong width): the slow path then names the line."""
+    if b'"' in block or b"\n\n" in block or block.startswith(b"\n"):
+        return None
+    body = block[:-1] if block.endswith(b"\n") else block
+    fields = body.replace(b"\n", b",").split(b",")
+    rows = body.count(b"\n") + 1
+    return fields if len(fields) == rows * width else None
+
+
+def _split_slow(block: bytes, width: int, first_line: int, source: str) -> tuple[list[list[str]], np.ndarray]:
+    """Rows of a block parsed with the csv module (quotes, blank lines), with their line numbers."""
+    reader = csv.reader(io.StringIO(block.decode("utf-8", "replace"), newline=""))
+    rows, lines = [], []
+    for row in reader:
+        line = first_line + reader.line_num - 1
+        if not row:
+            continue
+        if len(row) != width:
+            raise InputError(source, f"expected {width} fields, found {len(row)}", line=line)
+        rows.append(row)
+        lines.append(line)
+    return rows, np.asarray(lines, dtype=np.int64)
+
+
+def csv_chunks(path: Path, required: Sequence[str], optional: Sequence[str] = ()) -> Iterator[Chunk]:
+    """Stream the named columns of a CSV file block by block; columns are found by name, not position."""
+    source = str(path)
+    with open_binary(path) as handle:
+        first = handle.readline()
+        if not first.strip():
+            raise InputError(source, "empty file (no header row)")
+        header = next(csv.reader([first.decode("utf-8", "replace")]))
+        position = {name.strip(): i for i, name in enumerate(header)}
+        for name in required:
+            if name not in position:
+                raise InputError(source, "missing column (header has: " + ", ".join(map(shown, header)) + ")", line=1,
+                                 field=name)
+        wanted = [name for name in (*required, *optional) if name in position]
+        width = len(header)
+        line = 2
+        for block in _blocks(handle):
+            if b"\r" in block:
+                block = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            lines_in_block = block.count(b"\n") + (not block.endswith(b"\n"))
+            fields = _split_fast(block, width)
+            columns: dict[str, list[bytes] | list[str]]
+            if fields is not None:
+                columns = {name: fields[position[name]::width] for name in wanted}
+                lines = np.arange(line, line + lines_in_block, dtype=np.int64)
+            else:
+                rows, lines = _split_slow(block, width, line, source)
+                columns = {name: [row[position[name]] for row in rows] for name in wanted}
+            line += lines_in_block
+            if len(lines):
+                yield Chunk(columns, lines)
+
+
+def numbers(chunk: Chunk, name: str, source: str, dtype: type) -> np.ndarray:
+    """Convert one string column to numbers, naming the first bad row's line on failure."""
+    values = chunk.columns[name]
+    try:
+        return np.asarray(values).astype(dtype)
+    except (ValueError, TypeError, OverflowError):
+        convert = int if dtype is np.int64 else float
+        for value, line in zip(values, chunk.lines):
+            try:
+                convert(value)
+            except (ValueError, TypeError, OverflowError):
+                kind = "an integer" if dtype is np.int64 else "a number"
+                raise InputError(source, f"not {kind}: {cell_text(value)!r}", line=int(line), field=name) from None
+        raise InputError(source, "values not readable as numbers", field=name) from None
+
+
+def shown(name: str) -> str:
+    """A header name as an error message shows it: quoted when it holds control characters."""
+    return name if name.isprintable() else repr(name)
+
+
+def cell_text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def check_token_counts(values: np.ndarray, chunk: Chunk, name: str, source: str) -> None:
+    bad = np.flatnonzero(values < 0)
+    if bad.size:
+        i = int(bad[0])
+        raise InputError(source, f"negative token count: {values[i]}", line=int(chunk.lines[i]), field=name)
+
+
+def check_times(values: np.ndarray, chunk: Chunk, name: str, source: str) -> None:
+    bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
+    if bad.size:
+        i = int(bad[0])
+        raise InputError(source, f"timestamp must be a finite number >= 0, got {cell_text(chunk.columns[name][i])!r}",
+                         line=int(chunk.lines[i]), field=name)
+
+
+
+BLOCK_ROWS_JSONL = 100_000
+"""Rows of a JSON-lines file converted per chunk."""
+
+
+def jsonl_chunks(path: Path, names: Sequence[str], required: Sequence[str]) -> Iterator[Chunk]:
+    """Stream named fields of a JSON-lines file in chunks of rows, with line numbers."""
+    source = str(path)
+    values: dict[str, list] = {name: [] for name in names}
+    lines: list[int] = []
+    with open_binary(path) as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw)
+            except UnicodeDecodeError:
+                raise InputError(source, "not UTF-8 text", line=number) from None
+            except ValueError as exc:
+                raise InputError(source, f"not valid JSON ({getattr(exc, 'msg', exc)})", line=number) from None
+            if not isinstance(row, dict):
+                raise InputError(source, "expected a JSON object per line", line=number)
+            for name in names:
+                if name not in row and name in required:
+                    raise InputError(source, "missing field", line=number, field=name)
+                value = row.get(name)
+                if name in required and isinstance(value, (list, dict)):
+                    raise InputError(source, f"expected a single value, got {type(value).__name__}", line=number,
+                                     field=name)
+                values[name].append(value if isinstance(value, (list, str)) or value is None else str(value))
+            lines.append(number)
+            if len(lines) >= BLOCK_ROWS_JSONL:
+                yield Chunk(values, np.asarray(lines))
+                values, lines = {name: [] for name in names}, []
+    if lines:
+        yield Chunk(values, np.asarray(lines))
+
+
+class CategoryBuilder:
+    """Accumulates a string column block by block into a `Categorical` (labels in first-seen order)."""
+
+    def __init__(self) -> None:
+        self._index: dict[bytes | str, int] = {}
+        self._codes: list[np.ndarray] = []
+
+    def add(self, values: list) -> None:
+        index = self._index
+        self._codes.append(np.fromiter((index.setdefault(v, len(index)) for v in values), np.int32, len(values)))
+
+    def build(self) -> Categorical:
+        codes = np.concatenate(self._codes) if self._codes else np.zeros(0, np.int32)
+        return Categorical(codes, tuple(cell_text(label).strip() for label in self._index))

@@ -1,0 +1,316 @@
+"""Trace files → `Trace`: one reader per public format, columnar (numpy) and streamed in chunks.
+
+Each reader turns one format into a `Trace` (`replayer.traces.model`), reading the file in blocks
+(`replayer.traces.chunks`); `read_trace` sniffs the format when it is not given.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from replayer.errors import InputError
+from replayer.traces.chunks import (
+    CategoryBuilder,
+    Chunk,
+    cell_text,
+    check_times,
+    check_token_counts,
+    csv_chunks,
+    jsonl_chunks,
+    numbers,
+    open_binary,
+)
+from replayer.traces.model import Trace, assemble
+
+SAMPLES = {
+    "burstgpt-1": "BurstGPT_1_first400.csv",
+    "burstgpt-3": "BurstGPT_3_first400.csv",
+    "azure-2023-conv": "AzureLLMInferenceTrace_conv.csv",
+    "mooncake-synthetic": "mooncake_synthetic_trace.jsonl",
+}
+"""Real trace samples bundled with the package (see `replayer/data/README.md` for attribution)."""
+
+DEFAULT_TRACE = "sample:azure-2023-conv"
+"""What `replayer run` replays when given neither --trace nor --synthetic."""
+
+
+def resolve_path(spec: str) -> Path:
+    """A trace argument → a file path: `sample:<name>` names a bundled sample, `family:variant` a public
+    dataset (fetched into the cache on first use), anything else a file."""
+    from replayer.traces import datasets
+
+    if datasets.is_dataset_name(spec) and not Path(spec).is_file():
+        return datasets.fetch(spec)
+    if spec.startswith("sample:"):
+        name = spec.removeprefix("sample:")
+        if name not in SAMPLES:
+            known = ", ".join(f"sample:{n}" for n in SAMPLES)
+            raise InputError(spec, f"unknown sample (known: {known})")
+        return Path(str(resources.files("replayer") / "data" / SAMPLES[name]))
+    path = Path(spec)
+    if not path.is_file():
+        raise InputError(spec, "no such file")
+    return path
+
+
+
+BURSTGPT_COLUMNS = ("Timestamp", "Request tokens", "Response tokens")
+
+
+def read_burstgpt(path: Path) -> Trace:
+    """BurstGPT v1/v2 (`Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type`) and v3
+    (adds `Session ID,Elapsed time`); columns are matched by name. Times are seconds."""
+    source = str(path)
+    times: list[np.ndarray] = []
+    inputs: list[np.ndarray] = []
+    outputs: list[np.ndarray] = []
+    models, log_types, sessions = CategoryBuilder(), CategoryBuilder(), CategoryBuilder()
+    has: set[str] = set()
+    for chunk in csv_chunks(path, BURSTGPT_COLUMNS, ("Model", "Log Type", "Session ID")):
+        chunk_times = numbers(chunk, "Timestamp", source, np.float64)
+        check_times(chunk_times, chunk, "Timestamp", source)
+        times.append(chunk_times)
+        for name, out in (("Request tokens", inputs), ("Response tokens", outputs)):
+            values = numbers(chunk, name, source, np.int64)
+            check_token_counts(values, chunk, name, source)
+            out.append(values)
+        for name, builder in (("Model", models), ("Log Type", log_types), ("Session ID", sessions)):
+            if name in chunk.columns:
+                has.add(name)
+                builder.add(chunk.columns[name])
+    if not times:
+        raise InputError(source, "no data rows")
+    return assemble(
+        source, "burstgpt", np.concatenate(times), np.concatenate(inputs), np.concatenate(outputs),
+        models=models.build() if "Model" in has else None,
+        log_types=log_types.build() if "Log Type" in has else None,
+        sessions=sessions.build() if "Session ID" in has else None,
+    )
+
+
+AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
+
+
+def _datetimes_ns(values: list, lines: np.ndarray, source: str, name: str) -> np.ndarray:
+    """ISO-like wall-clock times (`2023-11-16 18:15:46.6805900`, optionally `+00:00`) → epoch ns (UTC)."""
+    try:
+        text = np.asarray(values).astype(str)
+        utc = np.char.endswith(text, "+00:00")
+        if utc.any():
+            text = np.where(utc, np.char.replace(text, "+00:00", ""), text)
+        return text.astype("datetime64[ns]").astype(np.int64)
+    except ValueError:  # (a byte that is not ASCII, too)
+        for value, line in zip(values, lines):
+            shown = cell_text(value)
+            try:
+                np.datetime64(shown.removesuffix("+00:00"), "ns")
+            except ValueError:
+                raise InputError(source, f"not a timestamp: {shown!r}", line=int(line), field=name) from None
+        raise InputError(source, "timestamps not readable", field=name) from None
+
+
+def read_azure(path: Path) -> Trace:
+    """Azure LLM inference traces 2023/2024 (`TIMESTAMP,ContextTokens,GeneratedTokens`, UTC wall clock)."""
+    source = str(path)
+    stamps: list[np.ndarray] = []
+    inputs: list[np.ndarray] = []
+    outputs: list[np.ndarray] = []
+    for chunk in csv_chunks(path, AZURE_COLUMNS):
+        stamps.append(_datetimes_ns(chunk.columns["TIMESTAMP"], chunk.lines, source, "TIMESTAMP"))
+        for name, out in (("ContextTokens", inputs), ("GeneratedTokens", outputs)):
+            values = numbers(chunk, name, source, np.int64)
+            check_token_counts(values, chunk, name, source)
+            out.append(values)
+    if not stamps:
+        raise InputError(source, "no data rows")
+    epoch_ns = np.concatenate(stamps)
+    # Seconds relative to the first row are computed in integers, so 100 ns ticks survive float conversion.
+    first_ns = int(epoch_ns.min())
+    return assemble(source, "azure", (epoch_ns - first_ns) / 1e9, np.concatenate(inputs),
+                     np.concatenate(outputs), epoch_base_s=first_ns / 1e9)
+
+
+TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+TIME_UNIT_CHOICES = (*TIME_UNITS, "datetime")
+"""Units a mapped time column can be in (`datetime`: ISO wall-clock times)."""
+"""Numeric time units of the generic readers; `datetime` (ISO wall clock) is accepted too."""
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Which source columns hold the time, input and output lengths (and optional session/model)."""
+
+    time: str = "timestamp"
+    input: str = "input_tokens"
+    output: str = "output_tokens"
+    session: str | None = None
+    model: str | None = None
+    time_unit: str = "s"
+
+    @staticmethod
+    def parse(text: str, time_unit: str = "s") -> ColumnMap:
+        """`time=ts,input=prompt_len,output=gen_len[,session=conv,model=m]` → ColumnMap."""
+        fields = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            key, sep, value = part.partition("=")
+            if not sep or key.strip() not in ("time", "input", "output", "session", "model") or not value.strip():
+                raise InputError("--columns", f"expected ROLE=COLUMN with ROLE in time, input, output, session, "
+                                              f"model; got {part!r}")
+            fields[key.strip()] = value.strip()
+        if time_unit not in (*TIME_UNITS, "datetime"):
+            raise InputError("--time-unit", f"expected one of {', '.join(TIME_UNITS)}, datetime; got {time_unit!r}")
+        return ColumnMap(**fields, time_unit=time_unit)
+
+
+def _times_s(values: list, lines: np.ndarray, source: str, name: str, unit: str) -> tuple[np.ndarray, float | None]:
+    """A time column in seconds, and the epoch base when the times are wall-clock datetimes."""
+    if unit == "datetime":
+        epoch_ns = _datetimes_ns(values, lines, source, name)
+        return epoch_ns.astype(np.float64), 0.0
+    chunk = Chunk({name: values}, lines)
+    times = numbers(chunk, name, source, np.float64)
+    check_times(times, chunk, name, source)
+    return times * TIME_UNITS[unit], None
+
+
+def _generic(source: str, fmt: str, chunks: Iterator[Chunk], columns: ColumnMap) -> Trace:
+    """Assemble a trace from chunks of mapped columns (shared by the generic CSV and JSONL readers)."""
+    times: list[np.ndarray] = []
+    inputs: list[np.ndarray] = []
+    outputs: list[np.ndarray] = []
+    epoch = None
+    builders = {role: CategoryBuilder() for role in ("session", "model") if getattr(columns, role)}
+    for chunk in chunks:
+        chunk_times, epoch = _times_s(chunk.columns[columns.time], chunk.lines, source, columns.time,
+                                      columns.time_unit)
+        times.append(chunk_times)
+        for name, out in ((columns.input, inputs), (columns.output, outputs)):
+            values = numbers(chunk, name, source, np.int64)
+            check_token_counts(values, chunk, name, source)
+            out.append(values)
+        for role, builder in builders.items():
+            builder.add(chunk.columns[getattr(columns, role)])
+    if not times:
+        raise InputError(source, "no data rows")
+    all_times = np.concatenate(times)
+    epoch_base = None
+    if epoch is not None:  # datetimes came as epoch ns: count from the first, in integers
+        first_ns = float(all_times.min())
+        all_times, epoch_base = (all_times - first_ns) / 1e9, first_ns / 1e9
+    return assemble(source, fmt, all_times, np.concatenate(inputs), np.concatenate(outputs),
+                     epoch_base_s=epoch_base,
+                     sessions=builders["session"].build() if "session" in builders else None,
+                     models=builders["model"].build() if "model" in builders else None)
+
+
+def read_csv(path: Path, columns: ColumnMap) -> Trace:
+    """Any CSV with a header, its columns named by `columns`."""
+    optional = [c for c in (columns.session, columns.model) if c]
+    required = (columns.time, columns.input, columns.output, *optional)
+    return _generic(str(path), "csv", csv_chunks(path, required), columns)
+
+
+def read_jsonl(path: Path, columns: ColumnMap) -> Trace:
+    """Any JSON-lines file, its fields named by `columns`."""
+    optional = [c for c in (columns.session, columns.model) if c]
+    names = (columns.time, columns.input, columns.output, *optional)
+    return _generic(str(path), "jsonl", jsonl_chunks(path, names, names), columns)
+
+
+MOONCAKE_FIELDS = ("timestamp", "input_length", "output_length")
+
+
+def read_mooncake(path: Path) -> Trace:
+    """Mooncake FAST'25 traces: JSONL with `timestamp` (ms), lengths and `hash_ids` (512-token blocks)."""
+    source = str(path)
+    times: list[np.ndarray] = []
+    inputs: list[np.ndarray] = []
+    outputs: list[np.ndarray] = []
+    blocks: list = []
+    for chunk in jsonl_chunks(path, (*MOONCAKE_FIELDS, "hash_ids"), MOONCAKE_FIELDS):
+        chunk_times, _ = _times_s(chunk.columns["timestamp"], chunk.lines, source, "timestamp", "ms")
+        times.append(chunk_times)
+        for name, out in (("input_length", inputs), ("output_length", outputs)):
+            values = numbers(chunk, name, source, np.int64)
+            check_token_counts(values, chunk, name, source)
+            out.append(values)
+        for ids, line in zip(chunk.columns["hash_ids"], chunk.lines):
+            if ids is None:
+                ids = []
+            if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+                raise InputError(source, "expected a list of integers", line=int(line), field="hash_ids")
+            blocks.append(np.asarray(ids, dtype=np.int64))
+    if not times:
+        raise InputError(source, "no data rows")
+    prefix_blocks = np.empty(len(blocks), dtype=object)
+    prefix_blocks[:] = blocks
+    return assemble(source, "mooncake", np.concatenate(times), np.concatenate(inputs), np.concatenate(outputs),
+                     prefix_blocks=prefix_blocks)
+
+
+READERS: dict[str, Callable[[Path], Trace]] = {
+    "burstgpt": read_burstgpt,
+    "azure": read_azure,
+    "mooncake": read_mooncake,
+}
+"""Readers of the known public formats, by name; `csv` and `jsonl` take a `ColumnMap` as well."""
+
+GENERIC_READERS: dict[str, Callable[[Path, ColumnMap], Trace]] = {"csv": read_csv, "jsonl": read_jsonl}
+
+FORMATS = ("auto", *READERS, *GENERIC_READERS)
+
+_SIGNATURES: dict[str, tuple[str, ...]] = {
+    "burstgpt": BURSTGPT_COLUMNS,
+    "azure": AZURE_COLUMNS,
+    "csv": (ColumnMap.time, ColumnMap.input, ColumnMap.output),  # what `replayer synth` writes
+}
+
+
+def sniff_format(path: Path) -> str:
+    """Guess a file's format from its header row (CSV) or first record (JSON lines)."""
+    with open_binary(path) as handle:
+        first = next((line for line in handle if line.strip()), b"")
+    if not first:
+        raise InputError(str(path), "empty file (no header row)")
+    if first.lstrip().startswith(b"{"):
+        try:
+            keys = set(json.loads(first))
+        except ValueError:
+            raise InputError(str(path), "first line looks like JSON but does not parse", line=1) from None
+        if keys.issuperset(MOONCAKE_FIELDS):
+            return "mooncake"
+        if keys.issuperset(_SIGNATURES["csv"]):
+            return "jsonl"
+        raise InputError(str(path), "JSON lines of unknown shape; pass --format jsonl --columns "
+                                    "time=FIELD,input=FIELD,output=FIELD", line=1)
+    header = {name.strip() for name in next(csv.reader([first.decode("utf-8", "replace")]))}
+    for fmt, columns in _SIGNATURES.items():
+        if header.issuperset(columns):
+            return fmt
+    raise InputError(str(path), "unrecognised trace format; pass --format (one of: " + ", ".join(FORMATS[1:]) +
+                     "), with --columns for csv/jsonl", line=1)
+
+
+def read_trace(spec: str, fmt: str = "auto", columns: ColumnMap | None = None) -> Trace:
+    """Read a trace file or bundled sample; `auto` sniffs the format; `csv`/`jsonl` need `columns`."""
+    path = resolve_path(spec)
+    try:
+        if fmt == "auto":
+            fmt = sniff_format(path)
+        if fmt in GENERIC_READERS:
+            return GENERIC_READERS[fmt](path, columns or ColumnMap())
+        if fmt not in READERS:
+            raise InputError(spec, f"unknown format {fmt!r} (one of: " + ", ".join(FORMATS) + ")")
+        return READERS[fmt](path)
+    except (OSError, EOFError, zlib.error) as exc:  # unreadable, or a damaged gzip file
+        raise InputError(str(path), f"cannot read the file ({getattr(exc, 'strerror', None) or exc})") from None
+    except csv.Error as exc:  # a stray carriage return or NUL byte
+        raise InputError(str(path), f"not readable as CSV ({exc})") from None

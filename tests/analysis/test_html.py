@@ -1,0 +1,77 @@
+import re
+import shutil
+import struct
+import subprocess
+import zlib
+
+import pytest
+
+from replayer.analysis.html import render_html
+from replayer.analysis.slo import evaluate, parse_slos
+from replayer.analysis.summary import summarize
+from replayer.analysis.timeseries import time_series
+from replayer.records import RequestRecord
+from replayer.run.config import OutputConfig, PromptConfig, RunConfig, WorkloadSource
+from replayer.run.pipeline import execute
+from replayer.workload.shaping import Shaping
+
+MS = 1_000_000
+RECORDS = [RequestRecord(id=i, intended_ns=i * 300 * MS, input_tokens=10, output_tokens=3, sent_ns=i * 300 * MS,
+                         first_token_ns=(i * 300 + 50 + i) * MS, end_ns=(i * 300 + 90 + i) * MS, served_input_tokens=10,
+                         served_output_tokens=3, itl_ms=[20.0, 20.0]) for i in range(20)]
+
+
+def test_the_page_is_self_contained_with_a_chart_per_view():
+    summary = summarize(RECORDS)
+    summary["slo"] = evaluate(parse_slos(["ttft_p99<=60ms"]), RECORDS, summary)
+    page = render_html(summary, RECORDS, time_series(RECORDS), "run <x>", server=[(0.0, {"running": 2.0})])
+    assert "<script" not in page and not re.search(r"(src|href)=['\"]https?:", page)  # opens offline
+    assert page.count("<svg") == 7  # load, latency, server, failures, and the TTFT, TPOT and E2E CDFs
+    assert "run &lt;x&gt;" in page and "FAIL" in page and "68.81 ms" in page  # TTFTs 50..69 ms
+
+
+def _png_pixels(path) -> bytes:
+    """The decompressed image data of a PNG (filter bytes included): enough to tell a blank page."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    position, chunks = 8, []
+    while position < len(data):
+        length, kind = struct.unpack(">I4s", data[position:position + 8])
+        if kind == b"IDAT":
+            chunks.append(data[position + 8:position + 8 + length])
+        position += 12 + length
+    return zlib.decompress(b"".join(chunks))
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium package (apt install chromium)")
+def test_the_report_of_a_run_renders_in_headless_chromium(tmp_path):
+    run = tmp_path / "run"
+    execute(
+        RunConfig(
+            workload=WorkloadSource(trace="sample:azure-2023-conv"),
+            shaping=Shaping(duration_s=20, speedup=4),
+            prompts=PromptConfig(seed=1),
+            output=OutputConfig(quiet=True, out_dir=run),
+        )
+    )
+    shot = tmp_path / "shot.png"
+    result = subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--enable-logging=stderr",
+            "--v=0",
+            f"--screenshot={shot}",
+            "--window-size=900,2400",
+            (run / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shot.exists(), result.stderr[-2000:]
+    assert not re.search(r"CONSOLE|Uncaught", result.stderr), result.stderr[-2000:]
+    pixels = _png_pixels(shot)
+    assert len(set(pixels)) > 50  # a blank page has a handful of distinct bytes; tables and plots have many

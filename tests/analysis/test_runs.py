@@ -1,0 +1,56 @@
+import json
+from dataclasses import replace
+
+import pytest
+
+from replayer.analysis.runs import merge_record_files, read_run, summarize_run
+from replayer.api import RunConfig, run
+from replayer.records import read_records
+from replayer.run.config import OutputConfig, PromptConfig, ScaleConfig, WorkloadSource
+from replayer.sim.engine import EngineModel
+from replayer.sim.server import SimulatorConfig
+from replayer.workload.shaping import Shaping
+
+BASE = RunConfig(workload=WorkloadSource(trace="sample:burstgpt-1"), prompts=PromptConfig(seed=3),
+                 shaping=Shaping(output_range=(1, 64), max_requests=60, speedup=20_000),
+                 simulator=SimulatorConfig(engine=EngineModel(decode_base_ms=1, decode_ms_per_seq=0.01)))
+"""60 short BurstGPT requests (both models) against a fast simulator: the run's shape matters here, not its speed."""
+
+
+@pytest.mark.parametrize(("settings", "check"), [
+    ({"output": OutputConfig(quiet=True, scrape_metrics="off")}, lambda s: "server_metrics" not in s),
+    ({"output": OutputConfig(quiet=True)}, lambda s: s["server_metrics"]["available"]),
+    ({"output": OutputConfig(quiet=True, scrape_metrics="off"), "scale": ScaleConfig(workers=2)},
+     lambda s: s["requests_sent"] == 60),
+], ids=["plain", "server-metrics", "workers-2"])
+def test_report_without_summary_json_reproduces_the_runs_own_summary(tmp_path, report_without_summary, settings,
+                                                                     check):
+    config = replace(BASE, **{**settings, "output": replace(settings["output"], out_dir=tmp_path / "run")})
+    result = run(config)
+    saved = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert check(saved) and saved["client_cpu_s"] > 0 and saved["interrupted"] is None
+    assert "model" in saved["breakdowns"]  # the trace's labels travel in the records
+    assert report_without_summary(tmp_path / "run") == saved
+    assert result.summary is not None and result.summary["completed"] == saved["completed"]
+
+
+def test_a_records_file_without_a_trailer_is_reported_unfinished(tmp_path):
+    run(replace(BASE, output=OutputConfig(quiet=True, scrape_metrics="off", out_dir=tmp_path / "run")))
+    path = tmp_path / "run" / "records.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    assert lines[-1].startswith('{"trailer":')
+    path.write_text("".join(lines[:-1]))  # as a killed process leaves it
+    summary = summarize_run(read_records(path))
+    assert summary["interrupted"] == "unfinished" and summary["client_cpu_s"] is None
+    assert summary["requests_sent"] == 60
+
+
+def test_shards_merged_keep_one_trailer_with_the_first_early_stop_and_the_summed_cpu(tmp_path):
+    for index in range(2):
+        run(replace(BASE, scale=ScaleConfig(shard=(index, 2)),
+                    output=OutputConfig(quiet=True, scrape_metrics="off", out_dir=tmp_path / f"s{index}")))
+    files = [read_run(tmp_path / f"s{index}") for index in range(2)]
+    merged = merge_record_files(files)
+    assert merged.trailer is not None and merged.trailer["stop_reason"] is None
+    assert merged.trailer["client_cpu_s"] == pytest.approx(sum(f.trailer["client_cpu_s"] for _, f in files))
+    assert summarize_run(merged)["requests_sent"] == 60

@@ -1,0 +1,34 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def _numbers_printed_by(script: str) -> list[int]:
+    """Run `script` in a fresh interpreter (process limits and tables are per process); its printed ints."""
+    output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    return [int(word) for word in output.split()]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="FDSize is read from Linux's /proc")
+def test_the_descriptor_table_is_grown_ahead_and_no_descriptor_is_left_open():
+    script = ("import os\n"
+              "from replayer.send.eventloop import reserve_fd_table\n"
+              "size = lambda: int(next(l for l in open('/proc/self/status') if l.startswith('FDSize')).split()[1])\n"
+              "before, fds = size(), len(os.listdir('/proc/self/fd'))\n"
+              "reserve_fd_table(3000)\n"
+              "print(before, size(), len(os.listdir('/proc/self/fd')) - fds)\n")
+    before, after, leaked = _numbers_printed_by(script)
+    assert before < 3000 <= after and leaked == 0
+
+
+def test_a_low_soft_open_files_limit_is_raised_to_the_hard_one():
+    script = ("import resource\n"
+              "from replayer.send.eventloop import raise_fd_limit\n"
+              "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+              "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
+              "expected = 1 << 20 if hard == resource.RLIM_INFINITY else hard\n"
+              "print(raise_fd_limit(), resource.getrlimit(resource.RLIMIT_NOFILE)[0], expected)\n")
+    returned, soft, expected = _numbers_printed_by(script)
+    assert returned == soft == expected > 256

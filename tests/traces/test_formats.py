@@ -1,0 +1,316 @@
+import gzip
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from replayer.errors import InputError, ReplayerError
+from replayer.traces.formats import (
+    AZURE_COLUMNS,
+    BURSTGPT_COLUMNS,
+    MOONCAKE_FIELDS,
+    ColumnMap,
+    read_trace,
+    resolve_path,
+    sniff_format,
+)
+
+BURSTGPT_V1_HEADER = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+
+
+@pytest.mark.parametrize(("spec", "fmt", "rows", "span_s"), [
+    ("sample:burstgpt-1", "burstgpt", 400, 37_269.0),
+    ("sample:burstgpt-3", "burstgpt", 400, 41_453.0),
+    ("sample:azure-2023-conv", "azure", 19_366, 3_501.72),
+    ("sample:mooncake-synthetic", "mooncake", 3_993, 1_022.025),
+])
+def test_bundled_samples_read_with_documented_rows_and_span(spec, fmt, rows, span_s):
+    trace = read_trace(spec)
+    assert trace.format == fmt
+    assert len(trace) == rows
+    assert trace.span_s == pytest.approx(span_s, abs=0.01)
+    assert np.all(np.diff(trace.arrival_s) >= 0)
+    assert trace.warnings == ()
+
+
+@pytest.mark.parametrize(("name", "sha256"), [
+    ("burstgpt-1", "7865fda5dac50938a84dfccb06c405e2f5202969ecfbd671c8399de00f4335f0"),
+    ("burstgpt-3", "5465fc4c38b0815b8f75d126a120c229ae93632d62e3adf1792f5e8401a73559"),
+    ("azure-2023-conv", "2f1e5b666d4e3055fdbba98598ce2ec307767b9064e03e2fa46676dbcc7d0bf8"),
+    ("mooncake-synthetic", "bd070915a98fc0ed264d7cfef2ce746002eb3076a695ec31ba2674c0111ec131"),
+])
+def test_bundled_samples_are_the_unmodified_public_files(name, sha256):
+    assert hashlib.sha256(resolve_path(f"sample:{name}").read_bytes()).hexdigest() == sha256
+
+
+def test_burstgpt_v1_columns_and_failure_rows():
+    trace = read_trace("sample:burstgpt-1")
+    assert trace.origin_s == 5.0
+    assert trace.models.labels == ("ChatGPT", "GPT-4")
+    assert list(trace.input_tokens[:3]) == [472, 1087, 417]
+    assert list(trace.output_tokens[:3]) == [18, 230, 276]
+    assert trace.models.values()[2] == "GPT-4"
+    assert int(np.count_nonzero(trace.output_tokens == 0)) == 17
+    assert trace.sessions is None
+
+
+def test_burstgpt_v3_keeps_sessions_parsed_by_name():
+    trace = read_trace("sample:burstgpt-3")
+    labels = trace.sessions.values()
+    with_session = labels[labels != ""]
+    assert len(with_session) == 394
+    assert len(set(with_session)) == 135
+    assert trace.origin_s == 19_440_110.0
+    assert int(trace.input_tokens[0]) == 906
+
+
+def test_azure_timestamps_keep_sub_millisecond_precision():
+    trace = read_trace("sample:azure-2023-conv")
+    # 18:15:46.6805900 -> 18:15:50.9951690
+    assert trace.arrival_s[1] == pytest.approx(4.314579, abs=1e-7)
+    assert trace.origin_is_epoch
+    assert trace.origin_s == pytest.approx(1_700_158_546.68059, abs=1e-5)
+
+
+def test_azure_2024_zone_suffix_and_missing_fraction(write_file):
+    path = write_file("az24.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+                                  "2024-05-10 00:00:00+00:00,10,2\n2024-05-10 00:00:00.500000+00:00,20,3\n")
+    trace = read_trace(str(path))
+    assert trace.format == "azure"
+    assert list(trace.arrival_s) == [0.0, 0.5]
+
+
+def test_gzip_input_is_read_transparently(write_file):
+    path = write_file("t.csv.gz", gzip.compress((BURSTGPT_V1_HEADER + "1,ChatGPT,5,6,11,API log\n").encode()))
+    assert list(read_trace(str(path)).input_tokens) == [5]
+
+
+def test_unsorted_rows_are_sorted_with_a_warning(write_file):
+    path = write_file("u.csv", BURSTGPT_V1_HEADER + "10,ChatGPT,1,1,2,API log\n5,GPT-4,2,2,4,API log\n")
+    trace = read_trace(str(path))
+    assert list(trace.row_ids) == [1, 0]
+    assert list(trace.input_tokens) == [2, 1]
+    assert trace.models.values().tolist() == ["GPT-4", "ChatGPT"]
+    assert "not in time order" in trace.warnings[0]
+
+
+@pytest.mark.parametrize(("body", "line", "field", "fragment"), [
+    ("5,ChatGPT,12,x,13,API log\n", 2, "Response tokens", "not an integer: 'x'"),
+    ("5,ChatGPT,12,3,15,API log\n6,ChatGPT,-1,3,2,API log\n", 3, "Request tokens", "negative"),
+    ("nan,ChatGPT,12,3,15,API log\n", 2, "Timestamp", "finite"),
+    ("-4,ChatGPT,12,3,15,API log\n", 2, "Timestamp", "finite"),
+    ("5,ChatGPT,12,3\n", 2, None, "expected 6 fields"),
+])
+def test_malformed_rows_name_file_line_and_field(write_file, body, line, field, fragment):
+    path = write_file("bad.csv", BURSTGPT_V1_HEADER + body)
+    with pytest.raises(InputError) as caught:
+        read_trace(str(path))
+    error = caught.value
+    assert (error.line, error.field) == (line, field)
+    assert fragment in str(error)
+    assert str(error).startswith(f"{path}:{line}: ")
+
+
+def test_missing_column_is_named(write_file):
+    path = write_file("m.csv", "Timestamp,Model,Request tokens,Total tokens\n1,ChatGPT,2,3\n")
+    with pytest.raises(InputError, match="Response tokens: missing column"):
+        read_trace(str(path), "burstgpt")
+
+
+def test_azure_bad_timestamp_names_its_line(write_file):
+    path = write_file("a.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\r\n2023-11-16 18:15:46.1,1,2\r\nyesterday,1,2")
+    with pytest.raises(InputError, match=r":3: TIMESTAMP: not a timestamp: 'yesterday'"):
+        read_trace(str(path))
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("", "empty file"),
+    (BURSTGPT_V1_HEADER, "no data rows"),
+    ("a,b,c\n1,2,3\n", "unrecognised trace format"),
+])
+def test_empty_headerless_and_unknown_files(write_file, content, message):
+    path = write_file("e.csv", content)
+    with pytest.raises(InputError, match=message):
+        read_trace(str(path))
+
+
+def test_unknown_sample_and_missing_file():
+    with pytest.raises(InputError, match="unknown sample"):
+        read_trace("sample:nope")
+    with pytest.raises(InputError, match="no such file"):
+        read_trace("/nonexistent/trace.csv")
+
+
+def test_sniffing_names_the_format(write_file):
+    assert sniff_format(write_file("b.csv", BURSTGPT_V1_HEADER + "1,ChatGPT,1,1,2,API log\n")) == "burstgpt"
+
+
+def test_quoted_fields_and_blank_lines_take_the_full_csv_path(write_file):
+    path = write_file("q.csv", BURSTGPT_V1_HEADER + '1,"GPT-4",5,6,11,"API log"\n\n2,ChatGPT,7,8,15,API log\n')
+    trace = read_trace(str(path))
+    assert trace.models.values().tolist() == ["GPT-4", "ChatGPT"]
+    assert trace.log_types.values().tolist() == ["API log", "API log"]
+    bad = write_file("qb.csv", BURSTGPT_V1_HEADER + '1,"GPT-4",5,6,11,"API log"\n\n2,ChatGPT,x,8,15,API log\n')
+    with pytest.raises(InputError, match=r":4: Request tokens"):
+        read_trace(str(bad))
+
+
+def test_line_numbers_stay_exact_across_blocks(write_file, monkeypatch):
+    monkeypatch.setattr("replayer.traces.chunks.BLOCK_BYTES", 64)
+    rows = "".join(f"{i},ChatGPT,{i + 1},2,{i + 3},API log\r\n" for i in range(200))
+    path = write_file("big.csv", BURSTGPT_V1_HEADER + rows + "300,ChatGPT,1,oops,2,API log")
+    with pytest.raises(InputError, match=r":202: Response tokens: not an integer: 'oops'"):
+        read_trace(str(path))
+    good = write_file("good.csv", BURSTGPT_V1_HEADER + rows)
+    trace = read_trace(str(good))
+    assert len(trace) == 200 and trace.input_tokens.tolist() == list(range(1, 201))
+
+
+def test_mooncake_keeps_prefix_blocks_and_millisecond_times():
+    trace = read_trace("sample:mooncake-synthetic")
+    assert trace.input_tokens.mean() == pytest.approx(15_325.48, abs=0.01)
+    assert all(len(blocks) == -(-n // 512) for blocks, n in zip(trace.prefix_blocks, trace.input_tokens))
+    assert trace.prefix_blocks[0][:3].tolist() == [0, 1, 2]
+    window = trace.take(trace.arrival_s < 10)
+    assert len(window.prefix_blocks) == len(window)
+
+
+def test_mooncake_bad_records_name_line_and_field(write_file):
+    good = '{"timestamp": 0, "input_length": 600, "output_length": 2, "hash_ids": [0, 1]}\n'
+    for bad, field, message in [
+        ('{"timestamp": 5, "input_length": "many", "output_length": 1}', "input_length", "not an integer"),
+        ('{"timestamp": 5, "output_length": 1}', "input_length", "missing field"),
+        (
+            '{"timestamp": 5, "input_length": 1, "output_length": 1, "hash_ids": "x"}',
+            "hash_ids",
+            "expected a list of integers",
+        ),
+    ]:
+        path = write_file("m.jsonl", good + bad + "\n")
+        with pytest.raises(InputError, match=rf":2: {field}: {message}"):
+            read_trace(str(path))
+    path = write_file("broken.jsonl", good + "{not json\n")
+    with pytest.raises(InputError, match=r":2: not valid JSON"):
+        read_trace(str(path), "mooncake")
+
+
+def test_generic_csv_with_column_mapping_and_time_unit(write_file):
+    path = write_file("g.csv", "ts_ms,prompt_len,gen_len,conv\n1500,10,5,a\n500,20,6,b\n")
+    trace = read_trace(
+        str(path), "csv", ColumnMap.parse("time=ts_ms,input=prompt_len,output=gen_len,session=conv", time_unit="ms")
+    )
+    assert trace.arrival_s.tolist() == [0.0, 1.0]
+    assert trace.input_tokens.tolist() == [20, 10]
+    assert trace.sessions.values().tolist() == ["b", "a"]
+
+
+def test_generic_jsonl_with_datetimes(write_file):
+    path = write_file(
+        "g.jsonl",
+        '{"t": "2024-05-10 00:00:01", "in": 3, "out": 4}\n{"t": "2024-05-10 00:00:03.5", "in": 5, "out": 6}\n',
+    )
+    trace = read_trace(str(path), "jsonl", ColumnMap.parse("time=t,input=in,output=out", time_unit="datetime"))
+    assert trace.arrival_s.tolist() == [0.0, 2.5]
+    assert trace.origin_is_epoch
+
+
+def test_column_mapping_errors_are_clear(write_file):
+    with pytest.raises(InputError, match="ROLE=COLUMN"):
+        ColumnMap.parse("time:ts")
+    with pytest.raises(InputError, match="--time-unit"):
+        ColumnMap.parse("time=ts", time_unit="minutes")
+    path = write_file("g.csv", "a,b\n1,2\n")
+    with pytest.raises(InputError, match="timestamp: missing column"):
+        read_trace(str(path), "csv")
+
+
+def test_sniffing_jsonl(write_file):
+    assert (
+        sniff_format(write_file("m.jsonl", '{"timestamp": 1, "input_length": 2, "output_length": 3}\n')) == "mooncake"
+    )
+    with pytest.raises(InputError, match="--format jsonl --columns"):
+        sniff_format(write_file("o.jsonl", '{"when": 1}\n'))
+
+
+# Fuzzing (hypothesis): a trace file of any content is read or refused with a ReplayerError (one line,
+# naming the file), never another exception.
+
+CELLS = st.one_of(
+    st.integers(-(10**12), 10**12).map(str),
+    st.floats(allow_nan=True).map(str),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "x",
+            '"',
+            '""',
+            "1e400",
+            "-0",
+            "2023-11-16 18:15:46.6805900",
+            "nan",
+            "\\N",
+            "ChatGPT",
+            "Conversation log",
+            "2023-11-16T18:15:46Z",
+        ]
+    ),
+    st.text(max_size=6),
+)
+HEADERS = [
+    ",".join(("Timestamp", "Model", "Request tokens", "Response tokens", "Total tokens", "Log Type")),
+    ",".join(AZURE_COLUMNS),
+    ",".join(BURSTGPT_COLUMNS),
+    "time,input,output",
+    "",
+]
+
+
+def _csv(draw_header: str, rows: list[list[str]]) -> str:
+    return "\n".join([draw_header, *(",".join(row) for row in rows)])
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**20), 10**20) | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=6,
+)
+JSONL_ROWS = st.lists(
+    st.fixed_dictionaries({name: JSON_VALUES for name in MOONCAKE_FIELDS}, optional={"hash_ids": JSON_VALUES}).map(
+        json.dumps
+    )
+    | JSON_VALUES.map(json.dumps)
+    | st.text(max_size=20),
+    min_size=0,
+    max_size=6,
+).map("\n".join)
+CSV_FILES = st.builds(_csv, st.sampled_from(HEADERS), st.lists(st.lists(CELLS, min_size=0, max_size=7), max_size=6))
+
+
+def _read_any(content: str | bytes, suffix: str, fmt: str) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"trace{suffix}"
+        (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)
+        try:
+            trace = read_trace(str(path), fmt, ColumnMap() if fmt in ("csv", "jsonl") else None)
+        except ReplayerError as exc:
+            assert "\n" not in str(exc) and str(path) in str(exc)
+            return
+        assert len(trace.arrival_s) == len(trace.input_tokens) == len(trace.output_tokens) > 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(content=CSV_FILES | st.binary(max_size=200), fmt=st.sampled_from(["auto", "burstgpt", "azure", "csv"]))
+def test_any_csv_trace_is_read_or_refused_in_one_line(content, fmt):
+    _read_any(content, ".csv", fmt)
+
+
+@settings(max_examples=200, deadline=None)
+@given(content=JSONL_ROWS | st.binary(max_size=200), fmt=st.sampled_from(["auto", "mooncake", "jsonl"]))
+def test_any_jsonl_trace_is_read_or_refused_in_one_line(content, fmt):
+    _read_any(content, ".jsonl", fmt)
