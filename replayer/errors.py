@@ -1,6 +1,8 @@
 """The error tree: every problem a user can fix is a `ReplayerError` with a one-line message.
 
-The CLI turns these into `replayer: <message>` on stderr and exit code 2, never a traceback.
+The CLI turns these into `replayer: <message>` on stderr, never a traceback: exit code 2 for input
+and config errors (raised before any load is sent), 74 for an `OutputError` (the run's output, or
+a report's, could not be written, possibly after the load went out).
 """
 
 from __future__ import annotations
@@ -28,4 +30,4 @@ class ConfigError(ReplayerError):
 
 
 class OutputError(ReplayerError):
-    """The run's output cannot be written (an unwritable directory, a full disk)."""
+    """Output cannot be written (a full disk, a missing directory): exit 74, since load may have been sent."""

@@ -2,6 +2,7 @@
 270M-parameter model (Gemma 3, Q4_K_M) on this CPU. Run with `make test-real`, which builds the
 server into a cached virtualenv and points REPLAYER_REAL_PYTHON and REPLAYER_REAL_MODEL at it."""
 
+import contextlib
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,19 +28,18 @@ _EVAL_RUNS = re.compile(r"\s eval time =\s*([\d.]+) ms /\s*(\d+) runs")
 """…and for its decode steps (their time, and one step per generated token after the first)."""
 
 
-@pytest.fixture(scope="module")
-def real_server(tmp_path_factory):
-    """The server on a free loopback port; yields (base URL, path of its log)."""
+@contextlib.contextmanager
+def llama_server(log: Path, *options: str) -> Iterator[str]:
+    """llama-cpp-python's server on a free loopback port, its output in `log`; yields its base URL."""
     python, model = os.environ.get("REPLAYER_REAL_PYTHON"), os.environ.get("REPLAYER_REAL_MODEL")
     assert python and model and Path(model).is_file(), "run these with make test-real"
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    log = tmp_path_factory.mktemp("server") / "server.log"
     with open(log, "w") as out:
         process = subprocess.Popen([python, "-m", "llama_cpp.server", "--model", model, "--host", "127.0.0.1",
                                     "--port", str(port), "--n_ctx", str(N_CTX), "--chat_format", "gemma",
-                                    "--n_threads", "1", "--model_alias", "gemma3-270m"],
+                                    "--n_threads", "1", "--model_alias", "gemma3-270m", *options],
                                    stdout=out, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -49,18 +50,31 @@ def real_server(tmp_path_factory):
         except OSError:
             assert process.poll() is None, log.read_text()[-2000:]
             time.sleep(0.5)
-    yield base_url, log
-    process.terminate()
-    process.wait(timeout=30)
+    try:
+        yield base_url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def real_server(tmp_path_factory):
+    """The server as these tests need it: it finishes every stream it starts (by default a new
+    request interrupts the running one); yields (base URL, path of its log)."""
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with llama_server(log, "--interrupt_requests", "False") as base_url:
+        yield base_url, log
+
+
+SPACED = "arrivals=constant,rate=0.25,requests=5,input=zipf:1.1:20:300,output=zipf:1.1:4:16,seed=7"
+"""Five short requests 4 s apart, far slower than the server answers them: never two at once, by
+construction (a bursty trace slice can send two together), so each record maps to one log entry."""
 
 
 def replay(base_url: str, out: Path, *options: str) -> tuple[subprocess.CompletedProcess, list]:
-    """A short slice of the bundled Azure trace: short prompts and outputs, spaced so that the
-    one-request-at-a-time server never queues them (each record then maps to one server log entry)."""
-    result = subprocess.run([sys.executable, "-m", "replayer", "run", "--trace", "sample:azure-2023-conv",
-                             "--input-tokens", "20:300", "--output-tokens", "4:16", "--max-requests", "5",
-                             "--rate", "0.25", "--base-url", base_url, "--out", str(out),
-                             "--quiet", *options], capture_output=True, text=True, timeout=600)
+    """The spaced workload against the server; returns the run's result and its records."""
+    result = subprocess.run([sys.executable, "-m", "replayer", "run", "--synthetic", SPACED, "--base-url", base_url,
+                             "--out", str(out), "--quiet", *options], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     return result, read_records(out / "records.jsonl").records
 
@@ -121,3 +135,21 @@ def test_prompts_over_the_context_window_fail_as_the_server_answers_and_the_run_
         assert all("maximum context length is 1024 tokens" in r.error for r in records), [r.error for r in records]
     else:  # llama-cpp-python answers 200 and then ends the stream without a token (its error goes to its log)
         assert {r.status for r in records} == {"stream"}
+
+
+def test_a_stream_the_server_interrupts_is_recorded_as_the_failure_it_is(tmp_path):
+    """By default llama-cpp-python cuts the running stream when a new request arrives, closing it with
+    [DONE] and no finish_reason: the cut stream must be a failure (`empty` before any output,
+    `stream` after some), never a short success, and the run must go on and account for every request."""
+    with llama_server(tmp_path / "server.log") as base_url:
+        result = subprocess.run([sys.executable, "-m", "replayer", "run", "--synthetic",
+                                 "arrivals=constant,rate=5,requests=2,input=fixed:40,output=fixed:64",
+                                 "--base-url", base_url, "--out", str(tmp_path / "run"), "--quiet"],
+                                capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    first, second = sorted(read_records(tmp_path / "run" / "records.jsonl").records, key=lambda r: r.intended_ns)
+    assert not first.ok and first.status in ("stream", "empty"), (first.status, first.error)
+    assert first.served_output_tokens != first.output_tokens  # it was cut: never recorded as a whole answer
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["accounting"]["balanced"] and summary["requests_sent"] == 2
+    assert second.ok and second.served_output_tokens == second.output_tokens  # the request that cut it

@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="replayer",
         description="Replay recorded LLM production traces against OpenAI-compatible servers and measure "
                     "TTFT, TPOT, ITL, end-to-end latency, throughput and failures.",
-        epilog="Run 'replayer COMMAND --help' for a command's options and examples.")
+        epilog="Run 'replayer COMMAND --help' for a command's options and examples. The same pipeline is a "
+               "Python library: import replayer; replayer.run(replayer.RunConfig(...)) (README: Use from Python).")
     parser.add_argument("--version", action="version", version=f"replayer {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run.add_run(commands)

@@ -98,17 +98,9 @@ def add_bench(commands: argparse._SubParsersAction) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from replayer.bench.ladder import (
-        FULL,
-        QUICK,
-        StepResult,
-        hold_streams,
-        run_ladder,
-        soak,
-        split_cores,
-        verdict,
-        versus_raw,
-    )
+    from replayer.bench.endurance import hold_streams, soak
+    from replayer.bench.harness import split_cores
+    from replayer.bench.ladder import FULL, QUICK, StepResult, run_ladder, verdict, versus_raw
     from replayer.bench.tables import bench_table
 
     console = Console()

@@ -104,7 +104,7 @@ def add_synth(commands: argparse._SubParsersAction) -> None:
 def _cmd_synth(args: argparse.Namespace) -> int:
     from replayer.traces.formats import ColumnMap, read_trace
     from replayer.traces.stats import arrival_fits
-    from replayer.traces.synthetic import parse_spec, synthesize, write_csv
+    from replayer.traces.synthetic import parse_spec, synthesize, write_trace_csv
 
     console = Console(stderr=True)
     fit = None
@@ -116,7 +116,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
                 console.print(f"{fit.source}: {name.capitalize()} fit {describe_fit(result)}", soft_wrap=True)
     spec = parse_spec(args.spec, fit)
     trace = synthesize(spec, fit)
-    write_csv(trace, args.output)
+    write_trace_csv(trace, args.output)
     console.print(f"spec: {spec.text}", soft_wrap=True)
     console.print(f"wrote {len(trace):,} requests over {trace.span_s:,.1f} s "
                   f"({len(trace) / max(trace.span_s, 1e-9):,.2f}/s mean) to {args.output}")

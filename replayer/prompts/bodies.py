@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from replayer.errors import ConfigError
+from replayer.errors import OutputError
 from replayer.prompts.sessions import Conversations, link_sessions
 from replayer.prompts.synthesis import PromptSynthesizer, TemplateOverhead
 from replayer.workload.shaping import Workload
@@ -185,5 +185,5 @@ def save_requests(requests: Iterable[PreparedRequest], options: RequestOptions, 
                 out.write("}\n")
                 count += 1
     except OSError as exc:
-        raise ConfigError(f"--save-requests {path}: {exc.strerror or exc}") from None
+        raise OutputError(f"--save-requests {path}: {exc.strerror or exc}") from None
     return count

@@ -122,6 +122,11 @@ class OutputConfig:
     save_requests: Path | None = None
 
     def __post_init__(self) -> None:
+        for name in ("out_dir", "save_requests"):  # (the Python API may pass plain strings)
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, Path(value))
+        object.__setattr__(self, "slos", tuple(self.slos))
         parse_slos(self.slos)  # a bad --slo is refused before any load
         if self.drain_timeout_s < 0:
             raise ConfigError(f"--drain-timeout must be >= 0, got {self.drain_timeout_s}")

@@ -92,7 +92,7 @@ class RunOutcome:
     failures: tuple[str, ...] = ()
 
 
-ShardRunner = Callable[[Replay, Console, "ServerMetrics | None"], RunOutcome]
+ShardRunner = Callable[[Replay, Console, ServerMetrics | None], RunOutcome]
 """The one signature of the local, workers and Ray runners: replay, write `records.jsonl`, report."""
 
 

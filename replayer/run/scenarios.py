@@ -32,7 +32,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover (Python 3.10)
     import tomli as tomllib
 
-SECTIONS = ("workload", "shaping", "target", "prompts", "output", "simulator")
+SECTIONS = ("workload", "shaping", "target", "prompts", "output", "scale", "simulator")
 """Tables a scenario may have; they group options for the reader, any option may sit in any of them."""
 _NOT_IN_FILES = {"api-key": "a key in a file that may be shared; use --api-key-file or $OPENAI_API_KEY",
                  "help": "not an option to keep in a file"}

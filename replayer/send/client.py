@@ -305,6 +305,8 @@ class Client:
             record.fail(STREAM, "stream ended before [DONE] or a finish_reason", now_ns)
         elif not state.arrivals:
             record.fail(EMPTY, "the response carried no output text", now_ns)
+        elif not state.finished:  # every OpenAI-style choice ends with one: without it the stream was cut
+            record.fail(STREAM, "[DONE] came without a finish_reason: the server cut the stream short", now_ns)
 
     def _take_whole(self, record: RequestRecord, raw: bytes, keep_reply: bool) -> str | None:
         now = time.perf_counter_ns() - self.t0_ns

@@ -1,4 +1,4 @@
-"""Maximum-likelihood fits of the BurstGPT paper's models: Gamma and Weibull inter-arrival times, Zipf lengths.
+"""Maximum-likelihood fits of the BurstGPT paper's arrival models: Gamma and Weibull inter-arrival times.
 
 Gamma's shape has no closed form; Minka's starting point plus Newton steps on
 `log(k) − ψ(k) = log(mean) − mean(log x)` converge in a handful of iterations. ψ and ψ′ are
@@ -160,28 +160,3 @@ def fit_weibull(values: np.ndarray) -> ArrivalFit | None:
     scale = float(np.mean(x ** k)) ** (1 / k)
     ks = ks_distance(x, lambda v: weibull_cdf(v, k, scale))
     return ArrivalFit("weibull", shape=k, scale=scale, samples=int(x.size), ks_statistic=ks)
-
-
-def fit_zipf(values: np.ndarray, low: int = 1, high: int | None = None) -> float | None:
-    """MLE exponent s of a Zipf law P(n) ∝ n^-s truncated to [low, high] (high defaults to the maximum)."""
-    x = np.asarray(values, dtype=np.int64)
-    x = x[x >= low]
-    if x.size < 2:
-        return None
-    high = int(high or x.max())
-    support = np.log(np.arange(low, high + 1, dtype=np.float64))
-    sum_log = float(np.log(x).sum())
-
-    def negative_log_likelihood(s: float) -> float:
-        log_norm = float(np.logaddexp.reduce(-s * support))
-        return s * sum_log + x.size * log_norm
-
-    a, b = 1e-3, 10.0
-    ratio = (math.sqrt(5) - 1) / 2
-    for _ in range(100):
-        c, d = b - ratio * (b - a), a + ratio * (b - a)
-        if negative_log_likelihood(c) < negative_log_likelihood(d):
-            b = d
-        else:
-            a = c
-    return (a + b) / 2

@@ -211,14 +211,14 @@ def _generic(source: str, fmt: str, chunks: Iterator[Chunk], columns: ColumnMap)
                      models=builders["model"].build() if "model" in builders else None)
 
 
-def read_csv(path: Path, columns: ColumnMap) -> Trace:
+def read_generic_csv(path: Path, columns: ColumnMap) -> Trace:
     """Any CSV with a header, its columns named by `columns`."""
     optional = [c for c in (columns.session, columns.model) if c]
     required = (columns.time, columns.input, columns.output, *optional)
     return _generic(str(path), "csv", csv_chunks(path, required), columns)
 
 
-def read_jsonl(path: Path, columns: ColumnMap) -> Trace:
+def read_generic_jsonl(path: Path, columns: ColumnMap) -> Trace:
     """Any JSON-lines file, its fields named by `columns`."""
     optional = [c for c in (columns.session, columns.model) if c]
     names = (columns.time, columns.input, columns.output, *optional)
@@ -263,7 +263,7 @@ READERS: dict[str, Callable[[Path], Trace]] = {
 }
 """Readers of the known public formats, by name; `csv` and `jsonl` take a `ColumnMap` as well."""
 
-GENERIC_READERS: dict[str, Callable[[Path, ColumnMap], Trace]] = {"csv": read_csv, "jsonl": read_jsonl}
+GENERIC_READERS: dict[str, Callable[[Path, ColumnMap], Trace]] = {"csv": read_generic_csv, "jsonl": read_generic_jsonl}
 
 FORMATS = ("auto", *READERS, *GENERIC_READERS)
 

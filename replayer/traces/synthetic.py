@@ -357,7 +357,7 @@ def synthesize(spec: SyntheticSpec, fit: Trace | None = None) -> Trace:
                  output_tokens=outputs.astype(np.int64))
 
 
-def write_csv(trace: Trace, path: Path) -> None:
+def write_trace_csv(trace: Trace, path: Path) -> None:
     """Write a trace as `timestamp,input_tokens,output_tokens` (seconds; gzip when the name ends in .gz),
     which `--format auto` reads back as csv."""
     opener = gzip.open if path.suffix == ".gz" else open

@@ -22,6 +22,7 @@ from replayer.send.client import Client, ClientConfig, Timeouts, retry_wait_s
 from replayer.send.stream import StreamState, apply_usage, error_message, usage_in
 
 CHUNK = b'{"id":"x","choices":[{"index":0,"delta":{"content":" hi"},"finish_reason":null}]}'
+FINISH = b'{"id":"x","choices":[{"index":0,"delta":{},"finish_reason":"length"}]}'
 
 
 def state_after(*payloads: bytes) -> StreamState:
@@ -131,9 +132,10 @@ SEEN_HEADERS: dict = {}
 
 ROUTES = {
     "/ok": stream_handler(
-        sse(CHUNK, CHUNK, b'{"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":2}}', b"[DONE]")
+        sse(CHUNK, CHUNK, FINISH, b'{"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":2}}', b"[DONE]")
     ),
-    "/nousage": stream_handler(sse(CHUNK, CHUNK, CHUNK, b"[DONE]")),
+    "/nousage": stream_handler(sse(CHUNK, CHUNK, CHUNK, FINISH, b"[DONE]")),
+    "/unfinished": stream_handler(sse(CHUNK, CHUNK, b"[DONE]")),
     "/cut": stream_handler(sse(CHUNK)),
     "/miderror": stream_handler(sse(CHUNK, b'{"error":{"message":"oom"}}', b"[DONE]")),
     "/empty": stream_handler(sse(b"[DONE]")),
@@ -228,6 +230,7 @@ def test_stream_without_usage_counts_chunks_and_says_so():
     ("path", "status", "message"),
     [
         ("/cut", "stream", "before [DONE]"),
+        ("/unfinished", "stream", "without a finish_reason: the server cut the stream short"),
         ("/miderror", "stream", "oom"),
         ("/empty", "empty", "no output"),
         ("/http429", "http_429", "slow down"),

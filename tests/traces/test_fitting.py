@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from replayer.traces.fitting import digamma, fit_gamma, fit_weibull, fit_zipf, trigamma, weibull_cv
+from replayer.traces.fitting import digamma, fit_gamma, fit_weibull, trigamma, weibull_cv
 
 
 @pytest.mark.parametrize(("x", "psi"), [(1.0, -0.5772156649015329), (0.5, -1.9635100260214235),
@@ -49,11 +49,3 @@ def test_weibull_mle_recovers_shape_and_scale_within_3_percent(shape, scale):
 
 def test_weibull_cv_of_shape_one_is_exponential():
     assert weibull_cv(1.0) == pytest.approx(1.0)
-
-
-def test_zipf_mle_recovers_the_exponent():
-    rng = np.random.default_rng(5)
-    support = np.arange(1, 5001)
-    probabilities = support**-1.3
-    sample = rng.choice(support, size=50_000, p=probabilities / probabilities.sum())
-    assert fit_zipf(sample, 1, 5000) == pytest.approx(1.3, rel=0.02)

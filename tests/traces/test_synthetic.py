@@ -13,7 +13,7 @@ from replayer.traces.synthetic import (
     fitted_defaults,
     parse_spec,
     synthesize,
-    write_csv,
+    write_trace_csv,
 )
 
 
@@ -119,7 +119,7 @@ def test_fit_reproduces_a_real_trace_and_scales_its_rate():
 def test_written_csv_reads_back_with_format_sniffing(tmp_path):
     trace = synthesize(parse_spec("rate=3,requests=50,input=fixed:7,output=fixed:9"))
     path = tmp_path / "synthetic.csv"
-    write_csv(trace, path)
+    write_trace_csv(trace, path)
     again = read_trace(str(path))
     assert again.format == "csv" and len(again) == 50
     assert np.allclose(again.arrival_s, trace.arrival_s, atol=1e-6)
