@@ -124,28 +124,9 @@ def soak(requests: int, rate: float, directory: Path, pin: bool = True) -> SoakR
     spec = f"arrivals=constant,rate={rate:g},requests={requests},input=fixed:{INPUT_TOKENS},output=fixed:4,seed=1"
     out = directory / "run"
     with simulator_process(None, simulator_cores, ms_per_token=2.0) as base_url:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "replayer",
-                "run",
-                "--synthetic",
-                spec,
-                "--base-url",
-                base_url,
-                "--out",
-                str(out),
-                "--overwrite",
-                "--quiet",
-                "--seed",
-                "1",
-                "--scrape-metrics",
-                "off",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        command = [sys.executable, "-m", "replayer", "run", "--synthetic", spec, "--base-url", base_url,
+                   "--out", str(out), "--overwrite", "--quiet", "--seed", "1", "--scrape-metrics", "off"]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if client_cores:
             os.sched_setaffinity(process.pid, client_cores)
         checkpoints, final_peak_mb = _watch_memory(process, out / "records.jsonl", requests)

@@ -50,17 +50,8 @@ def simulator_process(truth_log: Path | None, cores: set[int] | None, ms_per_tok
     """The simulator in its own process (pinned to `cores`), writing `truth_log` if given, making one token
     per stream every `ms_per_token` whatever the load; yields its base URL."""
     port = _free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "replayer",
-        "simulate",
-        "--port",
-        str(port),
-        *_SIMULATOR_OPTIONS,
-        "--decode-base-ms",
-        f"{ms_per_token:g}",
-    ]
+    command = [sys.executable, "-m", "replayer", "simulate", "--port", str(port), *_SIMULATOR_OPTIONS,
+               "--decode-base-ms", f"{ms_per_token:g}"]
     if truth_log is not None:
         command += ["--truth-log", str(truth_log)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

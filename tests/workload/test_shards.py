@@ -42,48 +42,15 @@ def test_shards_started_at_one_instant_merge_into_the_single_process_run(simulat
             )
         )
         start_at = f"{time.time() + 8:.3f}"  # time for both processes to start and prepare
-        shards = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "replayer",
-                    "run",
-                    *SHAPING,
-                    "--base-url",
-                    sim.base_url,
-                    "--shard",
-                    f"{k}/2",
-                    "--start-at",
-                    start_at,
-                    "--out",
-                    str(tmp_path / f"s{k}"),
-                    "--quiet",
-                ],
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for k in range(2)
-        ]
+        shards = [subprocess.Popen([sys.executable, "-m", "replayer", "run", *SHAPING, "--base-url", sim.base_url,
+                                    "--shard", f"{k}/2", "--start-at", start_at, "--out", str(tmp_path / f"s{k}"),
+                                    "--quiet"], stderr=subprocess.PIPE, text=True)
+                  for k in range(2)]
         for shard in shards:
             assert shard.wait(timeout=120) == 0, shard.stderr.read()
-    merged = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "replayer",
-            "report",
-            str(tmp_path / "s0"),
-            str(tmp_path / "s1"),
-            "--merge-to",
-            str(tmp_path / "merged"),
-            "--format",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    merged = subprocess.run([sys.executable, "-m", "replayer", "report", str(tmp_path / "s0"), str(tmp_path / "s1"),
+                             "--merge-to", str(tmp_path / "merged"), "--format", "json"],
+                            capture_output=True, text=True, timeout=60)
     assert merged.returncode == 0, merged.stderr
     summary = json.loads(merged.stdout)
     records = read_records(tmp_path / "merged" / "records.jsonl")
@@ -96,22 +63,7 @@ def test_shards_started_at_one_instant_merge_into_the_single_process_run(simulat
 
 def test_a_start_instant_already_past_is_refused(simulator, tmp_path):
     with simulator() as sim:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "replayer",
-                "run",
-                *SHAPING,
-                "--base-url",
-                sim.base_url,
-                "--start-at",
-                f"{time.time() - 60:.0f}",
-                "--out",
-                str(tmp_path / "late"),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        result = subprocess.run([sys.executable, "-m", "replayer", "run", *SHAPING, "--base-url", sim.base_url,
+                                 "--start-at", f"{time.time() - 60:.0f}", "--out", str(tmp_path / "late")],
+                                capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "--start-at: that instant passed" in result.stderr
