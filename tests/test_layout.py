@@ -112,3 +112,12 @@ def test_the_design_map_and_the_readme_name_every_module():
             if f"`{module[:-3]}`" not in row:
                 unnamed.append(relative)
     assert (unmapped, unnamed) == ([], [])
+
+
+def test_the_api_is_importable_by_name_and_run_is_the_function():
+    """`replayer.run` is the API function even though `replayer/run/` is also a package: the package's
+    names are bound after its submodules load, and every name in `__all__` resolves."""
+    import replayer
+
+    assert callable(replayer.run) and replayer.run.__module__ == "replayer.api"
+    assert all(getattr(replayer, name) is not None for name in replayer.__all__)
