@@ -28,9 +28,14 @@ from replayer.records import (
 _TIME_FIELDS = ("intended_ns", "sent_ns", "first_token_ns", "end_ns")
 
 
+def records_path(run: Path) -> Path:
+    """The records file of `run`, a run directory or the records file itself."""
+    return run / "records.jsonl" if run.is_dir() else run
+
+
 def read_run(run: Path) -> tuple[Path, RecordFile]:
     """(records path, its RecordFile) for a run directory or a records file."""
-    path = run / "records.jsonl" if run.is_dir() else run
+    path = records_path(run)
     return path, read_records(path)
 
 

@@ -15,7 +15,7 @@ from replayer.analysis.compare import DEFAULT_LIMITS
 from replayer.analysis.html import render_html
 from replayer.analysis.json_report import summary_json
 from replayer.analysis.markdown import junit_xml, markdown_report
-from replayer.analysis.runs import run_settings, summarize_run, write_record_file
+from replayer.analysis.runs import records_path, run_settings, summarize_run, write_record_file
 from replayer.analysis.summary import Summary
 from replayer.analysis.text import compare_table, render_summary, slo_table
 from replayer.analysis.timeseries import time_series, write_series_csv
@@ -61,7 +61,7 @@ def add_report(commands: argparse._SubParsersAction) -> None:
 def _cmd_report(args: argparse.Namespace) -> int:
     record_file = read_runs(*args.run)
     summary = summarize_run(record_file)
-    path = args.run[0] / "records.jsonl" if args.run[0].is_dir() else args.run[0]
+    path = records_path(args.run[0])
     if args.merge_to:
         path = args.merge_to / "records.jsonl"
         _write_merged(args.merge_to, record_file, summary)

@@ -27,13 +27,12 @@ from replayer.prompts.tokenizer import load_tokenizer
 from replayer.records import RecordWriter, RequestRecord
 from replayer.run.config import PromptConfig, RunConfig, ScaleConfig
 from replayer.run.live import LiveDisplay
-from replayer.run.preflight import MIN_FD_TABLE, files_needed
+from replayer.run.preflight import make_room_for_sockets
 from replayer.run.server_metrics import ServerMetrics, scrape
 from replayer.run.target import Target
 from replayer.send.addressing import redact_url
 from replayer.send.client import Client
 from replayer.send.dispatcher import Lookahead, Progress, StopControl, dispatch
-from replayer.send.eventloop import raise_fd_limit, reserve_fd_table
 from replayer.version import __version__
 from replayer.workload.shaping import Workload
 from replayer.workload.shards import monotonic_t0
@@ -106,8 +105,7 @@ def plan_for(prompts: PromptConfig, workload: Workload, target: Target) -> Reque
 def prepare_shard(job: ShardJob) -> tuple[RequestPlan, Lookahead]:
     """In a process that replays one shard (a worker, a Ray actor): room for its sockets, its plan, and
     the first bodies built ahead."""
-    raise_fd_limit()
-    reserve_fd_table(max(files_needed(job.workload), MIN_FD_TABLE))
+    make_room_for_sockets(job.workload)  # (the parent has already warned if the limit is too low)
     plan = plan_for(job.prompts, job.workload, job.target)
     buffer = Lookahead(plan)
     buffer.fill()

@@ -52,7 +52,7 @@ async def resolve_target(target: TargetConfig, prompts: PromptConfig, base_url: 
     """Ask the server what it serves (and, with `count_template`, how its template counts)."""
     client = target.client(base_url)
     model, backend, source = await _model_and_backend(target, client)
-    seed = prompts.seed if prompts.seed is not None else secrets.randbits(32)
+    seed = prompt_seed(prompts)
     template = TemplateOverhead()
     if prompts.count_template:
         synthesizer = PromptSynthesizer(load_tokenizer(prompts.tokenizer), seed=seed)
@@ -65,9 +65,14 @@ def dry_run_target(target: TargetConfig, prompts: PromptConfig) -> Target:
     builtin = target.base_url is None
     model = target.model or (DEFAULT_MODEL if builtin else "default")
     backend = target.backend if target.backend != "auto" else "replayer" if builtin else "openai"
-    seed = prompts.seed if prompts.seed is not None else secrets.randbits(32)
+    seed = prompt_seed(prompts)
     return Target(target.client(target.base_url or "http://127.0.0.1"), model, backend, "dry run",
                   request_options(target, model, backend), TemplateOverhead(), seed)
+
+
+def prompt_seed(prompts: PromptConfig) -> int:
+    """`--seed`, else a random one: each run's prompts are then its own, so no prefix cache hits across runs."""
+    return prompts.seed if prompts.seed is not None else secrets.randbits(32)
 
 
 def request_options(target: TargetConfig, model: str, backend: str) -> RequestOptions:
