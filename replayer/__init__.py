@@ -9,12 +9,16 @@ The Python API runs the same pipeline as the command line (which is a thin layer
     replayer.check(result.out_dir, ["ttft_p99<=2s"])["passed"]
 
 `run` returns a `RunResult` (run directory, `Summary`, stop reason); `report`, `check` and
-`compare` judge finished run directories without sending any load.
+`compare` judge finished run directories without sending any load; `capacity`, `sweep` and
+`run_trials` are experiments: many runs of one workload, each in its own directory.
 """
 
 from replayer.analysis.summary import Distribution, Summary
 from replayer.api import Comparison, check, compare, read_runs, report, run
 from replayer.errors import ConfigError, InputError, OutputError, ReplayerError
+from replayer.experiments.capacity import Search, capacity
+from replayer.experiments.sweep import Sweep, sweep
+from replayer.experiments.trials import run_trials
 from replayer.run.config import OutputConfig, PromptConfig, RunConfig, ScaleConfig, TargetConfig, WorkloadSource
 from replayer.run.pipeline import RunResult
 from replayer.send.client import Timeouts
@@ -27,5 +31,6 @@ from replayer.workload.shaping import Shaping
 __all__ = [
     "Comparison", "ConfigError", "Distribution", "EngineModel", "Faults", "InputError", "OutputConfig", "OutputError",
     "PromptConfig", "ReplayerError", "RunConfig", "RunResult", "ScaleConfig", "Shaping", "SimulatorConfig", "Summary",
-    "TargetConfig", "Timeouts", "WorkloadSource", "__version__", "check", "compare", "read_runs", "report", "run",
+    "Search", "Sweep", "TargetConfig", "Timeouts", "WorkloadSource", "__version__", "capacity", "check", "compare",
+    "read_runs", "report", "run", "run_trials", "sweep",
 ]

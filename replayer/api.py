@@ -14,6 +14,7 @@ messages; the CLI is a thin layer over these functions.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +22,8 @@ from typing import Any
 
 from rich.console import Console
 
-from replayer.analysis.compare import Delta, compare_summaries, parse_limit
-from replayer.analysis.runs import merge_record_files, read_run, summarize_run
+from replayer.analysis.compare import Delta, compare_runs, parse_limit
+from replayer.analysis.runs import merge_record_files, read_run, summarize_run, trial_dirs
 from replayer.analysis.summary import Summary
 from replayer.errors import ConfigError
 from replayer.records import RecordFile
@@ -75,9 +76,12 @@ class Comparison:
 
 
 def compare(base: Path | str, new: Path | str, limits: Sequence[str] = ()) -> Comparison:
-    """Compare the run `new` with the reference run `base`; `limits` are `METRIC=PCT` texts (the
-    largest tolerated worsening of each), else the default limits."""
+    """Compare the run `new` with the reference run `base` (either may be a `--trials` directory: its
+    trials are pooled); `limits` are `METRIC=PCT` texts (the largest tolerated worsening of each),
+    else the default limits. A change is a regression only when its whole 95 % interval lies beyond."""
     parsed = dict(parse_limit(text) for text in limits)
-    base_file, new_file = read_runs(base), read_runs(new)
-    deltas = compare_summaries(summarize_run(base_file), summarize_run(new_file), parsed or None)
-    return Comparison(deltas, base_file.header.get("workload") == new_file.header.get("workload"))
+    base_files = [read_runs(run) for run in trial_dirs(Path(base))]
+    new_files = [read_runs(run) for run in trial_dirs(Path(new))]
+    deltas = compare_runs(base_files, new_files, parsed or None)
+    workloads = {json.dumps(f.header.get("workload"), sort_keys=True) for f in (*base_files, *new_files)}
+    return Comparison(deltas, len(workloads) == 1)

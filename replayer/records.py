@@ -46,7 +46,8 @@ class RequestRecord:
     the turn waited past its instant for its session's previous turn to finish (part of its
     schedule lag, `sent_ns - intended_ns`). `retries` counts re-sends after 429 answers (only with
     `--retry-429`); the times still run from the first send. `labels` holds the trace's labels of
-    the row (its model and log type), when the trace has more than one of them.
+    the row (its model and log type), when the trace has more than one of them. `warmup` marks a
+    request sent within the run's warm-up.
     """
 
     id: int
@@ -67,6 +68,8 @@ class RequestRecord:
     retries: int = 0
     labels: dict[str, str] | None = None
     """The trace's labels of this request (BurstGPT's model and log type) for the summary's breakdowns."""
+    warmup: bool = False
+    """Sent within the run's `--warmup` seconds: recorded, but kept out of every statistic and SLO."""
 
     @property
     def ok(self) -> bool:

@@ -6,9 +6,13 @@ import contextlib
 import functools
 import http.server
 import json
+import re
+import shutil
+import struct
 import subprocess
 import sys
 import threading
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -130,3 +134,35 @@ def report_without_summary() -> Callable[[Path], dict]:
         return json.loads(result.stdout)
 
     return report
+
+
+def png_pixels(path: Path) -> bytes:
+    """The decompressed image data of a PNG (filter bytes included): enough to tell a blank page."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    position, chunks = 8, []
+    while position < len(data):
+        length, kind = struct.unpack(">I4s", data[position:position + 8])
+        if kind == b"IDAT":
+            chunks.append(data[position + 8:position + 8 + length])
+        position += 12 + length
+    return zlib.decompress(b"".join(chunks))
+
+
+def render_in_chromium(page: Path, shot: Path) -> bytes:
+    """Render `page` in headless Chromium into the PNG `shot` (skipping the test without Chromium),
+    failing on a script or console error; returns the image's pixel data."""
+    if shutil.which("chromium") is None:
+        pytest.skip("needs Debian's chromium package (apt install chromium)")
+    result = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
+                             "--v=0", f"--screenshot={shot}", "--window-size=900,2400", page.as_uri()],
+                            capture_output=True, text=True, timeout=120)
+    assert shot.exists(), result.stderr[-2000:]
+    assert not re.search(r"CONSOLE|Uncaught", result.stderr), result.stderr[-2000:]
+    return png_pixels(shot)
+
+
+@pytest.fixture
+def chromium() -> Callable[[Path, Path], bytes]:
+    """`chromium(page, shot)`: render an HTML page into a PNG and return its pixel data (see `render_in_chromium`)."""
+    return render_in_chromium

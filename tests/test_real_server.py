@@ -153,3 +153,28 @@ def test_a_stream_the_server_interrupts_is_recorded_as_the_failure_it_is(tmp_pat
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["accounting"]["balanced"] and summary["requests_sent"] == 2
     assert second.ok and second.served_output_tokens == second.output_tokens  # the request that cut it
+
+
+@pytest.mark.timeout(600)
+def test_capacity_and_sweep_against_the_real_server(real_server, tmp_path):
+    """The experiments where the server is real: one request at a time on one CPU thread, so queueing
+    sets in at a few requests per second and the search must find that, not the client's limit."""
+    base_url, _ = real_server
+    workload = "arrivals=constant,rate=0.25,duration=15,input=fixed:20,output=fixed:4"
+    common = ("--synthetic", workload, "--base-url", base_url, "--cooldown", "1")
+    found = subprocess.run([sys.executable, "-m", "replayer", "capacity", *common, "--slo", "ttft_p99<=2s",
+                            "--low", "1", "--precision", "20%", "--max-time", "180", "--out", str(tmp_path / "cap")],
+                           capture_output=True, text=True, timeout=400)
+    assert found.returncode == 0, found.stderr[-3000:]
+    result = json.loads((tmp_path / "cap" / "capacity.json").read_text())
+    print(result["verdict"], f"({result['elapsed_s']:.0f} s)")
+    assert result["max_speedup"] >= 1 and result["failing_speedup"] is not None  # one slot: it saturates
+    failing = next(p for p in result["probes"] if p["speedup"] == result["failing_speedup"])
+    assert failing["passed"] is False and (failing["stopped_early"] or failing["slo_values"]["ttft_p99<=2s"]
+                                           ["value"] > 2000)
+    swept = subprocess.run([sys.executable, "-m", "replayer", "sweep", *common[:-2], "--speedups", "1,12", "--slo",
+                            "ttft<=2s", "--out", str(tmp_path / "sweep")], capture_output=True, text=True,
+                           timeout=400)
+    assert swept.returncode == 0, swept.stderr[-3000:]
+    points = json.loads((tmp_path / "sweep" / "sweep.json").read_text())["points"]
+    assert points[1]["metrics"]["ttft_p99"] > points[0]["metrics"]["ttft_p99"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -18,9 +18,9 @@ from replayer.analysis.summary import PERCENTILES, Summary, latency_samples, sum
 from replayer.analysis.text import slo_value, slo_verdict
 from replayer.records import RequestRecord
 
-_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")
-_WIDTH, _HEIGHT, _PAD = 760, 260, 48
-_STYLE = """
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")
+WIDTH, HEIGHT, PAD = 760, 260, 48
+STYLE = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:820px}
 h1{font-size:20px}h2{font-size:16px;margin-top:28px}
 table{border-collapse:collapse;font-size:13px;margin:8px 0}
@@ -34,7 +34,7 @@ def render_html(summary: Summary, records: Sequence[RequestRecord], series: dict
                 server: Sequence[tuple[float, dict[str, float]]] = (), streamed: bool = True) -> str:
     """The whole report page."""
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>", _totals(summary),
+             f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>", _totals(summary),
              _latencies(summary)]
     if summary.get("slo"):
         parts.append(_slos(summary["slo"]))
@@ -66,9 +66,9 @@ def _totals(summary: Summary) -> str:
     failures = ", ".join(f"{kind} {count}" for kind, count in summary["failures"].items()) or "none"
     rows = [("requests sent", f"{summary['requests_sent']:,}"), ("completed", f"{summary['completed']:,}"),
             ("failed", f"{summary['failed']:,} ({failures})"), ("duration", f"{summary['duration_s']:.2f} s"),
-            ("request throughput", _number(summary["request_throughput"], " req/s")),
-            ("output throughput", _number(summary["output_throughput"], " tok/s"))]
-    return _table(("", ""), rows)
+            ("request throughput", number(summary["request_throughput"], " req/s")),
+            ("output throughput", number(summary["output_throughput"], " tok/s"))]
+    return table(("", ""), rows)
 
 
 def _latencies(summary: Summary) -> str:
@@ -78,8 +78,8 @@ def _latencies(summary: Summary) -> str:
                        ("sched. lag", "schedule_lag_ms")):
         dist = summary_entry(summary, key) or {}
         if dist.get("count"):
-            rows.append((label, *(_number(dist.get(c)) for c in columns)))
-    return "<h2>Latency (ms)</h2>" + _table(("metric", *columns), rows)
+            rows.append((label, *(number(dist.get(c)) for c in columns)))
+    return "<h2>Latency (ms)</h2>" + table(("metric", *columns), rows)
 
 
 def _slos(slo: dict) -> str:
@@ -87,42 +87,56 @@ def _slos(slo: dict) -> str:
              "<span class='pass'>pass</span>" if c["passed"] else "<span class='fail'>FAIL</span>")
             for c in slo["checks"]]
     verdict = f"<p class='{'pass' if slo['passed'] else 'fail'}'>{html.escape(slo_verdict(slo))}</p>"
-    return "<h2>SLOs</h2>" + verdict + _table(("objective", "measured", ""), rows, escape=False)
+    return "<h2>SLOs</h2>" + verdict + table(("objective", "measured", ""), rows, escape=False)
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], escape: bool = True) -> str:
+def table(header: Sequence[str], rows: Sequence[Sequence[str]], escape: bool = True) -> str:
+    """An HTML table (cells escaped unless they are markup already)."""
     cell = html.escape if escape else str
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{cell(str(v))}</td>" for v in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _number(value: float | None, unit: str = "") -> str:
+def number(value: float | None, unit: str = "") -> str:
+    """A figure with two decimals and thousands separators, or a dash."""
     return "–" if value is None else f"{value:,.2f}{unit}"
 
 
-def line_chart(x: Sequence[float], series: dict[str, Sequence[float | None]], y_label: str) -> str:
-    """An SVG line chart; None values leave gaps."""
+Overlay = Callable[[Callable[[float], float], Callable[[float], float]], list[str]]
+"""Draws extra marks on a chart, given its x and y scales (data value → pixel)."""
+
+
+def line_chart(x: Sequence[float], series: Mapping[str, Sequence[float | None]], y_label: str,
+               x_label: str = "time since t0 (s)", *, dots: bool = False, y_reach: Sequence[float] = (),
+               overlay: Overlay | None = None) -> str:
+    """An SVG line chart (with a dot at each value when `dots`); None values leave gaps. The y axis
+    reaches at least the values of `y_reach` (a limit drawn by the overlay)."""
     values = [v for ys in series.values() for v in ys if v is not None and math.isfinite(v)]
     if not x or not values:
         return "<p class='note'>no data</p>"
     x0, x1 = float(min(x)), float(max(x))
-    span_x, y1 = (x1 - x0) or 1.0, max(values) * 1.05 or 1.0
+    span_x, y1 = (x1 - x0) or 1.0, max([*values, *y_reach]) * 1.05 or 1.0
 
     def scale_x(v: float) -> float:
-        return _PAD + (v - x0) / span_x * (_WIDTH - 2 * _PAD)
+        return PAD + (v - x0) / span_x * (WIDTH - 2 * PAD)
 
     def scale_y(v: float) -> float:
-        return _HEIGHT - _PAD - v / y1 * (_HEIGHT - 2 * _PAD)
+        return HEIGHT - PAD - v / y1 * (HEIGHT - 2 * PAD)
 
-    out = [_frame(x0, x1, 0.0, y1, "time since t0 (s)", y_label)]
+    out = [frame(x0, x1, 0.0, y1, x_label, y_label)]
     for index, (name, ys) in enumerate(series.items()):
-        color = _COLORS[index % len(_COLORS)]
+        color = COLORS[index % len(COLORS)]
         for run in _runs(x, ys):
             points = " ".join(f"{scale_x(a):.1f},{scale_y(b):.1f}" for a, b in run)
             out.append(f"<polyline fill='none' stroke='{color}' stroke-width='1.5' points='{points}'/>")
-        out.append(_legend(index, name, color))
-    return _svg(out)
+            if dots:
+                out.extend(f"<circle cx='{scale_x(a):.1f}' cy='{scale_y(b):.1f}' r='3' fill='{color}'/>"
+                           for a, b in run)
+        out.append(legend(index, name, color))
+    if overlay is not None:
+        out.extend(overlay(scale_x, scale_y))
+    return svg(out)
 
 
 def cdf_chart(values: Sequence[float], x_label: str) -> str:
@@ -132,10 +146,10 @@ def cdf_chart(values: Sequence[float], x_label: str) -> str:
     xs, ys = ordered[picks], (picks + 1) / ordered.size
     x0, x1 = float(xs[0]), float(xs[-1])
     span = (x1 - x0) or 1.0
-    points = " ".join(f"{_PAD + (a - x0) / span * (_WIDTH - 2 * _PAD):.1f},"
-                      f"{_HEIGHT - _PAD - b * (_HEIGHT - 2 * _PAD):.1f}" for a, b in zip(xs, ys))
-    return _svg([_frame(x0, x1, 0.0, 1.0, x_label, "fraction of requests"),
-                 f"<polyline fill='none' stroke='{_COLORS[0]}' stroke-width='1.5' points='{points}'/>"])
+    points = " ".join(f"{PAD + (a - x0) / span * (WIDTH - 2 * PAD):.1f},"
+                      f"{HEIGHT - PAD - b * (HEIGHT - 2 * PAD):.1f}" for a, b in zip(xs, ys))
+    return svg([frame(x0, x1, 0.0, 1.0, x_label, "fraction of requests"),
+                 f"<polyline fill='none' stroke='{COLORS[0]}' stroke-width='1.5' points='{points}'/>"])
 
 
 def _runs(x: Sequence[float], ys: Sequence[float | None]) -> list[list[tuple[float, float]]]:
@@ -150,16 +164,16 @@ def _runs(x: Sequence[float], ys: Sequence[float | None]) -> list[list[tuple[flo
     return [run for run in runs if run]
 
 
-def _frame(x0: float, x1: float, y0: float, y1: float, x_label: str, y_label: str) -> str:
-    """Axes, five ticks on each, and the labels."""
-    left, right, top, bottom = _PAD, _WIDTH - _PAD, _PAD, _HEIGHT - _PAD
+def frame(x0: float, x1: float, y0: float, y1: float, x_label: str, y_label: str) -> str:
+    """A chart's axes, five ticks on each, and the labels."""
+    left, right, top, bottom = PAD, WIDTH - PAD, PAD, HEIGHT - PAD
     out = [f"<rect x='{left}' y='{top}' width='{right - left}' height='{bottom - top}' fill='#fafafa' stroke='#999'/>"]
     for i in range(6):
         fx, fy = left + i * (right - left) / 5, bottom - i * (bottom - top) / 5
         out.append(f"<text x='{fx:.0f}' y='{bottom + 14}' text-anchor='middle'>{_tick(x0 + i * (x1 - x0) / 5)}</text>")
         out.append(f"<text x='{left - 4}' y='{fy + 4:.0f}' text-anchor='end'>{_tick(y0 + i * (y1 - y0) / 5)}</text>")
         out.append(f"<line x1='{left}' x2='{right}' y1='{fy:.0f}' y2='{fy:.0f}' stroke='#e4e4e4'/>")
-    out.append(f"<text x='{(left + right) / 2:.0f}' y='{_HEIGHT - 10}' text-anchor='middle'>"
+    out.append(f"<text x='{(left + right) / 2:.0f}' y='{HEIGHT - 10}' text-anchor='middle'>"
                f"{html.escape(x_label)}</text>")
     out.append(
         f"<text x='12' y='{(top + bottom) / 2:.0f}' transform='rotate(-90 12 {(top + bottom) / 2:.0f})' "
@@ -168,11 +182,12 @@ def _frame(x0: float, x1: float, y0: float, y1: float, x_label: str, y_label: st
     return "".join(out)
 
 
-def _legend(index: int, name: str, color: str) -> str:
-    x = _PAD + 8 + index * 120
+def legend(index: int, name: str, color: str) -> str:
+    """The legend entry of a chart's `index`-th series."""
+    x = PAD + 8 + index * 120
     return (
-        f"<rect x='{x}' y='{_PAD - 16}' width='10' height='10' fill='{color}'/>"
-        f"<text x='{x + 14}' y='{_PAD - 7}'>{html.escape(name)}</text>"
+        f"<rect x='{x}' y='{PAD - 16}' width='10' height='10' fill='{color}'/>"
+        f"<text x='{x + 14}' y='{PAD - 7}'>{html.escape(name)}</text>"
     )
 
 
@@ -180,8 +195,9 @@ def _tick(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
-def _svg(parts: list[str]) -> str:
+def svg(parts: list[str]) -> str:
+    """One chart's SVG element around its drawn parts."""
     return (
-        f"<svg xmlns='http://www.w3.org/2000/svg' width='{_WIDTH}' height='{_HEIGHT}' "
-        f"viewBox='0 0 {_WIDTH} {_HEIGHT}'>{''.join(parts)}</svg>"
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{WIDTH}' height='{HEIGHT}' "
+        f"viewBox='0 0 {WIDTH} {HEIGHT}'>{''.join(parts)}</svg>"
     )

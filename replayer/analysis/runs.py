@@ -12,8 +12,8 @@ from typing import Any
 
 from replayer.analysis.html import render_html
 from replayer.analysis.json_report import summary_json
-from replayer.analysis.slo import evaluate, parse_slos
-from replayer.analysis.summary import CLIENT_LIMITED_LAG_MS, Summary, summarize
+from replayer.analysis.slo import SLO_OUT_OF_REACH, evaluate, parse_slos
+from replayer.analysis.summary import CLIENT_LIMITED_LAG_MS, Summary, measured, summarize
 from replayer.analysis.timeseries import time_series, write_series_csv
 from replayer.errors import InputError
 from replayer.records import (
@@ -33,6 +33,15 @@ def records_path(run: Path) -> Path:
     return run / "records.jsonl" if run.is_dir() else run
 
 
+def trial_dirs(run: Path) -> list[Path]:
+    """The runs of `run`: its trial directories when it holds `--trials` (a `trials.json`), else itself."""
+    if (run / "trials.json").is_file():
+        trials = sorted(run.glob("trial-*/"), key=lambda path: int(path.name.partition("-")[2] or 0))
+        if trials:
+            return trials
+    return [run]
+
+
 def read_run(run: Path) -> tuple[Path, RecordFile]:
     """(records path, its RecordFile) for a run directory or a records file."""
     path = records_path(run)
@@ -41,13 +50,14 @@ def read_run(run: Path) -> tuple[Path, RecordFile]:
 
 def run_settings(record_file: RecordFile) -> dict[str, Any]:
     """The settings the summary depends on, from the records header: whether the run streamed, its
-    lag limit and its SLOs (records of older versions kept these at the config's top level)."""
+    lag limit, its SLOs and its warm-up (records of older versions kept these at the config's top level)."""
     header = record_file.header
     config = header.get("config") or {}
     output = config.get("output") or config
     return {"streamed": (header.get("target") or {}).get("stream", True),
             "lag_limit_ms": output.get("lag_limit_ms", CLIENT_LIMITED_LAG_MS),
-            "slos": tuple(output.get("slos") or ())}
+            "slos": tuple(output.get("slos") or ()),
+            "warmup_s": output.get("warmup_s") or 0.0}
 
 
 def summarize_run(record_file: RecordFile, slos: tuple[str, ...] | list[str] | None = None) -> Summary:
@@ -56,7 +66,7 @@ def summarize_run(record_file: RecordFile, slos: tuple[str, ...] | list[str] | N
     for the SLOs the run was given."""
     settings = run_settings(record_file)
     summary = summarize(record_file.records, streamed=settings["streamed"],
-                        client_limited_lag_ms=settings["lag_limit_ms"])
+                        client_limited_lag_ms=settings["lag_limit_ms"], warmup_s=settings["warmup_s"])
     trailer = record_file.trailer or {}
     summary["interrupted"] = trailer.get("stop_reason") if record_file.trailer is not None else "unfinished"
     summary["client_cpu_s"] = trailer.get("client_cpu_s")
@@ -66,7 +76,11 @@ def summarize_run(record_file: RecordFile, slos: tuple[str, ...] | list[str] | N
         summary["scale_out"] = record_file.header["scale_out"]
     texts = slos or settings["slos"]
     if texts:
-        summary["slo"] = evaluate(parse_slos(texts), record_file.records, summary, streamed=settings["streamed"])
+        verdict = evaluate(parse_slos(texts), measured(record_file.records), summary, streamed=settings["streamed"])
+        if (summary["interrupted"] or "").startswith(SLO_OUT_OF_REACH):
+            verdict["passed"] = False  # what ran may look fine, but the rest could not have saved it
+            verdict["stopped_early"] = summary["interrupted"]
+        summary["slo"] = verdict
     return summary
 
 

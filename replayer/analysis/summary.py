@@ -12,7 +12,10 @@ For a request, `sent` is when it left, `first` the arrival of the first output-b
   also reports on its own. Whether the client kept up is judged on the lag without that wait, per
   window of intended send times: the run is `client_limited` if any window's p99 is over the limit;
 - duration = last completion − t0; throughputs are completed requests, and their served output and
-  input tokens, per second of that duration.
+  input tokens, per second of that duration; the sent rate is one over the mean gap between sends.
+
+Requests marked `warmup` (sent within the run's `--warmup`) are kept out of all of it but the
+accounting, and the duration then runs from the warm-up's end.
 
 Latency percentiles are over successful requests only; failures are counted by kind, never
 dropped. Percentiles interpolate linearly between recorded values (numpy's default, as vLLM does).
@@ -66,6 +69,9 @@ class Summary(TypedDict, total=False):
     failures: dict[str, int]
     failure_examples: dict[str, str]
     duration_s: float
+    sent_rate: float | None
+    """Requests per second at which requests left: one over the mean gap between consecutive sends."""
+    warmup: dict[str, float | int]
     request_throughput: float | None
     output_throughput: float | None
     input_throughput: float | None
@@ -169,10 +175,16 @@ def token_mismatch(records: Sequence[RequestRecord]) -> dict[str, dict[str, floa
     return result
 
 
+def measured(records: Sequence[RequestRecord]) -> list[RequestRecord]:
+    """The records that statistics and SLOs count: all but those of the warm-up."""
+    return [r for r in records if not r.warmup]
+
+
 def summarize(records: Sequence[RequestRecord], *, streamed: bool = True,
-              client_limited_lag_ms: float = CLIENT_LIMITED_LAG_MS) -> Summary:
-    """The metrics of a run's records (`replayer.analysis.runs.summarize_run` adds what the records
-    file says of the run itself)."""
+              client_limited_lag_ms: float = CLIENT_LIMITED_LAG_MS, warmup_s: float = 0.0) -> Summary:
+    """The metrics of a run's records, but for the warm-up's (`replayer.analysis.runs.summarize_run`
+    adds what the records file says of the run itself)."""
+    everything, records = records, measured(records)
     sent = [r for r in records if r.sent_ns is not None]
     ok = [r for r in sent if r.ok]
     failures = Counter(r.status for r in sent if not r.ok)
@@ -181,7 +193,9 @@ def summarize(records: Sequence[RequestRecord], *, streamed: bool = True,
         if not r.ok and r.status not in examples:
             examples[r.status] = r.error or ""
     ends = [r.end_ns for r in sent if r.end_ns is not None]
-    duration_s = max(ends) / 1e9 if ends else 0.0
+    duration_s = max(0.0, max(ends) / 1e9 - warmup_s) if ends else 0.0
+    send_times = [r.sent_ns for r in sent if r.sent_ns is not None]
+    send_span_s = (max(send_times) - min(send_times)) / 1e9 if send_times else 0.0
 
     def per_second(amount: float) -> float | None:
         return amount / duration_s if duration_s > 0 else None
@@ -196,6 +210,7 @@ def summarize(records: Sequence[RequestRecord], *, streamed: bool = True,
         "failures": dict(sorted(failures.items())),
         "failure_examples": examples,
         "duration_s": duration_s,
+        "sent_rate": (len(sent) - 1) / send_span_s if send_span_s > 0 else None,
         "request_throughput": per_second(len(ok)),
         "output_throughput": per_second(output_tokens),
         "input_throughput": per_second(input_tokens),
@@ -212,7 +227,7 @@ def summarize(records: Sequence[RequestRecord], *, streamed: bool = True,
         "schedule_lag_ms": distribution(samples["schedule_lag_ms"]),
         "session_wait_ms": distribution(samples["session_wait_ms"]),
         "breakdowns": breakdowns(sent, streamed),
-        "accounting": accounting(records),
+        "accounting": accounting(everything),
         "retries_429": {"requests": sum(1 for r in sent if r.retries), "retries": sum(r.retries for r in sent)},
     }
     client_lag = np.array([_ms((r.sent_ns or 0) - r.intended_ns - r.session_wait_ns) for r in sent])  # (all sent)
@@ -222,6 +237,8 @@ def summarize(records: Sequence[RequestRecord], *, streamed: bool = True,
     summary["client_limited"] = bool(behind)
     summary["client_limited_threshold_ms"] = client_limited_lag_ms
     summary["client_behind_windows"] = behind
+    if warmup_s > 0:
+        summary["warmup"] = {"seconds": warmup_s, "requests": len(everything) - len(records)}
     return summary
 
 

@@ -137,34 +137,65 @@ def slo_table(slo: dict) -> Table:
 
 
 def compare_table(deltas: list, base_name: str, new_name: str) -> Table:
-    """`replayer compare`: base, new, change and verdict per metric (`replayer.analysis.compare.Delta`)."""
+    """`replayer compare`: base, new, change, its 95 % interval and verdict per metric
+    (`replayer.analysis.compare.Delta`)."""
     table = Table(
         title=f"{base_name} -> {new_name}", title_justify="left", show_edge=False, pad_edge=False, collapse_padding=True
     )
     columns: tuple[tuple[str, JustifyMethod], ...] = (
-        ("metric", "left"),
-        ("base", "right"),
-        ("new", "right"),
-        ("change", "right"),
-        ("limit", "right"),
-        ("", "left"),
+        ("metric", "left"), ("base", "right"), ("new", "right"), ("change", "right"), ("95% interval", "right"),
+        ("limit", "right"), ("verdict", "left"),
     )
     for name, justify in columns:
         table.add_column(name, justify=justify, no_wrap=True)
+    styles = {"regression": "[red]REGRESSION[/]", "improvement": "[green]improvement[/]", "worse": "[yellow]worse[/]"}
     for d in deltas:
         fraction = d.metric in ("error_rate", "attainment")
+        unit = " pt" if fraction else "%"
         shown = (lambda v: "–" if v is None else f"{v * 100:.2f}%") if fraction else (lambda v: fmt(v, 2))
-        change = "–" if d.change is None else f"{d.change * 100:+.2f}{' pt' if fraction else '%'}"
-        limit = "" if d.limit is None else f"{d.limit * 100:g}{' pt' if fraction else '%'}"
-        table.add_row(
-            d.metric,
-            shown(d.base),
-            shown(d.new),
-            change,
-            limit,
-            "[red]REGRESSION[/]" if d.regressed else "",
-            style=None,
-        )
+        change = "–" if d.change is None else f"{d.change * 100:+.2f}{unit}"
+        interval = "–" if d.low is None else f"{d.low * 100:+.1f} .. {d.high * 100:+.1f}{unit}"
+        limit = "" if d.limit is None else f"{d.limit * 100:g}{unit}"
+        table.add_row(d.metric, shown(d.base), shown(d.new), change, interval, limit, styles.get(d.verdict, d.verdict))
+    return table
+
+
+TRIALS_SHOWN = ("ttft_p50", "ttft_p99", "tpot_p50", "tpot_p99", "itl_p99", "e2e_p50", "e2e_p99", "sent_rate",
+                "request_throughput", "output_throughput", "error_rate", "goodput", "attainment")
+
+
+def trials_table(result: dict) -> Table:
+    """`run --trials`: each key metric's mean across the trials, its 95 % interval, min and max."""
+    point = result["point"]
+    table = Table(title=f"{len(point['trials'])} trials", title_justify="left", show_edge=False, pad_edge=False)
+    for name in ("metric", "mean", "95% interval", "min", "max"):
+        table.add_column(name, justify="left" if name == "metric" else "right", no_wrap=True)
+    for name in TRIALS_SHOWN:
+        spread = (point.get("spread") or {}).get(name)
+        if spread:
+            table.add_row(name, fmt(spread["mean"], 2), f"{fmt(spread['low'], 2)} .. {fmt(spread['high'], 2)}",
+                          fmt(spread["min"], 2), fmt(spread["max"], 2))
+    if point.get("passed") is not None:
+        held = sum(1 for trial in point["trials"] if trial["passed"])
+        table.caption = f"SLOs held in {held} of {len(point['trials'])} trials"
+    return table
+
+
+def sweep_table(result: dict) -> Table:
+    """`replayer sweep`: each point's load, sent rate, latency percentiles, goodput and errors."""
+    knee = result.get("knee") or {}
+    table = Table(title="sweep", title_justify="left", show_edge=False, pad_edge=False)
+    for name in ("load", "req/s", "TTFT p50", "p99", "TPOT p99", "E2E p99", "goodput", "errors"):
+        table.add_column(name, justify="left" if name == "load" else "right", no_wrap=True)
+    for index, point in enumerate(result["points"]):
+        m = point["metrics"]
+        load = f"{point['value']:.4g}x" if point["load"] == "speedup" else f"{point['value']:.4g}/s"
+        load += " *" if knee.get("point") == index else ""
+        table.add_row(load, fmt(m["sent_rate"], 2), fmt(m["ttft_p50"]),
+                      fmt(m["ttft_p99"]), fmt(m["tpot_p99"]), fmt(m["e2e_p99"]), fmt(m.get("goodput"), 2),
+                      "–" if m["error_rate"] is None else f"{m['error_rate'] * 100:.1f}%")
+    if knee:
+        table.caption = "* the knee: from here TTFT p99 grew faster than the load"
     return table
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from replayer.cli import offline, run, serve, traces
+from replayer.cli import experiments, offline, run, serve, traces
 from replayer.cli.options import EXIT_INPUT, EXIT_OUTPUT_FAILED, Parser
 from replayer.errors import OutputError, ReplayerError
 from replayer.version import __version__
@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     offline.add_report(commands)
     offline.add_check(commands)
     offline.add_compare(commands)
+    experiments.add_capacity(commands)
+    experiments.add_sweep(commands)
     traces.add_inspect(commands)
     traces.add_synth(commands)
     traces.add_scenarios(commands)

@@ -17,12 +17,14 @@ from replayer.analysis.json_report import summary_json
 from replayer.analysis.markdown import junit_xml, markdown_report
 from replayer.analysis.runs import records_path, run_settings, summarize_run, write_record_file
 from replayer.analysis.summary import Summary
-from replayer.analysis.text import compare_table, render_summary, slo_table
+from replayer.analysis.text import compare_table, render_summary, slo_table, sweep_table, trials_table
 from replayer.analysis.timeseries import time_series, write_series_csv
 from replayer.analysis.wording import slo_verdict
 from replayer.api import check, compare, read_runs
 from replayer.cli.options import EXIT_FAILED_VERDICT, positive_float
 from replayer.errors import OutputError
+from replayer.experiments.outputs import experiment_kind
+from replayer.experiments.rebuild import rebuild
 from replayer.records import RecordFile, read_server_metrics
 
 REPORT_EXAMPLES = """\
@@ -32,6 +34,7 @@ examples:
   replayer report runs/nightly --format markdown -o report.md      # for a CI comment
   replayer report runs/nightly --timeseries series.csv --bin 10    # 10 s intervals
   replayer report shard-0 shard-1 shard-2 --merge-to runs/merged  # shards of one run (--shard K/N)
+  replayer report runs/capacity        # an experiment (capacity, sweep, --trials): JSON and report rebuilt
 """
 
 
@@ -39,7 +42,9 @@ examples:
 def add_report(commands: argparse._SubParsersAction) -> None:
     report = commands.add_parser(
         "report", help="summarize a finished run again from its records (no load is sent)",
-        description="Read RUN (a run directory or its records.jsonl) and print its summary.",
+        description="Read RUN (a run directory or its records.jsonl) and print its summary. On an experiment's "
+                    "directory (capacity, sweep, run --trials), recompute its JSON and report.html from the records "
+                    "of its runs.",
         epilog=REPORT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     report.add_argument("run", type=Path, nargs="+",
                         help="run directory or records.jsonl; several are the shards of one run (--shard K/N), "
@@ -59,6 +64,8 @@ def add_report(commands: argparse._SubParsersAction) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    if len(args.run) == 1 and experiment_kind(args.run[0]) is not None:
+        return _report_experiment(args.run[0])
     record_file = read_runs(*args.run)
     summary = summarize_run(record_file)
     path = records_path(args.run[0])
@@ -82,6 +89,21 @@ def _cmd_report(args: argparse.Namespace) -> int:
             raise OutputError(f"--timeseries {args.timeseries}: {exc.strerror}") from None
     if record_file.torn_last_line:
         Console(stderr=True).print("[yellow]note:[/] the last line of the records file was incomplete and was skipped")
+    return 0
+
+
+def _report_experiment(folder: Path) -> int:
+    """An experiment's JSON and report.html, rebuilt from its runs' records."""
+    result = rebuild(folder)
+    console = Console()
+    if result["kind"] == "trials":
+        console.print(trials_table(result))
+    elif result["kind"] == "capacity":
+        console.print(result["verdict"])
+    else:
+        console.print(sweep_table(result))
+    Console(stderr=True).print(f"rebuilt {folder / (result['kind'] + '.json')} and {folder / 'report.html'} "
+                               "from the runs' records")
     return 0
 
 
@@ -129,15 +151,18 @@ def add_compare(commands: argparse._SubParsersAction) -> None:
     compare = commands.add_parser(
         "compare",
         help="compare two finished runs side by side; exit 1 when NEW regressed beyond the limits",
-        description="Recompute both runs' summaries from their records and show each metric's change. Latencies "
-        "and the error rate regress when they rise, throughputs, goodput and attainment when they fall. "
+        description="Recompute both runs' metrics from their records and show each metric's change with its 95% "
+        "bootstrap interval (resampling requests, and trials when BASE or NEW is a --trials directory). Latencies "
+        "and the error rate regress when they rise, throughputs, goodput and attainment when they fall; a change "
+        "is a regression only when its whole interval lies beyond the limit, else it is within noise. "
         f"Without --max-regression the limits are {', '.join(f'{k}={v:.0%}' for k, v in DEFAULT_LIMITS.items())} "
         "(error_rate in percentage points).",
         epilog=COMPARE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    compare.add_argument("base", type=Path, help="the reference run (directory or records.jsonl)")
-    compare.add_argument("new", type=Path, help="the run to judge")
+    compare.add_argument("base", type=Path,
+                         help="the reference run (directory, records.jsonl, or a --trials directory)")
+    compare.add_argument("new", type=Path, help="the run to judge (the same kinds)")
     compare.add_argument(
         "--max-regression",
         action="append",
@@ -173,7 +198,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         console = Console()
         console.print(compare_table(comparison.deltas, str(args.base), str(args.new)))
         console.print(
-            f"regressions: {', '.join(regressed)}" if regressed else "no regression beyond the limits",
+            f"regressions: {', '.join(regressed)} (the whole 95% interval beyond the limit)" if regressed else
+            "no regression beyond the limits: every limited change is within noise or better",
             style="bold red" if regressed else "bold green",
         )
     return EXIT_FAILED_VERDICT if regressed else 0

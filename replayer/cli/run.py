@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
 
 from replayer.analysis.summary import CLIENT_LIMITED_LAG_MS, LAG_WINDOW_S
-from replayer.analysis.text import render_summary
+from replayer.analysis.text import render_summary, trials_table
 from replayer.api import run as replayer_run
 from replayer.cli.options import (
     EXIT_FAILED_VERDICT,
     EXIT_OUTPUT_FAILED,
+    ArgumentGroup,
     add_format_options,
     add_simulator_options,
     add_tokenizer_option,
@@ -27,6 +29,7 @@ from replayer.cli.options import (
     token_range,
 )
 from replayer.errors import ConfigError
+from replayer.experiments.trials import run_trials
 from replayer.prompts.backends import BACKENDS
 from replayer.prompts.sessions import HISTORY_MODES
 from replayer.run.config import OutputConfig, PromptConfig, RunConfig, ScaleConfig, TargetConfig, WorkloadSource
@@ -90,14 +93,21 @@ def add_run(commands: argparse._SubParsersAction) -> None:
     run.add_argument("scenario", nargs="?", metavar="SCENARIO",
                      help="a scenario file or name ('replayer scenarios' lists them): its options are the defaults, "
                           "and options given here override them")
-    source = run.add_argument_group("trace")
+    add_run_options(run, single_run=True)
+    run.set_defaults(handler=_cmd_run, run_parser=run)
+
+
+def add_run_options(parser: argparse.ArgumentParser, single_run: bool) -> None:
+    """Every `run` option that chooses a workload, a target, prompts and output; experiments
+    (`single_run=False`) set the pace and the scale themselves, and send no dry run."""
+    source = parser.add_argument_group("trace")
     source.add_argument("--trace", help="trace file, sample:NAME (bundled) or a public dataset such as burstgpt:1, "
                                         f"fetched once ('replayer datasets'); default {DEFAULT_TRACE}")
     source.add_argument("--synthetic", metavar="SPEC",
                         help="replay a generated workload instead of a trace; see 'replayer synth --help'")
     source.add_argument("--fit", metavar="TRACE", help="with --synthetic: take its defaults from this trace")
     add_format_options(source)
-    shaping = run.add_argument_group("shaping (applied in this order)")
+    shaping = parser.add_argument_group("shaping (applied in this order)")
     shaping.add_argument("--start", type=non_negative_float, default=0.0, metavar="S",
                          help="skip the first S seconds of trace time")
     shaping.add_argument("--duration", type=positive_float, metavar="S", help="keep S seconds of trace time")
@@ -121,11 +131,12 @@ def add_run(commands: argparse._SubParsersAction) -> None:
     shaping.add_argument("--sample", type=fraction, metavar="F",
                          help="keep a random fraction F of rows at their recorded times (seeded by --seed)")
     shaping.add_argument("--max-requests", type=positive_int, metavar="N", help="keep the first N requests")
-    pace = shaping.add_mutually_exclusive_group()
-    pace.add_argument("--speedup", type=positive_float, metavar="X", help="compress trace time X-fold")
-    pace.add_argument("--rate", type=positive_float, metavar="R",
-                      help="rescale time so the mean rate is R requests/s (burst shape kept)")
-    target = run.add_argument_group("target")
+    if single_run:
+        pace = shaping.add_mutually_exclusive_group()
+        pace.add_argument("--speedup", type=positive_float, metavar="X", help="compress trace time X-fold")
+        pace.add_argument("--rate", type=positive_float, metavar="R",
+                          help="rescale time so the mean rate is R requests/s (burst shape kept)")
+    target = parser.add_argument_group("target")
     target.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000 "
                                            "(default: start the built-in simulator on a free loopback port)")
     target.add_argument("--api", choices=["chat", "completions", "tgi-generate"], default="chat",
@@ -165,21 +176,11 @@ def add_run(commands: argparse._SubParsersAction) -> None:
                         help="re-send a request answered 429 up to N times, waiting as its Retry-After says; "
                              "retries are counted apart (default 0: a retry would hide a failure the trace "
                              "recorded as traffic)")
-    target.add_argument("--workers", type=positive_int, default=1, metavar="N",
-                        help="replay with N processes (one per core) for loads one core cannot drive; sessions "
-                             "stay whole, all start at one instant, records are merged (default 1)")
-    scale = run.add_argument_group("scale-out over machines")
-    scale.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS",
-                       help="run the --workers shards as Ray actors on a cluster (ADDRESS, or $RAY_ADDRESS, or a "
-                            "local one); all start at one instant, node clock offsets are measured and reported, "
-                            "records are merged (pip install 'replayer[ray]')")
-    scale.add_argument("--shard", type=argument_type(parse_shard, "--shard"), metavar="K/N",
-                       help="replay only shard K of N (from 0; sessions stay whole): one of N machines or pods, "
-                            "merged afterwards with 'replayer report RUN RUN ...'")
-    scale.add_argument("--start-at", type=argument_type(parse_start_at, "--start-at"), metavar="EPOCH",
-                       help="start at this wall-clock instant (seconds since the epoch, or a UTC date-time), the "
-                            "same for every shard")
-    prompts = run.add_argument_group("prompts")
+    if single_run:
+        _add_scale_options(target, parser.add_argument_group("scale-out over machines"))
+    else:
+        parser.set_defaults(speedup=None, rate=None, workers=1, ray=None, shard=None, start_at=None)
+    prompts = parser.add_argument_group("prompts")
     add_tokenizer_option(prompts)
     prompts.add_argument("--prefix-cache", choices=["on", "off"], default="on",
                          help="on: rows sharing Mooncake hash_ids share those 512-token blocks of text, so prefix "
@@ -192,7 +193,7 @@ def add_run(commands: argparse._SubParsersAction) -> None:
                          help="measure the chat template's tokens from the server's usage (two tiny requests before "
                               "the run) and subtract them, so served prompt tokens equal the trace's")
     prompts.add_argument("--seed", type=int, help="prompt seed (default random: no prefix-cache hits across runs)")
-    output = run.add_argument_group("output")
+    output = parser.add_argument_group("output")
     output.add_argument("--out", type=Path, metavar="DIR", help="run directory (default runs/<timestamp>)")
     output.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out directory")
     output.add_argument("--drain-timeout", type=non_negative_float, default=30.0, metavar="S",
@@ -222,7 +223,27 @@ def add_run(commands: argparse._SubParsersAction) -> None:
         "goodput and attainment) or for the run (ttft_p99<=500ms, tpot_p90<=50ms, error_rate<=1%%, "
         "output_throughput>=2000, attainment>=90%%); the run exits 1 when one is violated",
     )
+    output.add_argument("--warmup", type=non_negative_float, default=0.0, metavar="S",
+                        help="requests due in the first S seconds are sent and recorded (marked warmup) but kept out "
+                             "of every statistic and SLO, so a cold cache does not decide a verdict (default 0)")
+    output.add_argument("--trials", type=positive_int, default=1, metavar="N",
+                        help="replay each point N times with fresh prompt seeds (--seed S: S, S+1, ...) and report "
+                             "every metric's mean and 95%% interval across them (default 1)")
     output.add_argument("--quiet", action="store_true", help="no progress display or report; for scripts")
+    if single_run:
+        _add_single_run_outputs(output)
+    else:
+        parser.set_defaults(save_requests=None, dry_run=False, stop_early=False, max_time=None)
+    add_simulator_options(parser, "built-in simulator (used when --base-url is not given)")
+
+
+def _add_single_run_outputs(output: ArgumentGroup) -> None:
+    """What only a single run offers: an early stop, a time limit, saved bodies and a dry run."""
+    output.add_argument("--stop-early", action="store_true",
+                        help="stop as soon as the aggregate SLOs can no longer all hold, whatever the rest of the "
+                             "trace would do (in-flight requests are cancelled); the run then fails them")
+    output.add_argument("--max-time", type=positive_float, metavar="S",
+                        help="stop S seconds after the first send, keeping what finished")
     output.add_argument(
         "--save-requests",
         type=Path,
@@ -232,8 +253,23 @@ def add_run(commands: argparse._SubParsersAction) -> None:
     output.add_argument(
         "--dry-run", action="store_true", help="prepare every request (and --save-requests them) but send nothing"
     )
-    add_simulator_options(run, "built-in simulator (used when --base-url is not given)")
-    run.set_defaults(handler=_cmd_run, run_parser=run)
+
+
+def _add_scale_options(target: ArgumentGroup, scale: ArgumentGroup) -> None:
+    """--workers, --ray, --shard and --start-at: more senders than one process."""
+    target.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                        help="replay with N processes (one per core) for loads one core cannot drive; sessions "
+                             "stay whole, all start at one instant, records are merged (default 1)")
+    scale.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS",
+                       help="run the --workers shards as Ray actors on a cluster (ADDRESS, or $RAY_ADDRESS, or a "
+                            "local one); all start at one instant, node clock offsets are measured and reported, "
+                            "records are merged (pip install 'replayer[ray]')")
+    scale.add_argument("--shard", type=argument_type(parse_shard, "--shard"), metavar="K/N",
+                       help="replay only shard K of N (from 0; sessions stay whole): one of N machines or pods, "
+                            "merged afterwards with 'replayer report RUN RUN ...'")
+    scale.add_argument("--start-at", type=argument_type(parse_start_at, "--start-at"), metavar="EPOCH",
+                       help="start at this wall-clock instant (seconds since the epoch, or a UTC date-time), the "
+                            "same for every shard")
 
 
 def _api_key(args: argparse.Namespace) -> str | None:
@@ -257,7 +293,7 @@ def with_scenario(args: argparse.Namespace) -> argparse.Namespace:
     from replayer.run.scenarios import find_scenario, given_on_command_line, load_scenario, scenario_defaults
 
     parser = args.run_parser
-    argv = args.argv[args.argv.index("run") + 1 :]
+    argv = args.argv[args.argv.index(args.command) + 1 :]
     scenario = load_scenario(find_scenario(args.scenario))
     given = given_on_command_line(parser, argv)
     defaults = {dest: value for dest, value in scenario_defaults(scenario, parser).items() if dest not in given}
@@ -329,6 +365,9 @@ def run_config(args: argparse.Namespace) -> RunConfig:
             lag_limit_ms=args.lag_limit,
             scrape_metrics=args.scrape_metrics,
             slos=tuple(args.slo),
+            warmup_s=args.warmup,
+            stop_early=args.stop_early,
+            time_limit_s=args.max_time,
             quiet=args.quiet,
             dry_run=args.dry_run,
             save_requests=args.save_requests,
@@ -352,6 +391,13 @@ def run_exit_code(result: RunResult) -> int:
     return 0 if result.slo_passed else EXIT_FAILED_VERDICT
 
 
+def points_exit_code(results: Sequence[RunResult]) -> int:
+    """The exit code of several runs (trials, probes, points): the first stop's (signal, output,
+    worker), else 1 if any failed its SLOs, else 0."""
+    codes = [run_exit_code(result) for result in results]
+    return next((code for code in codes if code not in (0, EXIT_FAILED_VERDICT)), max(codes, default=0))
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.scenario:
         args = with_scenario(args)
@@ -359,6 +405,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     errors = Console(stderr=True)
     if args.insecure:
         errors.print("[yellow]warning[/]: --insecure: the server's TLS certificate is not verified")
+    if args.trials > 1 and not args.dry_run:
+        return _run_trials(config, args.trials, args.quiet)
     result = replayer_run(config)
     for failure in result.failures:
         errors.print(f"[red]error:[/] {failure} (the other records are kept)")
@@ -372,3 +420,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
             f"report: {result.out_dir / 'report.html'}"
         )
     return run_exit_code(result)
+
+
+def _run_trials(config: RunConfig, trials: int, quiet: bool) -> int:
+    out_dir, point, result = run_trials(config, trials)
+    if not quiet:
+        Console().print(trials_table(result))
+        Console(stderr=True).print(f"trials: {out_dir / 'trials.json'}  report: {out_dir / 'report.html'}")
+    return points_exit_code(point.runs)

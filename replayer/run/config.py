@@ -117,6 +117,13 @@ class OutputConfig:
     """Server metrics to sample during the run: "auto" (the target's /metrics if it answers), a URL, or "off"."""
     slos: tuple[str, ...] = ()
     """`--slo` texts (see `replayer.analysis.slo`); a violated aggregate one fails the run."""
+    warmup_s: float = 0.0
+    """Requests due within this many seconds of t0 are sent and recorded (marked `warmup`) but kept out
+    of every statistic and SLO, so a cold cache does not decide a verdict."""
+    stop_early: bool = False
+    """Stop (cancelling what is in flight) as soon as the SLOs can no longer all hold; the run then fails them."""
+    time_limit_s: float | None = None
+    """Stop after this many seconds of wall clock from t0, keeping what finished."""
     quiet: bool = False
     dry_run: bool = False
     save_requests: Path | None = None
@@ -132,6 +139,12 @@ class OutputConfig:
             raise ConfigError(f"--drain-timeout must be >= 0, got {self.drain_timeout_s}")
         if not self.lag_limit_ms > 0:
             raise ConfigError(f"--lag-limit must be > 0, got {self.lag_limit_ms}")
+        if self.warmup_s < 0:
+            raise ConfigError(f"--warmup must be >= 0 seconds, got {self.warmup_s}")
+        if self.time_limit_s is not None and not self.time_limit_s > 0:
+            raise ConfigError(f"--max-time must be > 0 seconds, got {self.time_limit_s}")
+        if self.stop_early and not any(not slo.per_request for slo in parse_slos(self.slos)):
+            raise ConfigError("--stop-early needs an aggregate --slo to watch (e.g. ttft_p99<=2s or attainment>=95%)")
 
     def public(self) -> dict[str, Any]:
         data = asdict(self)
@@ -171,6 +184,12 @@ class RunConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
     scale: ScaleConfig = field(default_factory=ScaleConfig)
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
+
+    def __post_init__(self) -> None:
+        watched = self.output.stop_early or self.output.time_limit_s is not None
+        if watched and (self.scale.workers > 1 or self.scale.ray is not None):
+            raise ConfigError("--stop-early and --max-time watch the run from its one sending process; "
+                              "they do not combine with --workers or --ray")
 
     @property
     def builtin_simulator(self) -> bool:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from rich.console import Console
 
 from replayer.records import RecordWriter
 from replayer.run.replay import (
+    TIME_LIMIT,
     Replay,
     RunOutcome,
     live_display,
     observing,
     records_header,
     send_plan,
+    slo_watch,
     start_instant,
     stop_signals,
 )
@@ -38,7 +43,11 @@ async def _replay(replay: Replay, console: Console, server: ServerMetrics | None
     writer = RecordWriter(replay.records_path, records_header(replay, t0_ns, t0_wall_ns))
     progress, stop = Progress(), StopControl()
     live = live_display(replay, console, progress, t0_ns)
+    if replay.time_limit_s is not None:
+        until_limit_s = (t0_ns - time.perf_counter_ns()) / 1e9 + replay.time_limit_s
+        asyncio.get_running_loop().call_later(max(0.0, until_limit_s), stop.request_stop, TIME_LIMIT)
     with stop_signals(stop.request_stop):
         async with observing(server, t0_ns, live):
-            stop_reason, cpu_s = await send_plan(replay.job, plan, buffer, t0_ns, writer, progress, stop, live)
+            stop_reason, cpu_s = await send_plan(replay.job, plan, buffer, t0_ns, writer, progress, stop, live,
+                                                 slo_watch(replay))
     return RunOutcome(stop_reason, cpu_s)

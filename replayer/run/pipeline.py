@@ -123,9 +123,10 @@ def _prologue(config: RunConfig, workload: Workload, base_url: str, out_dir: Pat
         save_plan(plan, config.output.save_requests, console)
     if not config.output.quiet:
         describe_plan(console, plan, target)
-    job = ShardJob(target, config.prompts, workload, config.output.drain_timeout_s)
-    return Replay(job, plan, out_dir, run_header(config, workload, target, plan), config.scale,
-                  config.output.lag_limit_ms, config.output.quiet)
+    output = config.output
+    job = ShardJob(target, config.prompts, workload, output.drain_timeout_s, int(output.warmup_s * 1e9))
+    return Replay(job, plan, out_dir, run_header(config, workload, target, plan), config.scale, output.lag_limit_ms,
+                  output.quiet, output.slos if output.stop_early else (), output.time_limit_s)
 
 
 def _finish(replay: Replay, outcome: RunOutcome, server: ServerMetrics | None) -> RunResult:

@@ -15,12 +15,13 @@ import datetime as dt
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
+from replayer.analysis.slo import SloWatch, parse_slos
 from replayer.prompts.bodies import RequestPlan, save_requests
 from replayer.prompts.synthesis import PromptSynthesizer, TemplateOverhead
 from replayer.prompts.tokenizer import load_tokenizer
@@ -49,16 +50,18 @@ WORKER_FAILED = "worker failed"
 @dataclass(frozen=True)
 class ShardJob:
     """What one process needs to replay one shard: the settled target, how prompts are made, the
-    shard's workload, and how long to drain after a stop."""
+    shard's workload, how long to drain after a stop, and until when requests are warm-up."""
 
     target: Target
     prompts: PromptConfig
     workload: Workload
     drain_timeout_s: float
+    warmup_ns: int = 0
+    """Requests due before this offset from t0 are recorded as `warmup`."""
 
     def shard(self, workload: Workload) -> ShardJob:
         """The same job for one shard of the workload."""
-        return ShardJob(self.target, self.prompts, workload, self.drain_timeout_s)
+        return replace(self, workload=workload)
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,10 @@ class Replay:
     scale: ScaleConfig
     lag_limit_ms: float
     quiet: bool
+    watched_slos: tuple[str, ...] = ()
+    """With `--stop-early`: the SLOs whose reach the run watches (see `replayer.analysis.slo.SloWatch`)."""
+    time_limit_s: float | None = None
+    """Stop this many seconds after t0 (`--max-time`)."""
 
     @property
     def records_path(self) -> Path:
@@ -172,6 +179,19 @@ def describe_plan(console: Console, plan: RequestPlan, target: Target) -> None:
         console.print(f"[yellow]note:[/] {note}")
 
 
+TIME_LIMIT = "time limit"
+"""The stop reason of a run stopped by `--max-time`."""
+
+
+def slo_watch(replay: Replay) -> SloWatch | None:
+    """The watch over the run's SLOs with `--stop-early` (None without it)."""
+    if not replay.watched_slos:
+        return None
+    job = replay.job
+    planned = int((job.workload.offsets_ns >= job.warmup_ns).sum())
+    return SloWatch(parse_slos(replay.watched_slos), planned, replay.plan.options.stream)
+
+
 def live_display(replay: Replay, console: Console, progress: Progress, t0_ns: int,
                  lag_p99: Callable[[], float | None] | None = None) -> LiveDisplay | None:
     """The run's status line (None with `--quiet`)."""
@@ -210,13 +230,19 @@ async def observing(server: ServerMetrics | None, t0_ns: int, live: LiveDisplay 
 
 
 async def send_plan(job: ShardJob, plan: RequestPlan, buffer: Lookahead, t0_ns: int, writer: RecordWriter,
-                    progress: Progress, stop: StopControl, live: LiveDisplay | None = None) -> tuple[str | None, float]:
-    """Dispatch a prepared plan from `t0_ns` on, writing each record as it finishes, until it ends or
-    `stop` stops it. Returns the stop reason (if any) and the CPU seconds spent from t0 on."""
+                    progress: Progress, stop: StopControl, live: LiveDisplay | None = None,
+                    watch: SloWatch | None = None) -> tuple[str | None, float]:
+    """Dispatch a prepared plan from `t0_ns` on, writing each record as it finishes (marked if it was
+    warm-up), until it ends or `stop` stops it, or `watch` finds the SLOs out of reach. Returns the
+    stop reason (if any) and the CPU seconds spent from t0 on."""
     writing = True
+    warmup_ns = job.warmup_ns
 
     def on_record(record: RequestRecord) -> None:
         nonlocal writing
+        record.warmup = record.intended_ns < warmup_ns
+        if watch is not None and (reason := watch.observe(record)) is not None:
+            stop.abort(reason)
         if writing:
             try:
                 writer.write(record)

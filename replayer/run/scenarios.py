@@ -1,4 +1,6 @@
-"""Scenario files: a named, commented workload (`scenarios/*.toml`) that `replayer run` starts from.
+"""Scenario files: a named, commented workload (`scenarios/*.toml`) that `replayer run` (or
+`capacity`, `sweep`) starts from; a capacity scenario keeps its search under `[search]`, a sweep
+its loads under `[loads]`.
 
 A scenario holds `replayer run` options under readable sections, with the long option names as
 keys (`busiest = 3600` for `--busiest 3600`), plus a `description` and an `slo` list:
@@ -32,7 +34,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover (Python 3.10)
     import tomli as tomllib
 
-SECTIONS = ("workload", "shaping", "target", "prompts", "output", "scale", "simulator")
+SECTIONS = ("workload", "shaping", "target", "prompts", "output", "scale", "simulator", "search", "loads")
 """Tables a scenario may have; they group options for the reader, any option may sit in any of them."""
 _NOT_IN_FILES = {"api-key": "a key in a file that may be shared; use --api-key-file or $OPENAI_API_KEY",
                  "help": "not an option to keep in a file"}
@@ -114,7 +116,8 @@ def scenario_defaults(scenario: Scenario, parser: argparse.ArgumentParser) -> di
     for name, value in scenario.options.items():
         action = parser._option_string_actions.get(f"--{name}")
         if name in _NOT_IN_FILES or action is None:
-            reason = _NOT_IN_FILES.get(name, "not a `replayer run` option (see replayer run --help)")
+            command = parser.prog.rpartition(" ")[2]
+            reason = _NOT_IN_FILES.get(name, f"not a `replayer {command}` option (see replayer {command} --help)")
             raise InputError(str(scenario.path), reason, field=name)
         if name in _FILE_OPTIONS and isinstance(value, str) and (scenario.path.parent / value).exists():
             value = str(scenario.path.parent / value)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import gzip
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -245,6 +245,23 @@ def parse_spec(text: str, fit: Trace | None = None) -> SyntheticSpec:
         if model.kind in FROM_TRACE and fit is None:
             raise ConfigError(f"--synthetic {role}={model.kind} needs --fit TRACE")
     return spec
+
+
+def at_rate_factor(text: str, factor: float, fit: Trace | None = None) -> str:
+    """The complete spec `text` with every rate of its schedule multiplied by `factor` (its duration,
+    burstiness, lengths and seed unchanged): the same workload shape at another load, as capacity
+    searches and sweeps probe it."""
+    spec = parse_spec(text, fit)
+    points = tuple((at, rate * factor) for at, rate in spec.rate.points)
+    return replace(spec, rate=RateSchedule(points, spec.rate.period_s)).text
+
+
+def mean_rate(text: str, fit: Trace | None = None) -> float:
+    """The spec's mean rate in requests per second (over its duration; its first rate for `requests=N`)."""
+    spec = parse_spec(text, fit)
+    if spec.duration_s is None:
+        return spec.rate.points[0][1]
+    return float(spec.rate.cumulative(spec.duration_s)[1][-1]) / spec.duration_s
 
 
 def unit_gaps(spec: SyntheticSpec, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -1,10 +1,12 @@
 import json
 
+import numpy as np
 import pytest
 
-from replayer.analysis.compare import compare_summaries, parse_limit
+from replayer.analysis.compare import compare_runs, parse_limit
 from replayer.cli import main
 from replayer.errors import ConfigError
+from replayer.records import RecordFile, RequestRecord
 from replayer.run.config import OutputConfig, PromptConfig, RunConfig, WorkloadSource
 from replayer.run.pipeline import execute
 from replayer.sim.engine import EngineModel
@@ -12,20 +14,52 @@ from replayer.sim.server import SimulatorConfig
 from replayer.workload.shaping import Shaping
 
 
-def summary(ttft_p99: float, throughput: float, failed: int, sent: int = 100) -> dict:
-    return {"ttft_ms": {"p99": ttft_p99}, "output_throughput": throughput, "failed": failed, "requests_sent": sent}
+def run_of(ttft_ms: list[float], failed: int = 0, tokens: int = 10) -> RecordFile:
+    """A run's records: one successful request per TTFT (sent a second apart, 10 ms per token after
+    the first), then `failed` failures."""
+    records = []
+    for index, ttft in enumerate(ttft_ms):
+        sent = index * 1_000_000_000
+        first = sent + int(ttft * 1e6)
+        records.append(RequestRecord(index, sent, 100, tokens, sent_ns=sent, first_token_ns=first,
+                                     end_ns=first + (tokens - 1) * 10_000_000, served_output_tokens=tokens))
+    for index in range(len(ttft_ms), len(ttft_ms) + failed):
+        sent = index * 1_000_000_000
+        records.append(RequestRecord(index, sent, 100, tokens, sent_ns=sent, end_ns=sent + 1, status="http_500"))
+    return RecordFile({"target": {"stream": True}}, records, trailer={})
 
 
-def test_each_metric_regresses_in_its_own_direction():
-    limits = {"ttft_p99": 0.10, "output_throughput": 0.10, "error_rate": 0.01}
-    deltas = {d.metric: d for d in compare_summaries(summary(100, 1000, 1), summary(125, 850, 3), limits)}
-    assert deltas["ttft_p99"].change == pytest.approx(0.25) and deltas["ttft_p99"].regressed
-    assert deltas["output_throughput"].change == pytest.approx(-0.15) and deltas["output_throughput"].regressed
-    assert deltas["error_rate"].change == pytest.approx(0.02) and deltas["error_rate"].regressed  # +2 points
-    better = compare_summaries(summary(100, 1000, 3), summary(80, 1200, 1), limits)
-    assert not any(d.regressed for d in better)
-    within = compare_summaries(summary(100, 1000, 1), summary(109, 910, 1), limits)
-    assert not any(d.regressed for d in within)
+def test_a_change_is_a_regression_only_when_its_whole_interval_lies_beyond_the_limit():
+    rng = np.random.default_rng(3)
+    base = run_of(list(rng.normal(100, 5, 400)))
+    shifted = run_of(list(rng.normal(150, 5, 400)), failed=40)
+    limits = {"ttft_p50": 0.10, "output_throughput": 0.10, "error_rate": 0.01}
+    deltas = {d.metric: d for d in compare_runs([base], [shifted], limits)}
+    assert deltas["ttft_p50"].change == pytest.approx(0.5, abs=0.05) and deltas["ttft_p50"].regressed
+    assert deltas["ttft_p50"].low > 0.10  # the whole interval beyond the 10 % limit
+    assert deltas["error_rate"].regressed and deltas["error_rate"].change == pytest.approx(40 / 440)
+    assert not compare_runs([shifted], [base], limits)[0].regressed  # the other way round it got better
+    same = {d.metric: d for d in compare_runs([base], [run_of(list(rng.normal(100, 5, 400)))], limits)}
+    assert same["ttft_p50"].verdict == "within noise" and same["ttft_p50"].low < 0 < same["ttft_p50"].high
+
+
+def test_a_change_beyond_the_limit_but_not_beyond_noise_is_within_noise():
+    rng = np.random.default_rng(4)
+    small = [run_of(list(rng.exponential(100, 30)))]
+    worse = [run_of(list(rng.exponential(115, 30)))]  # +15 % on 30 samples: the interval is far wider
+    delta = next(d for d in compare_runs(small, worse, {"ttft_p99": 0.10}) if d.metric == "ttft_p99")
+    assert delta.verdict == "within noise" and not delta.regressed and delta.low < 0.10 < delta.high
+
+
+def test_trials_widen_the_interval_by_their_spread():
+    rng = np.random.default_rng(5)
+    one = [run_of(list(rng.normal(100, 5, 200)))]
+    other = [run_of(list(rng.normal(104, 5, 200)))]
+    spread_base = [run_of(list(rng.normal(mean, 5, 200))) for mean in (90, 100, 110)]
+    spread_new = [run_of(list(rng.normal(mean, 5, 200))) for mean in (94, 104, 114)]
+    narrow = next(d for d in compare_runs(one, other, {"ttft_p50": 0.5}) if d.metric == "ttft_p50")
+    wide = next(d for d in compare_runs(spread_base, spread_new, {"ttft_p50": 0.5}) if d.metric == "ttft_p50")
+    assert wide.high - wide.low > 2 * (narrow.high - narrow.low)
 
 
 @pytest.mark.parametrize(("text", "expected"), [("ttft_p99=10%", ("ttft_p99", 0.10)),
@@ -41,9 +75,9 @@ def test_bad_limits_are_one_line_errors(text):
         parse_limit(text)
 
 
-def test_a_slower_server_is_flagged(tmp_path, capsys):
-    shaping = Shaping(duration_s=10, speedup=5)
-    for name, decode_ms in (("fast", 10.0), ("slow", 20.0)):
+def test_the_same_configuration_is_within_noise_and_twice_the_decode_time_a_regression(tmp_path, capsys):
+    shaping = Shaping(duration_s=8, speedup=5)
+    for name, decode_ms in (("fast", 10.0), ("again", 10.0), ("slow", 20.0)):
         execute(
             RunConfig(
                 workload=WorkloadSource(trace="sample:azure-2023-conv"),
@@ -55,5 +89,11 @@ def test_a_slower_server_is_flagged(tmp_path, capsys):
         )
     assert main(["compare", str(tmp_path / "fast"), str(tmp_path / "slow"), "--format", "json"]) == 1
     regressed = json.loads(capsys.readouterr().out)["regressed"]
-    assert {"tpot_p50", "tpot_p99", "e2e_p99"} <= set(regressed) and "error_rate" not in regressed
+    assert {"tpot_p50", "tpot_p99"} <= set(regressed) and "error_rate" not in regressed
     assert main(["compare", str(tmp_path / "slow"), str(tmp_path / "fast"), "--max-regression", "tpot_p99=5%"]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "fast"), str(tmp_path / "again"), "--format", "json"]) == 0
+    metrics = {m["metric"]: m for m in json.loads(capsys.readouterr().out)["metrics"]}
+    assert metrics["ttft_p99"]["verdict"] == "within noise"
+    main(["compare", str(tmp_path / "fast"), str(tmp_path / "again")])
+    assert "within noise" in capsys.readouterr().out

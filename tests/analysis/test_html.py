@@ -1,10 +1,4 @@
 import re
-import shutil
-import struct
-import subprocess
-import zlib
-
-import pytest
 
 from replayer.analysis.html import render_html
 from replayer.analysis.slo import evaluate, parse_slos
@@ -30,21 +24,9 @@ def test_the_page_is_self_contained_with_a_chart_per_view():
     assert "run &lt;x&gt;" in page and "FAIL" in page and "68.81 ms" in page  # TTFTs 50..69 ms
 
 
-def _png_pixels(path) -> bytes:
-    """The decompressed image data of a PNG (filter bytes included): enough to tell a blank page."""
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    position, chunks = 8, []
-    while position < len(data):
-        length, kind = struct.unpack(">I4s", data[position:position + 8])
-        if kind == b"IDAT":
-            chunks.append(data[position + 8:position + 8 + length])
-        position += 12 + length
-    return zlib.decompress(b"".join(chunks))
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium package (apt install chromium)")
-def test_the_report_of_a_run_renders_in_headless_chromium(tmp_path):
+def test_the_report_of_a_run_renders_in_headless_chromium(tmp_path, chromium):
     run = tmp_path / "run"
     execute(
         RunConfig(
@@ -54,24 +36,5 @@ def test_the_report_of_a_run_renders_in_headless_chromium(tmp_path):
             output=OutputConfig(quiet=True, out_dir=run),
         )
     )
-    shot = tmp_path / "shot.png"
-    result = subprocess.run(
-        [
-            "chromium",
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--enable-logging=stderr",
-            "--v=0",
-            f"--screenshot={shot}",
-            "--window-size=900,2400",
-            (run / "report.html").as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert shot.exists(), result.stderr[-2000:]
-    assert not re.search(r"CONSOLE|Uncaught", result.stderr), result.stderr[-2000:]
-    pixels = _png_pixels(shot)
+    pixels = chromium(run / "report.html", tmp_path / "shot.png")
     assert len(set(pixels)) > 50  # a blank page has a handful of distinct bytes; tables and plots have many

@@ -54,3 +54,21 @@ def test_shards_merged_keep_one_trailer_with_the_first_early_stop_and_the_summed
     assert merged.trailer is not None and merged.trailer["stop_reason"] is None
     assert merged.trailer["client_cpu_s"] == pytest.approx(sum(f.trailer["client_cpu_s"] for _, f in files))
     assert summarize_run(merged)["requests_sent"] == 60
+
+
+def test_the_warmup_is_sent_and_recorded_but_kept_out_of_statistics_and_slos(tmp_path):
+    config = RunConfig(workload=WorkloadSource(synthetic="arrivals=constant,rate=10,duration=3,input=fixed:20,"
+                                                         "output=fixed:5"),
+                       output=OutputConfig(quiet=True, out_dir=tmp_path / "run", warmup_s=1.0,
+                                           slos=("ttft<=5s", "attainment>=99%")),
+                       simulator=BASE.simulator)
+    result = run(config)
+    records = read_records(tmp_path / "run" / "records.jsonl").records
+    warm = [r for r in records if r.warmup]
+    assert warm and all(r.intended_ns < 1e9 for r in warm) and all(r.intended_ns >= 1e9 for r in records
+                                                                  if not r.warmup)
+    summary = result.summary
+    assert summary["requests_sent"] == len(records) - len(warm) and summary["accounting"]["records"] == len(records)
+    assert summary["warmup"] == {"seconds": 1.0, "requests": len(warm)}
+    assert summary["slo"]["good_requests"] == summary["requests_sent"]
+    assert summarize_run(read_records(tmp_path / "run" / "records.jsonl")) == summary

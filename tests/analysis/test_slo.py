@@ -4,14 +4,16 @@ from xml.etree import ElementTree
 import pytest
 
 from replayer.analysis.markdown import junit_xml
-from replayer.analysis.slo import evaluate, parse_slo, parse_slos
+from replayer.analysis.slo import SLO_OUT_OF_REACH, SloWatch, evaluate, parse_slo, parse_slos
 from replayer.analysis.summary import summarize
 from replayer.cli import main
 from replayer.cli.run import run_exit_code
 from replayer.errors import ConfigError
 from replayer.records import RequestRecord
-from replayer.run.config import OutputConfig, PromptConfig, RunConfig, WorkloadSource
+from replayer.run.config import OutputConfig, PromptConfig, RunConfig, ScaleConfig, WorkloadSource
 from replayer.run.pipeline import execute
+from replayer.sim.engine import EngineModel
+from replayer.sim.server import SimulatorConfig
 from replayer.workload.shaping import Shaping
 
 MS = 1_000_000
@@ -96,3 +98,59 @@ def test_run_exits_1_on_a_violated_slo_and_check_gives_the_same_verdict_from_the
     assert 'failures="1"' in (tmp_path / "slo.xml").read_text()
     assert main(["check", str(tmp_path / "missed"), "--slo", "ttft_p50<=10s"]) == 0  # other SLOs, same records
     assert "SLOs violated: ttft_p50<=1us" in capsys.readouterr().out
+
+
+def finished(index: int, ttft_ms: float | None, warmup: bool = False) -> RequestRecord:
+    """A finished request: ok with this TTFT, or failed (None)."""
+    record = RequestRecord(index, 0, 10, 10, sent_ns=0, warmup=warmup)
+    if ttft_ms is None:
+        record.fail("http_500", "boom", 1)
+    else:
+        record.first_token_ns, record.end_ns, record.served_output_tokens = int(ttft_ms * 1e6), int(ttft_ms * 1e6), 10
+    return record
+
+
+def test_the_watch_calls_a_percentile_out_of_reach_only_once_the_rest_cannot_save_it():
+    watch = SloWatch(parse_slos(["ttft_p90<=100ms"]), planned=20)
+    # p90 of 20 values interpolates between the 18th and 19th: 2 values over the bound can still pass
+    assert watch.observe(finished(0, 500)) is None
+    assert watch.observe(finished(1, 500)) is None
+    reason = watch.observe(finished(2, 500))
+    assert reason.startswith(SLO_OUT_OF_REACH) and "ttft_p90<=100ms" in reason
+    records = [finished(i, 500 if i < 2 else 10) for i in range(20)]
+    assert evaluate(parse_slos(["ttft_p90<=100ms"]), records, summarize(records))["passed"]  # 2 over: still held
+    three = [finished(i, 500 if i < 3 else 10) for i in range(20)]
+    assert not evaluate(parse_slos(["ttft_p90<=100ms"]), three, summarize(three))["passed"]
+
+
+def test_the_watch_counts_failures_misses_and_ignores_the_warmup():
+    errors = SloWatch(parse_slos(["error_rate<=10%"]), planned=10)
+    assert errors.observe(finished(0, None)) is None
+    assert errors.observe(finished(1, None, warmup=True)) is None
+    assert errors.observe(finished(2, None)).startswith(SLO_OUT_OF_REACH)
+    attainment = SloWatch(parse_slos(["ttft<=50ms", "attainment>=80%"]), planned=10)
+    assert attainment.observe(finished(0, 60)) is None and attainment.observe(finished(1, None)) is None
+    assert "attainment" in attainment.observe(finished(2, 70))
+    never = SloWatch(parse_slos(["output_throughput>=100", "ttft_p99<=1s"]), planned=1000)
+    assert all(never.observe(finished(i, 10)) is None for i in range(100))
+
+
+def test_a_run_stopped_early_fails_its_slos_and_keeps_what_finished(tmp_path):
+    config = RunConfig(workload=WorkloadSource(synthetic="arrivals=constant,rate=40,duration=6,input=fixed:50,"
+                                                         "output=fixed:50"),
+                       output=OutputConfig(quiet=True, out_dir=tmp_path / "run", slos=("ttft_p99<=50ms",),
+                                           stop_early=True),
+                       simulator=SimulatorConfig(engine=EngineModel(max_running=2, decode_base_ms=5,
+                                                                    decode_ms_per_seq=0)))
+    result = execute(config)
+    assert result.stop_reason.startswith(SLO_OUT_OF_REACH)
+    assert result.summary["slo"]["stopped_early"] == result.stop_reason and not result.slo_passed
+    assert result.summary["requests_sent"] < 240 and result.summary["accounting"]["balanced"]
+    assert run_exit_code(result) == 1
+
+
+def test_stop_early_needs_an_aggregate_slo_and_one_process():
+    with pytest.raises(ConfigError, match="aggregate"):
+        OutputConfig(slos=("ttft<=1s",), stop_early=True)
+    with pytest.raises(ConfigError, match="--workers"):
+        RunConfig(output=OutputConfig(slos=("ttft_p99<=1s",), stop_early=True), scale=ScaleConfig(workers=2))
