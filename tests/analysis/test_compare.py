@@ -76,7 +76,7 @@ def test_bad_limits_are_one_line_errors(text):
 
 
 def test_the_same_configuration_is_within_noise_and_twice_the_decode_time_a_regression(tmp_path, capsys):
-    shaping = Shaping(duration_s=8, speedup=5)
+    shaping = Shaping(duration_s=6, speedup=5)
     for name, decode_ms in (("fast", 10.0), ("again", 10.0), ("slow", 20.0)):
         execute(
             RunConfig(

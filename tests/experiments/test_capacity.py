@@ -61,7 +61,7 @@ def test_the_capacity_found_lies_just_below_the_saturation_rate_and_holds_again(
     assert result["verdict"].startswith(f"sustains {result['max_rate']:.3g} req/s")
 
     def again(speedup: float, name: str):
-        output = replace(config.output, out_dir=tmp_path / name, slos=("ttft_p99<=200ms",))
+        output = replace(config.output, out_dir=tmp_path / name, slos=("ttft_p99<=200ms",), stop_early=True)
         return execute(replace(at_speedup(config, speedup), output=output))
     assert again(result["max_speedup"], "again").slo_passed
     assert not again(1.25 * result["max_speedup"], "beyond").slo_passed
