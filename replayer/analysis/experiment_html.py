@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from replayer.analysis.html import COLORS, HEIGHT, PAD, STYLE, WIDTH, line_chart, number, table
-from replayer.analysis.slo import parse_slo, unit_of
+from replayer.analysis.slo import aggregate_slos, parse_slo, unit_of
 
 _LATENCY_CURVES = (("TTFT p50", "ttft_p50"), ("TTFT p99", "ttft_p99"), ("TPOT p99", "tpot_p99"), ("E2E p99", "e2e_p99"))
 _SPREAD_SHOWN = ("ttft_p50", "ttft_p99", "tpot_p50", "tpot_p99", "itl_p99", "e2e_p50", "e2e_p99", "sent_rate",
@@ -60,12 +60,12 @@ def _capacity(result: dict[str, Any]) -> str:
     for number_, probe in enumerate(result["probes"], start=1):
         verdict: str = ("inconclusive" if probe.get("inconclusive") else
                    "<span class='pass'>pass</span>" if probe["passed"] else "<span class='fail'>fail</span>")
-        shown = [number((probe["slo_values"].get(text) or {}).get("value")) for text in _aggregate(result["slos"])]
+        shown = [number((probe["slo_values"].get(text) or {}).get("value")) for text in aggregate_slos(result["slos"])]
         why = str(probe.get("stopped_early") or probe.get("inconclusive") or "")
         rows.append((str(number_), f"{probe['speedup']:.3g}x", number(probe["metrics"]["sent_rate"]),
                      number(probe["planned_rate"]), verdict,
                      *shown, html.escape(why), _links(probe["runs"])))
-    parts.append(table(("#", "speedup", "sent req/s", "planned req/s", "verdict", *_aggregate(result["slos"]),
+    parts.append(table(("#", "speedup", "sent req/s", "planned req/s", "verdict", *aggregate_slos(result["slos"]),
                         "stopped early", "runs"), rows, escape=False))
     return "".join(parts)
 
@@ -141,10 +141,6 @@ def _vertical(x: float | None) -> Callable[[Callable[[float], float], Callable[[
         return [f"<line x1='{at:.1f}' x2='{at:.1f}' y1='{PAD}' y2='{HEIGHT - PAD}' stroke='#555' "
                 f"stroke-dasharray='5,4'/><text x='{at + 4:.1f}' y='{PAD + 12}'>knee</text>"]
     return draw
-
-
-def _aggregate(slos: list[str]) -> list[str]:
-    return [text for text in slos if not parse_slo(text).per_request]
 
 
 def _percent(value: float | None) -> str:

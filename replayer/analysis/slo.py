@@ -94,6 +94,11 @@ def latency_statistic(metric: str) -> tuple[str, str] | None:
     return (f"{name}_ms", statistic) if name in LATENCIES and statistic in STATISTICS else None
 
 
+def aggregate_slos(texts: Sequence[str]) -> list[str]:
+    """The texts of the aggregate SLOs among `texts` (those that decide a run's verdict)."""
+    return [slo.text for slo in map(parse_slo, texts) if not slo.per_request]
+
+
 def parse_slos(texts: Sequence[str]) -> list[Slo]:
     """Every `--slo`, checked as a set: goodput and attainment need a per-request SLO to count by."""
     slos = [parse_slo(text) for text in texts]

@@ -25,7 +25,7 @@ from typing import Any
 
 from rich.console import Console
 
-from replayer.analysis.slo import parse_slo, parse_slos
+from replayer.analysis.slo import aggregate_slos, parse_slo, parse_slos
 from replayer.analysis.wording import slo_value
 from replayer.errors import ConfigError
 from replayer.experiments.loads import at_speedup
@@ -55,8 +55,8 @@ class Search:
     """Pause between probes, so a real server finishes what a stopped probe left."""
 
     def __post_init__(self) -> None:
-        slos = parse_slos(self.slos)
-        if not any(not slo.per_request for slo in slos):
+        parse_slos(self.slos)  # (the set's own checks: goodput and attainment need a per-request SLO)
+        if not aggregate_slos(self.slos):
             raise ConfigError("capacity needs at least one aggregate --slo to hold (e.g. ttft_p99<=2s or "
                               "attainment>=95% with ttft<=2s)")
         if not 0 < self.low < self.high:
@@ -140,7 +140,7 @@ def capacity(config: RunConfig, search: Search, out_dir: Path, console: Console 
 
 def probe_entry(out_dir: Path, speedup: float, runs: list[str], slos: tuple[str, ...]) -> dict[str, Any]:
     """One probe in `capacity.json`: its speedup, the rate it ran at, and what its runs say."""
-    entry = {"speedup": speedup, **point_entry(out_dir, runs, slos)}
+    entry = point_entry(out_dir, runs, slos)
     return {"speedup": speedup, "rate": probe_rate(entry), **entry}
 
 

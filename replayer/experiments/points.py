@@ -14,10 +14,9 @@ from typing import Any
 from rich.console import Console
 
 from replayer.analysis.noise import spread
-from replayer.analysis.runs import records_path, summarize_run
+from replayer.analysis.runs import read_run, summarize_run
 from replayer.analysis.slo import LATENCIES, SLO_OUT_OF_REACH, parse_slo, summary_value
 from replayer.analysis.summary import Summary
-from replayer.records import read_records
 from replayer.run.config import RunConfig
 from replayer.run.pipeline import RunResult, execute
 
@@ -75,7 +74,7 @@ def point_entry(experiment_dir: Path, run_dirs: list[str], slos: tuple[str, ...]
     the workload was to be sent at (as `sent_rate` measures it, for runs that stopped early), every
     metric's mean over the trials (with its spread when there are several), and the worst value of
     each SLO check across the trials (the one that decides)."""
-    files = [read_records(records_path(experiment_dir / run)) for run in run_dirs]
+    files = [read_run(experiment_dir / run)[1] for run in run_dirs]
     summaries = [summarize_run(record_file, slos or None) for record_file in files]
     trials = [_trial(run, summary) for run, summary in zip(run_dirs, summaries)]
     workload = files[0].header.get("workload") or {} if files else {}

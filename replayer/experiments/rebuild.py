@@ -11,7 +11,7 @@ from replayer.errors import InputError
 from replayer.experiments.capacity import Search, capacity_result, probe_entry
 from replayer.experiments.outputs import experiment_kind, write_experiment
 from replayer.experiments.points import point_entry
-from replayer.experiments.sweep import Sweep, sweep_result
+from replayer.experiments.sweep import Sweep, sweep_point, sweep_result
 from replayer.experiments.trials import trials_result
 
 
@@ -41,8 +41,7 @@ def _capacity(out_dir: Path, old: dict[str, Any]) -> dict[str, Any]:
 
 def _sweep(out_dir: Path, old: dict[str, Any]) -> dict[str, Any]:
     plan = Sweep(tuple(old["speedups"]), tuple(old["rates"]), tuple(old["slos"]), old["trials"])
-    points = [{"load": p["load"], "value": p["value"], **point_entry(out_dir, p["runs"], plan.slos)}
-              for p in old["points"]]
+    points = [sweep_point(out_dir, p["load"], p["value"], p["runs"], plan.slos) for p in old["points"]]
     return sweep_result(old["config"], plan, points, old["stopped"], old["elapsed_s"])
 
 

@@ -81,7 +81,7 @@ def sweep(config: RunConfig, plan: Sweep, out_dir: Path, console: Console | None
                 point = run_point(replace(loaded, output=output), plan.trials, out_dir / name,
                                   Console(stderr=True, quiet=True))
                 runs = point.run_dirs(out_dir)
-                points.append({"load": kind, "value": value, **point_entry(out_dir, runs, plan.slos)})
+                points.append(sweep_point(out_dir, kind, value, runs, plan.slos))
                 status.note(point_line(points[-1], number))
                 write_experiment(out_dir, sweep_result(config.public(), plan, points, None, status.elapsed_s))
                 if point.stop_reason:
@@ -92,6 +92,11 @@ def sweep(config: RunConfig, plan: Sweep, out_dir: Path, console: Console | None
         result = sweep_result(config.public(), plan, points, stopped, status.elapsed_s)
     write_experiment(out_dir, result)
     return result
+
+
+def sweep_point(out_dir: Path, kind: str, value: float, runs: list[str], slos: tuple[str, ...]) -> dict[str, Any]:
+    """One point in `sweep.json`: its load ("speedup" or "rate", and the value) and what its runs say."""
+    return {"load": kind, "value": value, **point_entry(out_dir, runs, slos)}
 
 
 def sweep_result(config: dict[str, Any], plan: Sweep, points: list[dict[str, Any]], stopped: str | None,

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from replayer.analysis.slo import parse_slos
+from replayer.analysis.slo import aggregate_slos, parse_slos
 from replayer.analysis.summary import CLIENT_LIMITED_LAG_MS
 from replayer.errors import ConfigError
 from replayer.prompts.backends import BACKENDS
@@ -143,7 +143,7 @@ class OutputConfig:
             raise ConfigError(f"--warmup must be >= 0 seconds, got {self.warmup_s}")
         if self.time_limit_s is not None and not self.time_limit_s > 0:
             raise ConfigError(f"--max-time must be > 0 seconds, got {self.time_limit_s}")
-        if self.stop_early and not any(not slo.per_request for slo in parse_slos(self.slos)):
+        if self.stop_early and not aggregate_slos(self.slos):
             raise ConfigError("--stop-early needs an aggregate --slo to watch (e.g. ttft_p99<=2s or attainment>=95%)")
 
     def public(self) -> dict[str, Any]:
