@@ -1,10 +1,15 @@
-"""Trace-loading benchmark: writes a BurstGPT-format file the size of the real BurstGPT_1.csv
-(1.43 M rows, ~52 MB; the real file cannot be downloaded here) and reports rows/s and peak memory.
+"""Trace-loading benchmark: writes BurstGPT-format files the size of the real BurstGPT_1.csv
+(1.43 M rows, ~52 MB) and of the current BurstGPT_3 release (5.3 M rows); the real files cannot be
+downloaded here. For each it reports the time and peak memory of `read_trace`, and the time of
+`replayer inspect`'s work (the load and the trace's statistics), then judges the targets: 1.43 M rows
+in <= 0.6 s, 5.3 M rows in <= 2.5 s, inspect <= 2x the load, peak memory for 5.3 M rows <= 1 GB.
+The times start once replayer is imported and include pyarrow's import, which the load triggers.
 
-    .venv/bin/python benchmarks/trace_loading.py [--rows 1430000] [--keep FILE]
+    .venv/bin/python benchmarks/trace_loading.py [--rows 1430000,5300000] [--keep DIR]
 
-The file's rows are synthetic (Gamma inter-arrivals, log-normal lengths), not BurstGPT data; only
-the format and size match, which is what loading speed depends on.
+The files' rows are synthetic (Gamma inter-arrivals, log-normal lengths), not BurstGPT data; only
+the format and size match, which is what loading speed depends on. Each measurement runs in a fresh
+process, so its peak memory is the loader's alone.
 """
 
 from __future__ import annotations
@@ -39,28 +44,59 @@ def write_burstgpt_like(path: Path, rows: int, seed: int = 0) -> None:
                            for ts, m, a, b, lt in zip(times, model, request, response, log_type))
 
 
-def measure(path: Path) -> None:
-    """Load in a fresh process so its peak RSS is the loader's alone."""
-    code = ("import resource,time,sys;from replayer.traces.formats import read_trace;"
-            "base=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;t=time.perf_counter();"
-            f"tr=read_trace({str(path)!r});dt=time.perf_counter()-t;"
-            "peak=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
-            "print(f'{len(tr):,} rows in {dt:.2f} s = {len(tr)/dt:,.0f} rows/s; '"
-            "f'peak RSS {peak/1024:.0f} MB (interpreter and imports before loading: {base/1024:.0f} MB)')")
-    subprocess.run([sys.executable, "-c", code], check=True)
+LOAD_TARGETS_S = {1_430_000: 0.6, 5_300_000: 2.5}
+INSPECT_RATIO_LIMIT = 2.0
+PEAK_LIMIT_MB = 1024
+
+
+def measure(path: Path, inspect: bool) -> tuple[int, float, float]:
+    """(rows, seconds, peak RSS MB) of loading the file, or of loading it and computing its statistics."""
+    work = "tr=read_trace(p);stats=trace_stats(tr)" if inspect else "tr=read_trace(p)"
+    code = ("import resource,time,sys;"
+            "from replayer.traces.formats import read_trace;from replayer.traces.stats import trace_stats;"
+            f"p={str(path)!r};t=time.perf_counter();{work};dt=time.perf_counter()-t;"
+            "print(len(tr), dt, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024)")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
+    return int(out[0]), float(out[1]), float(out[2])
+
+
+def import_time() -> float:
+    """Seconds to import the reader (the package's Python API with it), before any timed load."""
+    code = "import time;t=time.perf_counter();import replayer.traces.formats;print(time.perf_counter()-t)"
+    return float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=1_430_000)
-    parser.add_argument("--keep", type=Path, help="write the generated file here and keep it")
+    parser.add_argument("--rows", default="1430000,5300000", help="comma-separated row counts")
+    parser.add_argument("--keep", type=Path, help="write the generated files into this folder and keep them")
     args = parser.parse_args()
+    print(f"importing replayer.traces.formats: {import_time():.2f} s (before the timed work; pyarrow's own "
+          "import, on first use, is timed)")
+    verdicts = []
     with tempfile.TemporaryDirectory() as tmp:
-        path = args.keep or Path(tmp) / "burstgpt_like.csv"
-        started = time.perf_counter()
-        write_burstgpt_like(path, args.rows)
-        print(f"wrote {path.stat().st_size / 1e6:.1f} MB in {time.perf_counter() - started:.1f} s")
-        measure(path)
+        folder = args.keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        for rows in (int(n) for n in args.rows.split(",")):
+            path = folder / f"burstgpt_like_{rows}.csv"
+            if not path.exists():
+                started = time.perf_counter()
+                write_burstgpt_like(path, rows)
+                print(f"wrote {path.name}: {path.stat().st_size / 1e6:.1f} MB in {time.perf_counter() - started:.1f} s")
+            count, load_s, peak_mb = measure(path, inspect=False)
+            _, inspect_s, _ = measure(path, inspect=True)
+            print(f"{count:,} rows: load {load_s:.2f} s = {count / load_s:,.0f} rows/s, peak RSS {peak_mb:.0f} MB; "
+                  f"inspect (load and statistics) {inspect_s:.2f} s = {inspect_s / load_s:.2f}x the load")
+            if rows in LOAD_TARGETS_S:
+                verdicts.append((f"load {rows:,} rows <= {LOAD_TARGETS_S[rows]:g} s: {load_s:.2f} s",
+                                 load_s <= LOAD_TARGETS_S[rows]))
+            verdicts.append((f"inspect {rows:,} rows <= {INSPECT_RATIO_LIMIT:g}x the load: {inspect_s / load_s:.2f}x",
+                             inspect_s <= INSPECT_RATIO_LIMIT * load_s))
+            if rows == max(LOAD_TARGETS_S):
+                verdicts.append((f"peak memory for {rows:,} rows <= {PEAK_LIMIT_MB} MB: {peak_mb:.0f} MB",
+                                 peak_mb <= PEAK_LIMIT_MB))
+    for text, met in verdicts:
+        print(f"target: {text}: {'met' if met else 'NOT met'}")
 
 
 if __name__ == "__main__":

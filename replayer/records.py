@@ -14,9 +14,11 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+
+import msgspec
 
 from replayer.errors import InputError, OutputError
 
@@ -40,8 +42,10 @@ class RequestRecord:
     """What happened to one request. Times are integer nanoseconds from the run's t0.
 
     `first_token_ns` / `end_ns` are the arrivals of the first and last output-bearing chunks (for a
-    failure, `end_ns` is when it was detected). `served_*_tokens` come from the server's `usage`;
-    `output_counted` is true when the server gave none and output chunks were counted instead.
+    failure, `end_ns` is when it was detected); `itl_us` holds the gaps between consecutive
+    output-bearing chunks in whole microseconds (the precision every ITL statistic reports).
+    `served_*_tokens` come from the server's `usage`; `output_counted` is true when the server gave
+    none and output chunks were counted instead.
     `turn` is the turn number within a session (0 outside sessions); `session_wait_ns` is how long
     the turn waited past its instant for its session's previous turn to finish (part of its
     schedule lag, `sent_ns - intended_ns`). `retries` counts re-sends after 429 answers (only with
@@ -62,7 +66,7 @@ class RequestRecord:
     served_input_tokens: int | None = None
     served_output_tokens: int | None = None
     output_counted: bool = False
-    itl_ms: list[float] = field(default_factory=list)
+    itl_us: list[int] = field(default_factory=list)
     turn: int = 0
     session_wait_ns: int = 0
     retries: int = 0
@@ -82,13 +86,29 @@ class RequestRecord:
         self.end_ns = at_ns
 
 
-_FIELDS = tuple(f.name for f in fields(RequestRecord))
 _TRAILER_PREFIX = '{"trailer":'
+_ENCODE = msgspec.json.Encoder().encode
+_DECODE = msgspec.json.Decoder(RequestRecord).decode
+_LEGACY_ITL = '"itl_ms":'
+"""Records written before ITL went to integer microseconds carry `itl_ms`, floats in ms."""
 
 
 def record_to_json(record: RequestRecord) -> str:
     """One record as its `records.jsonl` line (without the newline)."""
-    return json.dumps({name: getattr(record, name) for name in _FIELDS}, separators=(",", ":"))
+    return _ENCODE(record).decode()
+
+
+def record_from_json(line: str) -> RequestRecord:
+    """One `records.jsonl` line back as a record; raises ValueError (naming the field) if it is not one."""
+    if _LEGACY_ITL in line:
+        data = json.loads(line)
+        if isinstance(data, dict) and isinstance(data.get("itl_ms"), list):
+            data["itl_us"] = [round(gap * 1000) for gap in data.pop("itl_ms")]
+            line = json.dumps(data)
+    try:
+        return _DECODE(line)
+    except msgspec.DecodeError as exc:  # (a ValidationError too: a field of the wrong type)
+        raise ValueError(str(exc)) from None
 
 
 def _meta_line(key: str, value: dict) -> str:
@@ -101,20 +121,25 @@ class RecordWriter:
     def __init__(self, path: Path, header: dict):
         self.path = path
         try:
-            self._file: IO[str] = open(path, "w", encoding="utf-8", buffering=1)
-            self._file.write(_meta_line("header", header))
+            self._file: IO[bytes] = open(path, "wb")
+            self._append(_meta_line("header", header).encode())
         except OSError as exc:
             raise OutputError(f"{path}: cannot write records ({exc.strerror or exc})") from None
         self.count = 0
 
     def write(self, record: RequestRecord) -> None:
         """Append one finished request."""
-        self.write_line(record_to_json(record))
+        self._append(_ENCODE(record) + b"\n")
+        self.count += 1
 
     def write_line(self, line: str) -> None:
         """Append one record already serialized (as read back from a worker's file)."""
-        self._file.write(line + "\n")
+        self._append(line.encode() + b"\n")
         self.count += 1
+
+    def _append(self, data: bytes) -> None:
+        self._file.write(data)
+        self._file.flush()
 
     def close(self) -> None:
         self._file.close()
@@ -182,8 +207,8 @@ def read_records(path: Path) -> RecordFile:
     torn = False
     for number, line in enumerate(lines[1:], start=2):
         try:
-            records.append(RequestRecord(**json.loads(line)))
-        except (ValueError, TypeError) as exc:
+            records.append(record_from_json(line))
+        except ValueError as exc:
             if torn_possible and number == len(lines):
                 torn = True
                 break

@@ -17,3 +17,15 @@ def test_prompt_benchmark_prints_rates_exactness_and_the_verdict():
     assert "1,000/1,000 sampled prompts re-encode to their exact length" in result.stdout
     assert "30,000" in rates[2] and "look-ahead" in result.stdout
     assert lines[-1].startswith("target >= 20,000 prompts/s at mean 600 tokens: ")
+
+
+def test_trace_loading_benchmark_prints_each_size_and_its_targets(tmp_path):
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "trace_loading.py"), "--rows", "20000",
+                             "--keep", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("importing replayer.traces.formats: ")
+    assert any(line.startswith("20,000 rows: load ") and "inspect (load and statistics)" in line for line in lines)
+    targets = [line for line in lines if line.startswith("target: ")]
+    assert [line.split(":")[1].split()[0] for line in targets] == ["inspect"]  # (load targets: full sizes only)
+    assert all(line.endswith((": met", ": NOT met")) for line in targets)

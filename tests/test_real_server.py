@@ -98,7 +98,7 @@ def test_a_real_server_answers_every_request_at_the_trace_length(real_server, tm
         assert record.served_output_tokens == record.output_tokens == server_runs + 1
         assert record.sent_ns < record.first_token_ns <= record.end_ns
         if stream == "--stream":  # no usage in its streams: one token per chunk, counted
-            assert record.output_counted and len(record.itl_ms) + 1 == record.served_output_tokens
+            assert record.output_counted and len(record.itl_us) + 1 == record.served_output_tokens
             # TPOT covers the server's decode steps plus its own HTTP work: never less than the steps.
             tpot_ms = (record.end_ns - record.first_token_ns) / 1e6 / server_runs
             assert tpot_ms >= 0.9 * decode_ms / server_runs

@@ -12,7 +12,7 @@ def test_round_trip_keeps_header_and_every_field(tmp_path):
     path = tmp_path / "records.jsonl"
     writer = RecordWriter(path, {"tool": "replayer", "t0_wall_ns": 1})
     first = record(1, sent_ns=11, first_token_ns=20, end_ns=40, served_input_tokens=5, served_output_tokens=3,
-                   itl_ms=[0.01, 0.01])
+                   itl_us=[10, 10])
     second = record(2, sent_ns=21, status="http_500", error="boom", end_ns=30)
     writer.write(first)
     writer.write(second)

@@ -125,6 +125,7 @@ def _ms(ns: int) -> float:
 def latency_samples(records: Sequence[RequestRecord], streamed: bool = True) -> dict[str, list[float]]:
     """Per-metric lists of samples in milliseconds (TPOT and ITL only exist for streamed runs)."""
     samples: dict[str, list[float]] = {name: [] for name in DISTRIBUTIONS}
+    itl_us: list[int] = []
     for r in records:
         if r.sent_ns is not None:
             samples["schedule_lag_ms"].append(_ms(r.sent_ns - r.intended_ns))
@@ -137,7 +138,8 @@ def latency_samples(records: Sequence[RequestRecord], streamed: bool = True) -> 
             if value is not None:
                 samples[name].append(value)
         if streamed:
-            samples["itl_ms"].extend(r.itl_ms)
+            itl_us.extend(r.itl_us)
+    samples["itl_ms"] = (np.asarray(itl_us, dtype=np.float64) / 1000).tolist()
     return samples
 
 

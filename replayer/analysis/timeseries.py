@@ -79,7 +79,7 @@ def _spread_tokens(record: RequestRecord, tokens: np.ndarray, bin_ns: int) -> No
     served = record.served_output_tokens or 0
     if not served or record.first_token_ns is None:
         return
-    arrivals = record.first_token_ns + np.concatenate([[0], np.cumsum(record.itl_ms)]) * 1e6
+    arrivals = record.first_token_ns + np.concatenate([[0], np.cumsum(record.itl_us)]) * 1e3
     np.add.at(tokens, np.minimum(arrivals.astype(np.int64) // bin_ns, tokens.size - 1), served / arrivals.size)
 
 

@@ -54,12 +54,32 @@ def simulator_process(truth_log: Path | None, cores: set[int] | None, ms_per_tok
                "--decode-base-ms", f"{ms_per_token:g}"]
     if truth_log is not None:
         command += ["--truth-log", str(truth_log)]
+    with _serving(command, port, cores, "the simulator") as base_url:
+        yield base_url
+
+
+@contextmanager
+def stream_server_process(truth_log: Path, cores: set[int] | None, emission: str,
+                          ms_per_token: float = 10.0) -> Iterator[str]:
+    """The bench's stream server (`replayer.bench.server`) in its own process (pinned to `cores`): one
+    chunk per stream every `ms_per_token`, timed by `emission`, each write in `truth_log`; yields its
+    base URL."""
+    port = _free_port()
+    command = [sys.executable, "-m", "replayer.bench.server", "--port", str(port), "--emission", emission,
+               "--ms-per-token", f"{ms_per_token:g}", "--truth-log", str(truth_log)]
+    with _serving(command, port, cores, "the stream server") as base_url:
+        yield base_url
+
+
+@contextmanager
+def _serving(command: list[str], port: int, cores: set[int] | None, name: str) -> Iterator[str]:
+    """Run a server command as its own process until the block ends; yields its base URL."""
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         if cores:
             os.sched_setaffinity(process.pid, cores)
         base_url = f"http://127.0.0.1:{port}"
-        _wait_until_serving(base_url, process)
+        _wait_until_serving(base_url, process, name)
         yield base_url
     finally:
         process.send_signal(signal.SIGINT)  # a graceful stop closes the truth log
@@ -70,18 +90,18 @@ def simulator_process(truth_log: Path | None, cores: set[int] | None, ms_per_tok
             process.wait()
 
 
-def _wait_until_serving(base_url: str, process: subprocess.Popen, timeout_s: float = 30.0) -> None:
+def _wait_until_serving(base_url: str, process: subprocess.Popen, name: str, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             message = (process.stderr.read() if process.stderr else b"").decode(errors="replace").strip().splitlines()
-            raise ConfigError(f"bench: the simulator exited at start ({message[-1] if message else 'no message'})")
+            raise ConfigError(f"bench: {name} exited at start ({message[-1] if message else 'no message'})")
         try:
             with urllib.request.urlopen(base_url + "/v1/models", timeout=1):
                 return
         except OSError:
             time.sleep(0.1)
-    raise ConfigError(f"bench: the simulator did not answer on {base_url} within {timeout_s:g} s")
+    raise ConfigError(f"bench: {name} did not answer on {base_url} within {timeout_s:g} s")
 
 
 @contextmanager

@@ -30,8 +30,8 @@ def measurement_errors(records: list, truth: dict[int, tuple[int, np.ndarray]]) 
     itl = []
     for record in whole:
         seen = truth.get(record.id)
-        if seen is not None and len(record.itl_ms) == len(seen[1]) - 1:
-            itl.append(np.abs(np.asarray(record.itl_ms) - np.diff(seen[1]) / 1e6))
+        if seen is not None and len(record.itl_us) == len(seen[1]) - 1:
+            itl.append(np.abs(np.asarray(record.itl_us) / 1e3 - np.diff(seen[1]) / 1e6))
     return ttft, (np.concatenate(itl) if itl else np.zeros(0))
 
 

@@ -53,8 +53,10 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 BENCH_EXAMPLES = """\
 examples:
-  replayer bench --quick                      # 128-token streams at 50..400 req/s, 6 s per step (~1 minute)
+  replayer bench --quick                      # 128-token streams at 50..400 req/s, 6 s per step, both emission
+                                              # modes (~2.5 minutes)
   replayer bench                              # the full ladder: 50..800 req/s of 128-token streams, 20 s per step
+  replayer bench --quick --emission spread    # only the server that paces each stream on its own timer
   replayer bench --tokens 512 --rates 25,50,100,200   # longer streams
   replayer bench --rates 100,200 --tokens 128 --duration 30 --out bench-runs
   replayer bench --rates 800,1200 --workers 4  # the client as 4 processes (needs 5+ cores to mean anything)
@@ -65,13 +67,16 @@ examples:
 
 def add_bench(commands: argparse._SubParsersAction) -> None:
     from replayer.bench.ladder import FULL, QUICK
+    from replayer.bench.server import EMISSIONS
 
     bench = commands.add_parser(
         "bench", help="measure the client itself: timing inflation, schedule lag and CPU at a ladder of loads",
-        description="Replays Poisson arrivals at a ladder of request rates and stream lengths against the built-in "
-                    "simulator, run as its own process on another core. The simulator logs when it received each "
-                    "request and wrote each chunk, so the client's TTFT and ITL are compared with the truth. Ends "
-                    "with the load this machine can drive with < 1 ms inflation: is the client the bottleneck?",
+        description="Replays Poisson arrivals at a ladder of request rates and stream lengths against the bench's "
+                    "stream server (one chunk per stream every 10 ms, vLLM's chunk shapes), run as its own process "
+                    "on another core, then sends the same requests through a minimal raw-socket client. The server "
+                    "logs when it received each request and wrote each chunk, so both clients' TTFT and ITL are "
+                    "compared with the truth, and their CPU with each other. Ends with the targets against the raw "
+                    "client and the load this machine can drive with < 1 ms inflation: is the client the bottleneck?",
         epilog=BENCH_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     bench.add_argument("--quick", action="store_true", help="a short ladder that finishes in about a minute")
     bench.add_argument("--rates", type=number_list(positive_float), metavar="R,R,...",
@@ -81,7 +86,11 @@ def add_bench(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--duration", type=positive_float, metavar="S",
                        help=f"seconds of arrivals per step (default {FULL.duration_s:g}; --quick {QUICK.duration_s:g})")
     bench.add_argument("--out", type=Path, metavar="DIR", help="keep every step's records and truth log here")
-    bench.add_argument("--no-pin", action="store_true", help="do not pin the client and the simulator to cores")
+    bench.add_argument("--emission", choices=("both", *EMISSIONS), default="both",
+                       help="how the server times its writes: step (every stream's chunk in one engine step, as "
+                            "vLLM does), spread (each stream on its own timer, as a server pacing streams apart "
+                            "does), or both, one ladder each (default)")
+    bench.add_argument("--no-pin", action="store_true", help="do not pin the client and the server to cores")
     bench.add_argument("--workers", type=positive_int, default=1, metavar="N",
                        help="run the client as N processes (run --workers), each pinned to its own core when "
                             "there are N+1 cores")
@@ -100,7 +109,8 @@ def add_bench(commands: argparse._SubParsersAction) -> None:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from replayer.bench.endurance import hold_streams, soak
     from replayer.bench.harness import split_cores
-    from replayer.bench.ladder import FULL, QUICK, StepResult, run_ladder, verdict, versus_raw
+    from replayer.bench.ladder import FULL, QUICK, StepResult, run_ladder, targets, verdict, versus_raw
+    from replayer.bench.server import EMISSIONS
     from replayer.bench.tables import bench_table
 
     console = Console()
@@ -132,16 +142,23 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     rates, tokens = args.rates or preset.rates, args.tokens or preset.tokens
     duration_s = args.duration or preset.duration_s
     workers = f"{args.workers} client workers" if args.workers > 1 else "client"
+    emissions = EMISSIONS if args.emission == "both" else (args.emission,)
     console.print(
         f"bench: {len(rates) * len(tokens)} steps of {duration_s:g} s (Poisson arrivals, "
-        f"{'/'.join(map(str, tokens))} tokens per stream); {workers} and simulator {pinning}"
+        f"{'/'.join(map(str, tokens))} tokens per stream) per emission mode ({', '.join(emissions)}); "
+        f"{workers} and stream server {pinning}"
     )
 
     def show(result: StepResult) -> None:
-        console.print(f"  {result.rate:g} req/s x {result.tokens} tokens: done (replayer, then the raw client)")
+        console.print(f"  {result.emission}: {result.rate:g} req/s x {result.tokens} tokens: done "
+                      "(replayer, then the raw client)")
 
-    results = run_ladder(rates, tokens, duration_s, args.out, pin=not args.no_pin, on_step=show, workers=args.workers)
-    console.print(bench_table(results))
-    console.print(versus_raw(results))
-    console.print(verdict(results), style="bold")
+    ladders = [run_ladder(rates, tokens, duration_s, args.out, pin=not args.no_pin, on_step=show,
+                          workers=args.workers, emission=emission) for emission in emissions]
+    for results in ladders:
+        console.print(bench_table(results))
+        console.print(versus_raw(results))
+        for target, met in targets(results):
+            console.print(f"target: {target}: {'met' if met else 'NOT met'}", style="bold" if met else "bold yellow")
+        console.print(verdict(results), style="bold")
     return 0

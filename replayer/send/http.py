@@ -38,7 +38,21 @@ class Watch(Protocol):
 
     def disarm(self) -> None: ...
 
+
 _MAX_HEAD_BYTES = 65_536
+_FRAME_HEADS: dict[int, bytes] = {}
+"""The size line of a chunk frame by the frame's whole length (cached for lengths below 64 KiB)."""
+
+
+def _frame_head(frame_bytes: int) -> bytes:
+    """The size line (lower-case hex, CRLF) that a single chunk frame of `frame_bytes` bytes in all
+    starts with, or b"\n" (never a frame's start) when no frame has that length. There is at most one:
+    a longer size line leaves a smaller chunk, which cannot need more digits."""
+    lines = (b"%x\r\n" % size for size in range(frame_bytes - 5, frame_bytes - 13, -1) if size > 0)
+    head = next((line for line in lines if len(line) + int(line, 16) + 2 == frame_bytes), b"\n")
+    if frame_bytes < 65_536:
+        _FRAME_HEADS[frame_bytes] = head
+    return head
 
 
 class ConnectError(Exception):
@@ -111,6 +125,9 @@ class _Exchange:
 class _Connection(asyncio.Protocol):
     """One keep-alive connection: parses each response as its bytes arrive."""
 
+    __slots__ = ("pool", "transport", "closed", "exchange", "received", "_deliver", "_sink", "_frame_sink",
+                 "_length", "_chunked", "_chunk_left", "_line", "_trailers", "_keep_alive")
+
     def __init__(self, pool: ConnectionPool):
         self.pool = pool
         self.transport: asyncio.Transport | None = None
@@ -118,6 +135,10 @@ class _Connection(asyncio.Protocol):
         self.exchange: _Exchange | None = None
         self.received = False
         self._deliver: Callable[[bytes, int], None] | None = None
+        self._sink: Sink | None = None
+        """The exchange's sink while a chunked event stream is being read."""
+        self._frame_sink: Sink | None = None
+        """The same, but only while the body is at a frame boundary: the next read may be one whole frame."""
         self._length = -1
         """Body bytes still expected with Content-Length; -1 when chunked or until close."""
         self._chunked = False
@@ -133,8 +154,15 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         now = time.perf_counter_ns()
-        self.received = True
         try:
+            sink = self._frame_sink
+            if sink is not None:  # the usual read of an event stream: exactly one whole chunk
+                head = _FRAME_HEADS.get(len(data)) or _frame_head(len(data))
+                if data.startswith(head) and data.endswith(b"\r\n"):
+                    if sink(data[len(head):-2], now) and self.exchange is not None:
+                        self.exchange.resolve()
+                    return
+            self.received = True
             if self._deliver is None:
                 data = self._read_head(data)
                 if self._deliver is None:
@@ -176,7 +204,9 @@ class _Connection(asyncio.Protocol):
         self.exchange = exchange
         self.received = False
         self._deliver = None
+        self._sink = self._frame_sink = None
         self._line = b""
+        self._chunk_left = 0
         self._trailers = False
         assert self.transport is not None, "send on a made connection"
         self.transport.writelines(data)
@@ -225,6 +255,7 @@ class _Connection(asyncio.Protocol):
         sink = exchange.sink if status == 200 and streamed else None
         exchange.streamed = sink is not None
         self._deliver = self._to_sink(exchange, sink) if sink else self._to_buffer(exchange)
+        self._sink = self._frame_sink = sink if self._chunked else None
         return head[end + 4 :]
 
     def _to_sink(self, exchange: _Exchange, sink: Sink) -> Callable[[bytes, int], None]:
@@ -236,8 +267,7 @@ class _Connection(asyncio.Protocol):
 
     @staticmethod
     def _to_buffer(exchange: _Exchange) -> Callable[[bytes, int], None]:
-        parts = exchange.body_parts
-        return lambda data, now: parts.append(data)
+        return lambda data, now: exchange.body_parts.append(data)
 
     def _read_sized(self, data: bytes, now: int) -> None:
         left, deliver = self._length, self._deliver
@@ -253,17 +283,6 @@ class _Connection(asyncio.Protocol):
     def _read_chunked(self, data: bytes, now: int) -> None:
         deliver = self._deliver
         assert deliver is not None  # (the head has been read)
-        if not self._chunk_left and not self._line and not self._trailers:
-            # The usual read: exactly one whole chunk.
-            start = data.find(b"\r\n") + 2
-            if 2 < start < 10 and data[-2:] == b"\r\n":
-                try:
-                    length = int(data[: start - 2], 16)
-                except ValueError:
-                    length = -1
-                if length > 0 and start + length + 2 == len(data):
-                    deliver(data[start:-2], now)
-                    return
         position, size = 0, len(data)
         while position < size:
             left = self._chunk_left
@@ -278,7 +297,7 @@ class _Connection(asyncio.Protocol):
                 self._line += data[position:]
                 if len(self._line) > _MAX_HEAD_BYTES:
                     raise StreamError("malformed chunked encoding (endless size line)")
-                return
+                break
             line = (self._line + data[position:newline] if self._line else data[position:newline]).rstrip(b"\r")
             self._line = b""
             position = newline + 1
@@ -294,10 +313,13 @@ class _Connection(asyncio.Protocol):
                 if self._chunk_left < 0:
                     raise StreamError(f"malformed chunk size {line[:40]!r}")
                 self._trailers = self._chunk_left == 0
+        at_boundary = not self._chunk_left and not self._line and not self._trailers
+        self._frame_sink = self._sink if at_boundary else None
 
     def _finish(self) -> None:
         exchange, self.exchange = self.exchange, None
         self._deliver = None
+        self._sink = self._frame_sink = None
         if exchange is not None:
             exchange.resolve()
         if self._keep_alive and not self.closed:
@@ -307,6 +329,7 @@ class _Connection(asyncio.Protocol):
 
     def _break(self, exc: Exception) -> None:
         exchange, self.exchange = self.exchange, None
+        self._sink = self._frame_sink = None
         if exchange is not None:
             exchange.fail(exc)
         self.close()

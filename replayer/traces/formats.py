@@ -20,6 +20,7 @@ from replayer.errors import InputError
 from replayer.traces.chunks import (
     CategoryBuilder,
     Chunk,
+    LinesNeeded,
     cell_text,
     check_times,
     check_token_counts,
@@ -65,16 +66,19 @@ def resolve_path(spec: str) -> Path:
 BURSTGPT_COLUMNS = ("Timestamp", "Request tokens", "Response tokens")
 
 
-def read_burstgpt(path: Path) -> Trace:
+def read_burstgpt(path: Path, fast: bool = True) -> Trace:
     """BurstGPT v1/v2 (`Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type`) and v3
-    (adds `Session ID,Elapsed time`); columns are matched by name. Times are seconds."""
+    (adds `Session ID,Elapsed time`); columns are matched by name. Times are seconds. `fast` lets
+    Arrow read the columns (see `replayer.traces.chunks`)."""
     source = str(path)
+    kinds: dict[str, type] | None = {"Timestamp": np.float64, "Request tokens": np.int64, "Response tokens": np.int64,
+                                     "Model": str, "Log Type": str, "Session ID": str} if fast else None
     times: list[np.ndarray] = []
     inputs: list[np.ndarray] = []
     outputs: list[np.ndarray] = []
     models, log_types, sessions = CategoryBuilder(), CategoryBuilder(), CategoryBuilder()
     has: set[str] = set()
-    for chunk in csv_chunks(path, BURSTGPT_COLUMNS, ("Model", "Log Type", "Session ID")):
+    for chunk in csv_chunks(path, BURSTGPT_COLUMNS, ("Model", "Log Type", "Session ID"), kinds):
         chunk_times = numbers(chunk, "Timestamp", source, np.float64)
         check_times(chunk_times, chunk, "Timestamp", source)
         times.append(chunk_times)
@@ -99,7 +103,7 @@ def read_burstgpt(path: Path) -> Trace:
 AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 
 
-def _datetimes_ns(values: list, lines: np.ndarray, source: str, name: str) -> np.ndarray:
+def _datetimes_ns(values: list, lines: np.ndarray | None, source: str, name: str) -> np.ndarray:
     """ISO-like wall-clock times (`2023-11-16 18:15:46.6805900`, optionally `+00:00`) → epoch ns (UTC)."""
     try:
         text = np.asarray(values).astype(str)
@@ -108,6 +112,8 @@ def _datetimes_ns(values: list, lines: np.ndarray, source: str, name: str) -> np
             text = np.where(utc, np.char.replace(text, "+00:00", ""), text)
         return text.astype("datetime64[ns]").astype(np.int64)
     except ValueError:  # (a byte that is not ASCII, too)
+        if lines is None:
+            raise LinesNeeded(name) from None
         for value, line in zip(values, lines):
             shown = cell_text(value)
             try:
@@ -117,13 +123,15 @@ def _datetimes_ns(values: list, lines: np.ndarray, source: str, name: str) -> np
         raise InputError(source, "timestamps not readable", field=name) from None
 
 
-def read_azure(path: Path) -> Trace:
+def read_azure(path: Path, fast: bool = True) -> Trace:
     """Azure LLM inference traces 2023/2024 (`TIMESTAMP,ContextTokens,GeneratedTokens`, UTC wall clock)."""
     source = str(path)
+    kinds: dict[str, type] | None = {"TIMESTAMP": bytes, "ContextTokens": np.int64,
+                                     "GeneratedTokens": np.int64} if fast else None
     stamps: list[np.ndarray] = []
     inputs: list[np.ndarray] = []
     outputs: list[np.ndarray] = []
-    for chunk in csv_chunks(path, AZURE_COLUMNS):
+    for chunk in csv_chunks(path, AZURE_COLUMNS, (), kinds):
         stamps.append(_datetimes_ns(chunk.columns["TIMESTAMP"], chunk.lines, source, "TIMESTAMP"))
         for name, out in (("ContextTokens", inputs), ("GeneratedTokens", outputs)):
             values = numbers(chunk, name, source, np.int64)
@@ -170,7 +178,8 @@ class ColumnMap:
         return ColumnMap(**fields, time_unit=time_unit)
 
 
-def _times_s(values: list, lines: np.ndarray, source: str, name: str, unit: str) -> tuple[np.ndarray, float | None]:
+def _times_s(values: list, lines: np.ndarray | None, source: str, name: str,
+             unit: str) -> tuple[np.ndarray, float | None]:
     """A time column in seconds, and the epoch base when the times are wall-clock datetimes."""
     if unit == "datetime":
         epoch_ns = _datetimes_ns(values, lines, source, name)
@@ -211,15 +220,19 @@ def _generic(source: str, fmt: str, chunks: Iterator[Chunk], columns: ColumnMap)
                      models=builders["model"].build() if "model" in builders else None)
 
 
-def read_generic_csv(path: Path, columns: ColumnMap) -> Trace:
+def read_generic_csv(path: Path, columns: ColumnMap, fast: bool = True) -> Trace:
     """Any CSV with a header, its columns named by `columns`."""
     optional = [c for c in (columns.session, columns.model) if c]
     required = (columns.time, columns.input, columns.output, *optional)
-    return _generic(str(path), "csv", csv_chunks(path, required), columns)
+    kinds: dict[str, type] | None = None
+    if fast:
+        kinds = {columns.time: bytes if columns.time_unit == "datetime" else np.float64, columns.input: np.int64,
+                 columns.output: np.int64, **{name: str for name in optional}}
+    return _generic(str(path), "csv", csv_chunks(path, required, (), kinds), columns)
 
 
-def read_generic_jsonl(path: Path, columns: ColumnMap) -> Trace:
-    """Any JSON-lines file, its fields named by `columns`."""
+def read_generic_jsonl(path: Path, columns: ColumnMap, fast: bool = True) -> Trace:
+    """Any JSON-lines file, its fields named by `columns` (read with line numbers whatever `fast` says)."""
     optional = [c for c in (columns.session, columns.model) if c]
     names = (columns.time, columns.input, columns.output, *optional)
     return _generic(str(path), "jsonl", jsonl_chunks(path, names, names), columns)
@@ -228,8 +241,9 @@ def read_generic_jsonl(path: Path, columns: ColumnMap) -> Trace:
 MOONCAKE_FIELDS = ("timestamp", "input_length", "output_length")
 
 
-def read_mooncake(path: Path) -> Trace:
-    """Mooncake FAST'25 traces: JSONL with `timestamp` (ms), lengths and `hash_ids` (512-token blocks)."""
+def read_mooncake(path: Path, fast: bool = True) -> Trace:
+    """Mooncake FAST'25 traces: JSONL with `timestamp` (ms), lengths and `hash_ids` (512-token blocks),
+    read with line numbers whatever `fast` says."""
     source = str(path)
     times: list[np.ndarray] = []
     inputs: list[np.ndarray] = []
@@ -242,6 +256,7 @@ def read_mooncake(path: Path) -> Trace:
             values = numbers(chunk, name, source, np.int64)
             check_token_counts(values, chunk, name, source)
             out.append(values)
+        assert chunk.lines is not None  # (JSON lines are read with their line numbers)
         for ids, line in zip(chunk.columns["hash_ids"], chunk.lines):
             if ids is None:
                 ids = []
@@ -256,14 +271,15 @@ def read_mooncake(path: Path) -> Trace:
                      prefix_blocks=prefix_blocks)
 
 
-READERS: dict[str, Callable[[Path], Trace]] = {
+READERS: dict[str, Callable[[Path, bool], Trace]] = {
     "burstgpt": read_burstgpt,
     "azure": read_azure,
     "mooncake": read_mooncake,
 }
 """Readers of the known public formats, by name; `csv` and `jsonl` take a `ColumnMap` as well."""
 
-GENERIC_READERS: dict[str, Callable[[Path, ColumnMap], Trace]] = {"csv": read_generic_csv, "jsonl": read_generic_jsonl}
+GENERIC_READERS: dict[str, Callable[[Path, ColumnMap, bool], Trace]] = {"csv": read_generic_csv,
+                                                                         "jsonl": read_generic_jsonl}
 
 FORMATS = ("auto", *READERS, *GENERIC_READERS)
 
@@ -299,6 +315,14 @@ def sniff_format(path: Path) -> str:
                      "), with --columns for csv/jsonl", line=1)
 
 
+def _read_with_lines(read: Callable[[bool], Trace]) -> Trace:
+    """Read fast; when a check failed where no line numbers are known, again in blocks to name the line."""
+    try:
+        return read(True)
+    except LinesNeeded:
+        return read(False)
+
+
 def read_trace(spec: str, fmt: str = "auto", columns: ColumnMap | None = None) -> Trace:
     """Read a trace file or bundled sample; `auto` sniffs the format; `csv`/`jsonl` need `columns`."""
     path = resolve_path(spec)
@@ -306,10 +330,10 @@ def read_trace(spec: str, fmt: str = "auto", columns: ColumnMap | None = None) -
         if fmt == "auto":
             fmt = sniff_format(path)
         if fmt in GENERIC_READERS:
-            return GENERIC_READERS[fmt](path, columns or ColumnMap())
+            return _read_with_lines(lambda fast: GENERIC_READERS[fmt](path, columns or ColumnMap(), fast))
         if fmt not in READERS:
             raise InputError(spec, f"unknown format {fmt!r} (one of: " + ", ".join(FORMATS) + ")")
-        return READERS[fmt](path)
+        return _read_with_lines(lambda fast: READERS[fmt](path, fast))
     except (OSError, EOFError, zlib.error) as exc:  # unreadable, or a damaged gzip file
         raise InputError(str(path), f"cannot read the file ({getattr(exc, 'strerror', None) or exc})") from None
     except csv.Error as exc:  # a stray carriage return or NUL byte

@@ -12,7 +12,7 @@ from replayer.workload.shaping import Shaping
 MS = 1_000_000
 RECORDS = [RequestRecord(id=i, intended_ns=i * 300 * MS, input_tokens=10, output_tokens=3, sent_ns=i * 300 * MS,
                          first_token_ns=(i * 300 + 50 + i) * MS, end_ns=(i * 300 + 90 + i) * MS, served_input_tokens=10,
-                         served_output_tokens=3, itl_ms=[20.0, 20.0]) for i in range(20)]
+                         served_output_tokens=3, itl_us=[20_000, 20_000]) for i in range(20)]
 
 
 def test_the_page_is_self_contained_with_a_chart_per_view():

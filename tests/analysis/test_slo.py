@@ -22,7 +22,7 @@ MS = 1_000_000
 def ok(i, sent, first, end, n_out):
     return RequestRecord(id=i, intended_ns=sent * MS, input_tokens=10, output_tokens=n_out, sent_ns=sent * MS,
                          first_token_ns=first * MS, end_ns=end * MS, served_input_tokens=10, served_output_tokens=n_out,
-                         itl_ms=[])
+                         itl_us=[])
 
 
 # TTFT 100/200/300 ms; TPOT 100 (5 tokens), 10 (3 tokens), none (1 token); E2E 500/220/300; one failure

@@ -16,7 +16,7 @@ from replayer.workload.shaping import Shaping
 MS = 1_000_000
 RECORDS = [RequestRecord(id=i, intended_ns=i * 1000 * MS, input_tokens=10, output_tokens=3, sent_ns=i * 1000 * MS,
                          first_token_ns=(i * 1000 + 100 * (i + 1)) * MS, end_ns=(i * 1000 + 100 * (i + 1) + 40) * MS,
-                         served_input_tokens=10, served_output_tokens=3, itl_ms=[20.0, 20.0]) for i in range(3)]
+                         served_input_tokens=10, served_output_tokens=3, itl_us=[20_000, 20_000]) for i in range(3)]
 
 
 def test_vllm_key_names_carry_our_values():

@@ -9,7 +9,7 @@ MS = 1_000_000
 def ok(i, intended, sent, first, end, n_out, itl):
     return RequestRecord(id=i, intended_ns=intended * MS, input_tokens=10, output_tokens=n_out, sent_ns=sent * MS,
                          first_token_ns=first * MS, end_ns=end * MS, served_input_tokens=10,
-                         served_output_tokens=n_out, itl_ms=itl)
+                         served_output_tokens=n_out, itl_us=[round(gap * 1000) for gap in itl])
 
 
 RECORDS = [

@@ -292,13 +292,14 @@ def test_a_disk_too_small_for_the_run_is_refused_before_any_load(tmp_path, monke
 def test_a_disk_filling_up_mid_run_stops_it_at_once_keeping_what_was_written(tmp_path, monkeypatch):
     written = []
 
-    def write_line(self, line: str) -> None:
-        if len(written) == 5:
+    def append(self, data: bytes) -> None:
+        if len(written) == 6:  # (the header, then five records)
             raise OSError(errno.ENOSPC, "No space left on device")
-        written.append(line)
-        self._file.write(line + "\n")
+        written.append(data)
+        self._file.write(data)
+        self._file.flush()
 
-    monkeypatch.setattr(RecordWriter, "write_line", write_line)
+    monkeypatch.setattr(RecordWriter, "_append", append)
     config = RunConfig(
         workload=WorkloadSource(trace="sample:azure-2023-conv"),
         shaping=Shaping(max_requests=40, rate=20),

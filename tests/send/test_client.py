@@ -19,7 +19,7 @@ from replayer.records import RequestRecord
 from replayer.run.target import measure_template
 from replayer.send.addressing import parse_header, redact_headers, redact_url, root_url, row_of_request_id
 from replayer.send.client import Client, ClientConfig, Timeouts, retry_wait_s
-from replayer.send.stream import StreamState, apply_usage, error_message, usage_in
+from replayer.send.stream import StreamState, apply_usage, error_message
 
 CHUNK = b'{"id":"x","choices":[{"index":0,"delta":{"content":" hi"},"finish_reason":null}]}'
 FINISH = b'{"id":"x","choices":[{"index":0,"delta":{},"finish_reason":"length"}]}'
@@ -32,7 +32,7 @@ def state_after(*payloads: bytes) -> StreamState:
     return state
 
 
-def test_output_bearing_chunks_are_told_apart_without_decoding():
+def test_output_bearing_chunks_are_told_apart():
     state = state_after(
         b'{"choices":[{"delta":{"role":"assistant","content":""}}]}',        # role only: no output
         CHUNK,                                                                 # output
@@ -46,7 +46,7 @@ def test_output_bearing_chunks_are_told_apart_without_decoding():
     )
     assert list(state.arrivals) == [1, 3, 4, 5]
     assert state.finished and state.done and state.error is None
-    assert state.usage_payload.startswith(b'{"choices":[],"usage"')
+    assert state.usage == {"prompt_tokens": 4, "completion_tokens": 3}
 
 
 def test_escaped_key_lookalike_in_content_is_not_an_error():
@@ -142,6 +142,8 @@ ROUTES = {
     "/slow": stream_handler(sse(CHUNK), pause_s=5),
     "/silent": stream_handler(sse(b'{"choices":[{"delta":{"role":"assistant","content":""}}]}'), pause_s=5),
     "/malformed": stream_handler(sse(CHUNK, b'{"choices":[{"delta":{"content":"cu', CHUNK, b"[DONE]")),
+    "/invalid-json": stream_handler(sse(CHUNK, b'{"choices":[{"delta":{"content":"a"}},]}', CHUNK, b"[DONE]")),
+    "/wrong-shape": stream_handler(sse(CHUNK, b'{"choices":[{"delta":{"content":7}}]}', CHUNK, b"[DONE]")),
     "/html": html_page,
     "/headers": echo_headers,
     "/http429": rate_limited,
@@ -187,7 +189,7 @@ def test_good_stream_records_timings_and_usage():
     assert record.status == "ok"
     assert (record.served_input_tokens, record.served_output_tokens, record.output_counted) == (7, 2, False)
     assert 0 <= record.sent_ns <= record.first_token_ns <= record.end_ns
-    assert len(record.itl_ms) == 1
+    assert len(record.itl_us) == 1
 
 
 def test_the_reply_text_is_kept_only_when_asked_for():
@@ -250,9 +252,15 @@ def test_cut_stream_keeps_its_partial_timings():
     assert record.first_token_ns is not None and record.served_output_tokens == 1
 
 
-def test_a_malformed_chunk_fails_the_stream_but_keeps_its_timings():
-    record = asyncio.run(fill_from("/malformed"))
-    assert record.status == "stream" and record.served_output_tokens == 2 and len(record.itl_ms) == 1
+@pytest.mark.parametrize(("path", "message"), [
+    ("/malformed", "malformed event (Input data was truncated)"),  # cut inside a string
+    ("/invalid-json", "malformed event (JSON is malformed"),  # framed by braces, yet not JSON
+    ("/wrong-shape", "malformed event (Expected `str | null`, got `int` - at `$.choices[0].delta.content`)"),
+])
+def test_a_malformed_chunk_fails_the_stream_but_keeps_its_timings(path, message):
+    record = asyncio.run(fill_from(path))
+    assert record.status == "stream" and record.served_output_tokens == 2 and len(record.itl_us) == 1
+    assert record.error.startswith(message)
 
 
 @pytest.mark.parametrize(
@@ -455,7 +463,7 @@ def test_each_dialect_fixture_parses_to_its_chunks_and_token_counts(name):
     chunks = {len(state.arrivals) for state in states}
     assert len(chunks) == 1 and all(s.error is None and (s.done or s.finished) for s in states), name
     record = RequestRecord(id=1, intended_ns=0, input_tokens=1, output_tokens=1)
-    apply_usage(record, usage_in(states[0].usage_payload), len(states[0].arrivals))
+    apply_usage(record, states[0].usage or {}, len(states[0].arrivals))
     expected_chunks, tokens, prompt, counted = DIALECTS[name]
     assert chunks == {expected_chunks}
     assert (record.served_output_tokens, record.served_input_tokens, record.output_counted) == (tokens, prompt, counted)
@@ -494,4 +502,4 @@ def test_tgi_native_answers_are_read_with_their_details_counts():
     for stream in (True, False):
         record = asyncio.run(go(stream))
         assert (record.status, record.served_output_tokens, record.output_counted) == ("ok", 3, False), record.error
-        assert len(record.itl_ms) == (2 if stream else 0)
+        assert len(record.itl_us) == (2 if stream else 0)

@@ -12,7 +12,7 @@ from replayer.run.pipeline import execute
 from replayer.workload.shaping import Shaping
 from replayer.workload.shards import parse_shard, parse_start_at
 
-SHAPING = ["--trace", "sample:azure-2023-conv", "--duration", "30", "--speedup", "6", "--seed", "5"]
+SHAPING = ["--trace", "sample:azure-2023-conv", "--duration", "15", "--speedup", "6", "--seed", "5"]
 
 
 def request_set(records) -> list[tuple[int, int, int, int]]:
@@ -35,7 +35,7 @@ def test_shards_started_at_one_instant_merge_into_the_single_process_run(simulat
         single = execute(
             RunConfig(
                 workload=WorkloadSource(trace="sample:azure-2023-conv"),
-                shaping=Shaping(duration_s=30, speedup=6),
+                shaping=Shaping(duration_s=15, speedup=6),
                 target=TargetConfig(base_url=sim.base_url),
                 prompts=PromptConfig(seed=5),
                 output=OutputConfig(quiet=True, out_dir=tmp_path / "single"),
