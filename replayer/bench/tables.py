@@ -9,7 +9,7 @@ def bench_table(results: list) -> Table:
     """`replayer bench`: one row per ladder step (`replayer.bench.ladder.StepResult`); yellow rows missed a limit."""
     emission = results[0].emission if results else "step"
     table = Table(title=f"Client bench, {emission} emission (ms)", title_justify="left", box=None, pad_edge=False,
-                  caption="req/s: intended -> achieved. TTFT inflation = client TTFT - simulator truth; ITL error = "
+                  caption="req/s: intended -> achieved. TTFT inflation = client TTFT - server truth; ITL error = "
                           "|client - truth| per gap. CPU: client seconds per 1k requests / per 100k tokens. "
                           "raw: a minimal raw-socket client on the same requests (TTFT inflation p50/p99, CPU, "
                           "lag p99).",

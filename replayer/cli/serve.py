@@ -115,7 +115,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     console = Console()
     if not console.is_terminal:
-        console = Console(width=120)  # logs and pipes: keep the table's rows whole
+        console = Console(width=140)  # logs and pipes: keep the table's rows whole
     pinned = not args.no_pin and split_cores(args.workers)[0] is not None
     pinning = (
         "pinned to separate cores" if pinned else "not pinned (too few cores)" if not args.no_pin else "not pinned"
