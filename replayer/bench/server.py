@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import IO
 
 from replayer.send.eventloop import new_event_loop, raise_fd_limit, reserve_fd_table, settle_heap
-from replayer.sim.server import DEFAULT_MODEL, BadRequest, Frames, Simulator, SimulatorConfig
+from replayer.sim.server import DEFAULT_MODEL, BadRequest, Frames, Simulator, SimulatorConfig, truth_line
 
 EMISSIONS = ("step", "spread")
 """How the server times its writes: all streams in one engine step, or each stream on its own timer."""
@@ -172,8 +172,7 @@ class StreamServer:
         connection.answered()
         if self.truth is not None:
             request_id = stream.request_id.decode("latin-1") if stream.request_id else None
-            self.truth.write(json.dumps({"id": request_id, "received_ns": stream.received_ns,
-                                         "chunk_ns": stream.chunk_ns.tolist()}, separators=(",", ":")) + "\n")
+            self.truth.write(truth_line(request_id, stream.received_ns, stream.chunk_ns))
         return False
 
 

@@ -78,7 +78,8 @@ def add_bench(commands: argparse._SubParsersAction) -> None:
                     "compared with the truth, and their CPU with each other. Ends with the targets against the raw "
                     "client and the load this machine can drive with < 1 ms inflation: is the client the bottleneck?",
         epilog=BENCH_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    bench.add_argument("--quick", action="store_true", help="a short ladder that finishes in about a minute")
+    bench.add_argument("--quick", action="store_true",
+                       help="a short ladder: about a minute per emission mode")
     bench.add_argument("--rates", type=number_list(positive_float), metavar="R,R,...",
                        help=f"request rates per step (default {','.join(f'{r:g}' for r in FULL.rates)})")
     bench.add_argument("--tokens", type=number_list(positive_int), metavar="N,N,...",

@@ -219,8 +219,7 @@ class Simulator:
 
     def _write_truth(self, request_id: str | None, received_ns: int, chunk_ns: array) -> None:
         assert self._truth is not None, "truth is written only with a truth log"
-        self._truth.write(json.dumps({"id": request_id, "received_ns": received_ns, "chunk_ns": chunk_ns.tolist()},
-                                     separators=(",", ":")) + "\n")
+        self._truth.write(truth_line(request_id, received_ns, chunk_ns))
 
     async def _stream(self, request: web.Request, sequence: Sequence, frames: Frames, include_usage: bool,
                       stall_s: float, chunk_ns: array | None = None) -> web.StreamResponse:
@@ -333,6 +332,13 @@ class _TokenWriter:
         self.written = ready
         if ready >= sequence.target_tokens:
             self.ended.set_result(None)
+
+
+def truth_line(request_id: str | None, received_ns: int, chunk_ns: array) -> str:
+    """One streamed response's line of a truth log (`replayer.bench.truth.read_truth` reads it): its
+    request id, when its request was received and when each token chunk was written."""
+    return json.dumps({"id": request_id, "received_ns": received_ns, "chunk_ns": chunk_ns.tolist()},
+                      separators=(",", ":")) + "\n"
 
 
 def _error(status: int, message: str, retry_after_s: float | None = None) -> web.Response:
