@@ -25,10 +25,6 @@ from replayer.send.client import Client
 
 _MAX_SLEEP_S = 0.1
 """Longest single sleep, so a stop request is noticed quickly even across long trace gaps."""
-_TIMER_TICK_NS = 1_000_000
-"""uvloop's timers count whole milliseconds: a shorter sleep is rounded, to nothing below half of one."""
-_YIELD_NS = 100_000
-"""A send due sooner than this is waited for by yielding to the loop (reading chunks meanwhile)."""
 LOOKAHEAD = 10_000
 """Requests prepared ahead of the send clock (all of them, for most traces)."""
 _REFILL_SLICE_NS = 500_000
@@ -200,7 +196,7 @@ async def dispatch(requests: Lookahead | Iterable[PreparedRequest], client: Clie
                 buffer.fill(budget_ns)
                 await asyncio.sleep(0)  # let arriving chunks be read between slices
             else:
-                await asyncio.sleep(_sleep_s(wait_ns))
+                await asyncio.sleep(min(wait_ns / 1e9, _MAX_SLEEP_S))
             continue
         now = clock()
         while len(buffer) and t0_ns + buffer.next_offset_ns() <= now:
@@ -221,18 +217,6 @@ async def dispatch(requests: Lookahead | Iterable[PreparedRequest], client: Clie
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     return progress
-
-
-def _sleep_s(wait_ns: int) -> float:
-    """How long to sleep before a send due in `wait_ns`: whole timer ticks, rounded up, so the wake-up
-    is never early. A sleep the timer would round down wakes early and again and again, spinning the
-    loop until the instant (measured here: 14-69 wake-ups for a 0.4-1.2 ms wait, a third of the
-    client's CPU per request at 200 req/s); rounding up costs under a tick of lateness instead, and
-    sends due within `_YIELD_NS` only yield."""
-    if wait_ns <= _YIELD_NS:
-        return 0.0
-    ticks = -(-wait_ns // _TIMER_TICK_NS)
-    return min(ticks * _TIMER_TICK_NS / 1e9, _MAX_SLEEP_S)
 
 
 def _refill_budget(buffer: Lookahead, wait_ns: int) -> int:
