@@ -61,7 +61,7 @@ def arrow_chunk(path: Path, required: Sequence[str], optional: Sequence[str],
     except ImportError:  # (an installation without it still reads every trace, more slowly)
         return None
     with open_binary(path) as probe:
-        header = next(csv.reader([probe.readline().decode("utf-8", "replace")]), [])
+        header = header_names(probe.readline())
     present = {name.strip(): name for name in header}
     if any(name not in present for name in required):
         return None
@@ -90,6 +90,11 @@ def arrow_chunk(path: Path, required: Sequence[str], optional: Sequence[str],
             columns[name] = column.to_numpy()
     return Chunk(columns, None)
 
+
+
+def header_names(line: bytes) -> list[str]:
+    """The column names of a CSV header line, as written (the readers match them stripped)."""
+    return next(csv.reader([line.decode("utf-8", "replace")]), [])
 
 
 def open_binary(path: Path) -> io.BufferedIOBase:
@@ -158,7 +163,7 @@ def csv_chunks(path: Path, required: Sequence[str], optional: Sequence[str] = ()
         first = handle.readline()
         if not first.strip():
             raise InputError(source, "empty file (no header row)")
-        header = next(csv.reader([first.decode("utf-8", "replace")]))
+        header = header_names(first)
         position = {name.strip(): i for i, name in enumerate(header)}
         for name in required:
             if name not in position:

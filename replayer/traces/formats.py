@@ -25,6 +25,7 @@ from replayer.traces.chunks import (
     check_times,
     check_token_counts,
     csv_chunks,
+    header_names,
     jsonl_chunks,
     numbers,
     open_binary,
@@ -307,7 +308,7 @@ def sniff_format(path: Path) -> str:
             return "jsonl"
         raise InputError(str(path), "JSON lines of unknown shape; pass --format jsonl --columns "
                                     "time=FIELD,input=FIELD,output=FIELD", line=1)
-    header = {name.strip() for name in next(csv.reader([first.decode("utf-8", "replace")]))}
+    header = {name.strip() for name in header_names(first)}
     for fmt, columns in _SIGNATURES.items():
         if header.issuperset(columns):
             return fmt
