@@ -29,3 +29,17 @@ def test_trace_loading_benchmark_prints_each_size_and_its_targets(tmp_path):
     targets = [line for line in lines if line.startswith("target: ")]
     assert [line.split(":")[1].split()[0] for line in targets] == ["inspect"]  # (load targets: full sizes only)
     assert all(line.endswith((": met", ": NOT met")) for line in targets)
+
+
+def test_chunk_path_benchmark_prints_each_stage_and_the_raw_clients_work():
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "client_chunk_path.py"), "--streams", "16",
+                             "--chunks", "70", "--rounds", "1"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "16 interleaved streams x 70 chunks, best of 1, µs per chunk:"
+    stages = [line.rsplit(None, 1) for line in lines[1:]]
+    assert [name.strip() for name, _ in stages] == [
+        "HTTP fast path", "+ hand-off to the stream", "+ batched SSE split, decode", "= replayer",
+        "raw client's per-read work"]
+    figures = [float(value) for _, value in stages]
+    assert abs(figures[3] - sum(figures[:3])) < 0.02  # the stages add up to the whole

@@ -22,8 +22,9 @@ from typing import Protocol
 from replayer.prompts.bodies import PreparedRequest
 from replayer.records import RequestRecord
 from replayer.send.client import Client
+from replayer.send.eventloop import Alarm
 
-_MAX_SLEEP_S = 0.1
+_MAX_SLEEP_NS = 100_000_000
 """Longest single sleep, so a stop request is noticed quickly even across long trace gaps."""
 LOOKAHEAD = 10_000
 """Requests prepared ahead of the send clock (all of them, for most traces)."""
@@ -188,26 +189,30 @@ async def dispatch(requests: Lookahead | Iterable[PreparedRequest], client: Clie
 
     if not len(buffer):
         buffer.fill()
-    while len(buffer) and not stop.stopping.is_set():
-        wait_ns = t0_ns + buffer.next_offset_ns() - clock()
-        if wait_ns > 0:
-            budget_ns = _refill_budget(buffer, wait_ns)
-            if budget_ns > 0:
-                buffer.fill(budget_ns)
-                await asyncio.sleep(0)  # let arriving chunks be read between slices
-            else:
-                await asyncio.sleep(min(wait_ns / 1e9, _MAX_SLEEP_S))
-            continue
-        now = clock()
-        while len(buffer) and t0_ns + buffer.next_offset_ns() <= now:
-            position, request = buffer.pop()
-            if request.after in open_turns:
-                open_turns.add(position)
-                parked[request.after] = (position, request)
-            else:
-                start(position, request)
-        if not len(buffer) and not buffer.exhausted:
-            buffer.fill(_REFILL_SLICE_NS)
+    alarm = Alarm(loop)
+    try:
+        while len(buffer) and not stop.stopping.is_set():
+            now = clock()
+            due_ns = t0_ns + buffer.next_offset_ns()
+            if due_ns > now:
+                budget_ns = _refill_budget(buffer, due_ns - now)
+                if budget_ns > 0:
+                    buffer.fill(budget_ns)
+                    await asyncio.sleep(0)  # let arriving chunks be read between slices
+                else:
+                    await alarm.until(min(due_ns, now + _MAX_SLEEP_NS))
+                continue
+            while len(buffer) and t0_ns + buffer.next_offset_ns() <= now:
+                position, request = buffer.pop()
+                if request.after in open_turns:
+                    open_turns.add(position)
+                    parked[request.after] = (position, request)
+                else:
+                    start(position, request)
+            if not len(buffer) and not buffer.exhausted:
+                buffer.fill(_REFILL_SLICE_NS)
+    finally:
+        alarm.close()
     sending = False
     if tasks:
         await _first(idle, stop.stopping)

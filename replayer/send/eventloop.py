@@ -1,11 +1,15 @@
 """Event loops and process set-up for I/O-heavy runs: uvloop where it is installed (faster I/O, less
-client overhead), asyncio otherwise; a frozen heap; open-files headroom."""
+client overhead), asyncio otherwise; wake-ups at an exact instant; a frozen heap; open-files headroom."""
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import functools
 import gc
 import os
+import sys
+import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -33,6 +37,84 @@ def run(main: Coroutine[Any, Any, T]) -> T:
         finally:
             asyncio.set_event_loop(None)
             loop.close()
+
+
+class Alarm:
+    """Wakes a coroutine at a `perf_counter_ns` instant, to the microsecond and with one wake-up of
+    the loop: a Linux timerfd on CLOCK_MONOTONIC (perf_counter's own clock) that the loop watches.
+
+    uvloop's timers count whole milliseconds and round a delay to the nearest one, so sleeping until
+    an instant otherwise wakes early and yields to the loop again and again until it comes (tens of
+    wake-ups in the last millisecond, each a pass of the loop), or, rounded up, sends late. Where
+    there is no timerfd (not Linux), `until` sleeps once and the caller checks the clock again."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self._loop = loop
+        self._waiter: asyncio.Future | None = None
+        self._spec = _TimerSpec()
+        self._spec_ref = ctypes.byref(self._spec)
+        api = _libc_timerfd()
+        self._fd = int(api[0](_CLOCK_MONOTONIC, os.O_NONBLOCK | os.O_CLOEXEC)) if api else -1
+        self._settime: Any = api[1] if api else None
+        if self._fd >= 0:
+            loop.add_reader(self._fd, self._fired)
+
+    def until(self, when_ns: int) -> asyncio.Future:
+        """A future done at `when_ns` (perf_counter_ns), or a little before it without a timerfd."""
+        waiter = self._waiter = self._loop.create_future()
+        if self._fd < 0:
+            delay_s = (when_ns - time.perf_counter_ns()) / 1e9
+            self._loop.call_later(max(0.0, delay_s), _set_unless_done, waiter)
+        else:
+            value = self._spec.it_value
+            value.tv_sec, value.tv_nsec = divmod(max(when_ns, 1), 1_000_000_000)
+            self._settime(self._fd, _TFD_TIMER_ABSTIME, self._spec_ref, None)
+        return waiter
+
+    def _fired(self) -> None:
+        try:
+            os.read(self._fd, 8)
+        except BlockingIOError:  # (re-armed since it fired)
+            return
+        if self._waiter is not None:
+            _set_unless_done(self._waiter)
+            self._waiter = None
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            self._loop.remove_reader(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+
+
+class _TimeSpec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+class _TimerSpec(ctypes.Structure):
+    _fields_ = [("it_interval", _TimeSpec), ("it_value", _TimeSpec)]
+
+
+_CLOCK_MONOTONIC, _TFD_TIMER_ABSTIME = 1, 1
+
+
+@functools.cache
+def _libc_timerfd() -> tuple[Any, Any] | None:
+    """libc's (timerfd_create, timerfd_settime) where perf_counter reads CLOCK_MONOTONIC, else None."""
+    if not sys.platform.startswith("linux") or "MONOTONIC" not in time.get_clock_info("perf_counter").implementation:
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        create, settime = libc.timerfd_create, libc.timerfd_settime
+    except (OSError, AttributeError):
+        return None
+    settime.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.POINTER(_TimerSpec), ctypes.c_void_p]
+    return create, settime
+
+
+def _set_unless_done(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 YOUNG_COLLECTION_THRESHOLD = 50_000

@@ -14,6 +14,7 @@ alive and reused, never capped (an open loop must not queue requests behind a co
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import ssl
 import time
@@ -40,19 +41,23 @@ class Watch(Protocol):
 
 
 _MAX_HEAD_BYTES = 65_536
-_FRAME_HEADS: dict[int, bytes] = {}
-"""The size line of a chunk frame by the frame's whole length (cached for lengths below 64 KiB)."""
+_LAST_CHUNK = b"0\r\n\r\n"
+"""The chunked body's end: its zero-size last chunk without trailers."""
 
 
+@functools.lru_cache(maxsize=4096)
 def _frame_head(frame_bytes: int) -> bytes:
     """The size line (lower-case hex, CRLF) that a single chunk frame of `frame_bytes` bytes in all
     starts with, or b"\n" (never a frame's start) when no frame has that length. There is at most one:
     a longer size line leaves a smaller chunk, which cannot need more digits."""
     lines = (b"%x\r\n" % size for size in range(frame_bytes - 5, frame_bytes - 13, -1) if size > 0)
-    head = next((line for line in lines if len(line) + int(line, 16) + 2 == frame_bytes), b"\n")
-    if frame_bytes < 65_536:
-        _FRAME_HEADS[frame_bytes] = head
-    return head
+    return next((line for line in lines if len(line) + int(line, 16) + 2 == frame_bytes), b"\n")
+
+
+def _frame_payload(data: bytes) -> bytes | None:
+    """The payload of `data` if it is exactly one whole chunk frame, else None."""
+    head = _frame_head(len(data))
+    return data[len(head):-2] if data.startswith(head) and data.endswith(b"\r\n") else None
 
 
 class ConnectError(Exception):
@@ -156,11 +161,15 @@ class _Connection(asyncio.Protocol):
         now = time.perf_counter_ns()
         try:
             sink = self._frame_sink
-            if sink is not None:  # the usual read of an event stream: exactly one whole chunk
-                head = _FRAME_HEADS.get(len(data)) or _frame_head(len(data))
-                if data.startswith(head) and data.endswith(b"\r\n"):
-                    if sink(data[len(head):-2], now) and self.exchange is not None:
+            if sink is not None:  # the usual reads of an event stream: one whole chunk frame...
+                payload = _frame_payload(data)
+                if payload is not None:
+                    if sink(payload, now) and self.exchange is not None:
                         self.exchange.resolve()
+                    return
+                if data.endswith(_LAST_CHUNK) and (payload := _frame_payload(data[:-5])) is not None:
+                    sink(payload, now)  # ...or one and the body's last chunk
+                    self._finish()
                     return
             self.received = True
             if self._deliver is None:
@@ -254,20 +263,13 @@ class _Connection(asyncio.Protocol):
         streamed = content_type is None or b"event-stream" in content_type.lower()
         sink = exchange.sink if status == 200 and streamed else None
         exchange.streamed = sink is not None
-        self._deliver = self._to_sink(exchange, sink) if sink else self._to_buffer(exchange)
+        self._deliver = self._to_sink(exchange, sink) if sink else lambda data, now: exchange.body_parts.append(data)
         self._sink = self._frame_sink = sink if self._chunked else None
         return head[end + 4 :]
 
-    def _to_sink(self, exchange: _Exchange, sink: Sink) -> Callable[[bytes, int], None]:
-        def deliver(data: bytes, now: int) -> None:
-            if sink(data, now):
-                exchange.resolve()
-
-        return deliver
-
     @staticmethod
-    def _to_buffer(exchange: _Exchange) -> Callable[[bytes, int], None]:
-        return lambda data, now: exchange.body_parts.append(data)
+    def _to_sink(exchange: _Exchange, sink: Sink) -> Callable[[bytes, int], None]:
+        return lambda data, now: exchange.resolve() if sink(data, now) else None
 
     def _read_sized(self, data: bytes, now: int) -> None:
         left, deliver = self._length, self._deliver
@@ -367,30 +369,26 @@ class ConnectionPool:
         `Name: value\r\n` line (the request id). `watch` may end the wait with `asyncio.TimeoutError`;
         that or cancelling aborts the connection."""
         data = [b"%s%sContent-Length: %d\r\n\r\n" % (self._head, extra_header, len(body)), body]
-        connection = self._take_idle()
-        if connection is not None:
-            try:
-                return await self._exchange(connection, data, sink, watch)
-            except ConnectError:
-                pass  # a kept-alive connection the server had just closed: once more on a fresh one
-        connection = await self._open()
-        return await self._exchange(connection, data, sink, watch)
-
-    async def _exchange(
-        self, connection: _Connection, data: list[bytes], sink: Sink | None, watch: Watch | None
-    ) -> Response:
-        future = asyncio.get_running_loop().create_future()
-        connection.send(data, _Exchange(future, sink))
-        if watch is not None:
-            watch.arm(future)
-        try:
-            return await future
-        except (asyncio.CancelledError, asyncio.TimeoutError):
-            connection.close()
-            raise
-        finally:
+        connection, fresh = self._take_idle(), False
+        while True:
+            if connection is None:
+                connection, fresh = await self._open(), True
+            future = asyncio.get_running_loop().create_future()
+            connection.send(data, _Exchange(future, sink))
             if watch is not None:
-                watch.disarm()
+                watch.arm(future)
+            try:
+                return await future
+            except ConnectError:
+                if fresh:
+                    raise
+                connection = None  # a kept-alive connection the server had just closed: once more on a fresh one
+            except (asyncio.CancelledError, asyncio.TimeoutError):
+                connection.close()
+                raise
+            finally:
+                if watch is not None:
+                    watch.disarm()
 
     def _take_idle(self) -> _Connection | None:
         idle = self._idle

@@ -121,7 +121,7 @@ class StreamState:
         pieces = self._pieces
         pieces.append(data)
         self._piece_ns.append(now_ns)
-        if len(pieces) >= FLUSH_PIECES or (data[-3:-2] == b"]" and data.endswith(b"[DONE]\n\n")):
+        if len(pieces) >= FLUSH_PIECES or data.endswith(b"[DONE]\n\n"):
             if not self.flush():
                 raise StreamError(self.error or "unparsable stream")
         return self.done

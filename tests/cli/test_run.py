@@ -14,7 +14,7 @@ from replayer.traces.formats import read_trace
 
 def test_burstgpt3_replay_sends_every_non_failed_row_with_exact_token_counts(tmp_path, replayer, fast_engine):
     out = tmp_path / "run"
-    result = replayer("run", "--trace", "sample:burstgpt-3", "--speedup", "2000", "--out", str(out), "--quiet",
+    result = replayer("run", "--trace", "sample:burstgpt-3", "--speedup", "10000", "--out", str(out), "--quiet",
                       *fast_engine)
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())

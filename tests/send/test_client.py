@@ -6,6 +6,7 @@ import ssl
 import subprocess
 import time
 import uuid
+from array import array
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from replayer.prompts.tokenizer import load_tokenizer
 from replayer.records import RequestRecord
 from replayer.run.target import measure_template
 from replayer.send.addressing import parse_header, redact_headers, redact_url, root_url, row_of_request_id
-from replayer.send.client import Client, ClientConfig, Timeouts, retry_wait_s
+from replayer.send.client import Client, ClientConfig, Timeouts, gaps_us, retry_wait_s
 from replayer.send.stream import StreamState, apply_usage, error_message
 
 CHUNK = b'{"id":"x","choices":[{"index":0,"delta":{"content":" hi"},"finish_reason":null}]}'
@@ -30,6 +31,14 @@ def state_after(*payloads: bytes) -> StreamState:
     for i, payload in enumerate(payloads):
         state.take(payload, i)
     return state
+
+
+@pytest.mark.parametrize("arrivals", [3, 200])  # below and above the numpy pass's threshold
+def test_inter_token_gaps_are_whole_microseconds_rounded_half_up(arrivals):
+    times = [1_000 * i * i + (499 if i % 3 == 1 else 500 if i % 3 == 2 else 0) for i in range(arrivals)]
+    expected = [round((later - earlier) / 1000 + 1e-9) for earlier, later in zip(times, times[1:])]
+    assert gaps_us(array("q", times)) == expected
+    assert gaps_us(array("q", times[:1])) == [] and gaps_us(array("q")) == []
 
 
 def test_output_bearing_chunks_are_told_apart():

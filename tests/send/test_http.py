@@ -78,6 +78,15 @@ def test_a_last_chunk_in_a_read_of_its_own_ends_the_body():
     assert future.result().streamed and len(pool.released) == 1
 
 
+def test_frames_read_one_by_one_and_a_last_frame_read_with_the_bodys_end_are_taken_whole():
+    head = CHUNKED[: CHUNKED.index(b"\r\n\r\n") + 4]
+    frames = [b"%x\r\n%s\r\n" % (len(p), p) for p in (b'data: {"a":1}\n\n', b"data: [DONE]\n\n")]
+    response = head + frames[0] + frames[1] + b"0\r\n\r\n"
+    future, seen, pool, connection = feed(response, [len(head), len(head) + len(frames[0])])
+    assert [piece for piece, _ in seen] == [b'data: {"a":1}\n\n', b"data: [DONE]\n\n"]
+    assert future.result().streamed and pool.released == [connection] and connection.idle
+
+
 def test_a_body_that_is_not_an_event_stream_is_kept_for_the_caller():
     response = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 4\r\n\r\n<h1>"
     future, seen, _, _ = feed(response, [])
