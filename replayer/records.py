@@ -28,6 +28,9 @@ TIMEOUT_CONNECT, TIMEOUT_FIRST_TOKEN = "timeout_connect", "timeout_first_token"
 TIMEOUT_BETWEEN_TOKENS, TIMEOUT_TOTAL = "timeout_between_tokens", "timeout_total"
 STREAM, EMPTY, CANCELLED = "stream", "empty", "cancelled"
 """The failure kinds a record's `status` can take besides `ok` and `http_<status>` (see `http_failure`)."""
+LABEL_KINDS = ("model", "log_type", "type")
+"""The trace labels a record's `labels` may hold, in the order breakdowns show them: the row's model
+and log type (BurstGPT), and its request type (Qwen-Bailian: text, search, image, file)."""
 SERVER_METRICS_SERIES = ("running", "waiting", "kv_cache_usage", "preemptions")
 """The columns of `server_metrics.csv` after `t_s`."""
 
@@ -48,9 +51,11 @@ class RequestRecord:
     none and output chunks were counted instead.
     `turn` is the turn number within a session (0 outside sessions); `session_wait_ns` is how long
     the turn waited past its instant for its session's previous turn to finish (part of its
-    schedule lag, `sent_ns - intended_ns`). `retries` counts re-sends after 429 answers (only with
-    `--retry-429`); the times still run from the first send. `labels` holds the trace's labels of
-    the row (its model and log type), when the trace has more than one of them. `warmup` marks a
+    schedule lag, `sent_ns - intended_ns`); `cap_wait_ns` is how long it then waited for a slot under
+    `--max-concurrency` (part of the lag too, and of the user-view latencies). `retries` counts
+    re-sends after 429 answers (only with `--retry-429`); the times still run from the first send.
+    `labels` holds the trace's labels of the row (`LABEL_KINDS`: model, log type, request type), when
+    the trace has more than one of them. `warmup` marks a
     request sent within the run's warm-up.
     """
 
@@ -69,6 +74,7 @@ class RequestRecord:
     itl_us: list[int] = field(default_factory=list)
     turn: int = 0
     session_wait_ns: int = 0
+    cap_wait_ns: int = 0
     retries: int = 0
     labels: dict[str, str] | None = None
     """The trace's labels of this request (BurstGPT's model and log type) for the summary's breakdowns."""
@@ -78,6 +84,14 @@ class RequestRecord:
     @property
     def ok(self) -> bool:
         return self.status == OK
+
+    @property
+    def client_lag_ns(self) -> int:
+        """The schedule lag the client itself caused: the lag less the waits for a session's earlier
+        turn and for a `--max-concurrency` slot (0 for a request never sent)."""
+        if self.sent_ns is None:
+            return 0
+        return self.sent_ns - self.intended_ns - self.session_wait_ns - self.cap_wait_ns
 
     def fail(self, kind: str, message: str | None, at_ns: int) -> None:
         """Mark the request failed, keeping whatever timings and counts it had gathered."""

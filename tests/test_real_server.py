@@ -172,8 +172,9 @@ def test_capacity_and_sweep_against_the_real_server(real_server, tmp_path):
     failing = next(p for p in result["probes"] if p["speedup"] == result["failing_speedup"])
     assert failing["passed"] is False and (failing["stopped_early"] or failing["slo_values"]["ttft_p99<=2s"]
                                            ["value"] > 2000)
-    swept = subprocess.run([sys.executable, "-m", "replayer", "sweep", *common[:-2], "--speedups", "1,12", "--slo",
-                            "ttft<=2s", "--out", str(tmp_path / "sweep")], capture_output=True, text=True,
+    beyond = f"{2 * result['failing_speedup']:.0f}"  # twice the load that failed, so its requests queue
+    swept = subprocess.run([sys.executable, "-m", "replayer", "sweep", *common[:-2], "--speedups", f"1,{beyond}",
+                            "--slo", "ttft<=2s", "--out", str(tmp_path / "sweep")], capture_output=True, text=True,
                            timeout=400)
     assert swept.returncode == 0, swept.stderr[-3000:]
     points = json.loads((tmp_path / "sweep" / "sweep.json").read_text())["points"]

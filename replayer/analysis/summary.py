@@ -29,11 +29,11 @@ from typing import Any, TypedDict, cast
 
 import numpy as np
 
-from replayer.records import RequestRecord
+from replayer.records import LABEL_KINDS, RequestRecord
 
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0), ("p999", 99.9))
 DISTRIBUTIONS = ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "user_ttft_ms", "user_e2e_ms", "schedule_lag_ms",
-                 "session_wait_ms")
+                 "session_wait_ms", "cap_wait_ms")
 CLIENT_LIMITED_LAG_MS = 5.0
 """Schedule-lag p99 (in any window) above which a run is flagged as limited by the client."""
 LAG_WINDOW_S = 5.0
@@ -87,6 +87,8 @@ class Summary(TypedDict, total=False):
     user_e2e_ms: Distribution
     schedule_lag_ms: Distribution
     session_wait_ms: Distribution
+    cap_wait_ms: Distribution
+    """Of the requests that waited for a `--max-concurrency` slot (count 0 without a cap)."""
     breakdowns: dict[str, dict[str, dict[str, Any]]]
     accounting: dict[str, Any]
     retries_429: dict[str, int]
@@ -131,6 +133,8 @@ def latency_samples(records: Sequence[RequestRecord], streamed: bool = True) -> 
             samples["schedule_lag_ms"].append(_ms(r.sent_ns - r.intended_ns))
             if r.turn >= 2:
                 samples["session_wait_ms"].append(_ms(r.session_wait_ns))
+            if r.cap_wait_ns:
+                samples["cap_wait_ms"].append(_ms(r.cap_wait_ns))
         latencies = request_latencies(r, streamed)
         if latencies is None:
             continue
@@ -228,11 +232,12 @@ def summarize(records: Sequence[RequestRecord], *, streamed: bool = True,
         "user_e2e_ms": distribution(samples["user_e2e_ms"]),
         "schedule_lag_ms": distribution(samples["schedule_lag_ms"]),
         "session_wait_ms": distribution(samples["session_wait_ms"]),
+        "cap_wait_ms": distribution(samples["cap_wait_ms"]),
         "breakdowns": breakdowns(sent, streamed),
         "accounting": accounting(everything),
         "retries_429": {"requests": sum(1 for r in sent if r.retries), "retries": sum(r.retries for r in sent)},
     }
-    client_lag = np.array([_ms((r.sent_ns or 0) - r.intended_ns - r.session_wait_ns) for r in sent])  # (all sent)
+    client_lag = np.array([_ms(r.client_lag_ns) for r in sent])
     intended_s = np.array([r.intended_ns / 1e9 for r in sent])
     behind = lagging_windows(intended_s, client_lag, client_limited_lag_ms)
     summary["client_lag_p99_ms"] = float(np.percentile(client_lag, 99)) if client_lag.size else None
@@ -267,11 +272,11 @@ INPUT_BUCKETS = (0, 256, 1024, 4096, 16384)
 
 def breakdowns(records: Sequence[RequestRecord], streamed: bool = True) -> dict[str, dict[str, dict]]:
     """Per group of requests, their counts and key latency percentiles: single-turn vs session turns,
-    input-length buckets, and each kind of label the records carry (the trace's model and log
-    type); only groups that have requests."""
+    input-length buckets, and each kind of label the records carry (`LABEL_KINDS`: the trace's model,
+    log type and request type); only groups that have requests."""
     sent = [r for r in records if r.sent_ns is not None]
     groups: dict[str, dict[str, list[RequestRecord]]] = {"turns": {}, "input_tokens": {}}
-    kinds = sorted({kind for r in sent if r.labels for kind in r.labels}, key=("model", "log_type").index)
+    kinds = sorted({kind for r in sent if r.labels for kind in r.labels}, key=LABEL_KINDS.index)
     for kind in kinds:
         groups[kind] = {}
     for r in sent:

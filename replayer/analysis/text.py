@@ -20,9 +20,9 @@ def latency_table(summary: Summary) -> Table:
         table.add_column(name.replace("p999", "p99.9"), justify="right", no_wrap=True)
     for label, key in LATENCY_ROWS:
         dist = summary_entry(summary, key) or {}
-        if key == "session_wait_ms" and not dist.get("count"):
+        if key in ("session_wait_ms", "cap_wait_ms") and not dist.get("count"):
             continue
-        digits = 2 if key in ("schedule_lag_ms", "session_wait_ms", "itl_ms", "tpot_ms") else 1
+        digits = 2 if key in ("schedule_lag_ms", "session_wait_ms", "cap_wait_ms", "itl_ms", "tpot_ms") else 1
         table.add_row(label, *(fmt(dist.get(name), digits, grouping="") for name in columns))
     return table
 
@@ -93,7 +93,8 @@ def render_summary(summary: Summary, console: Console, title: str = "replayer su
     console.print(Group(*parts))
 
 
-_GROUP_KINDS = {"turns": "turns", "input_tokens": "input tokens", "model": "model", "log_type": "log type"}
+_GROUP_KINDS = {"turns": "turns", "input_tokens": "input tokens", "model": "model", "log_type": "log type",
+                "type": "request type"}
 
 
 def breakdown_table(summary: Summary) -> Table | None:
@@ -263,13 +264,15 @@ def render_trace_stats(stats: dict, console: Console) -> None:
         overview.add_row(
             "sessions",
             f"{sessions['sessions']:,} sessions, {sessions['requests_in_sessions']:,} "
-            f"requests, {sessions['turns_mean']:.1f} turns mean, {sessions['turns_max']} max",
+            f"requests, {sessions['turns_mean']:.1f} turns mean, {sessions['turns_max']} max"
+            + (f", trees up to {sessions['depth_max']} turns deep, {sessions['branching_turns']:,} turns "
+               "followed up more than once" if "depth_max" in sessions else ""),
         )
     if stats["prefix_reuse"]:
         reuse = stats["prefix_reuse"]
         overview.add_row(
             "prefix reuse",
-            f"{reuse['reuse_ratio']:.1%} of {reuse['blocks']:,} 512-token blocks "
+            f"{reuse['reuse_ratio']:.1%} of {reuse['blocks']:,} {reuse['block_tokens']}-token blocks "
             f"seen before ({reuse['distinct_blocks']:,} distinct)",
         )
     overview.add_row("arrivals", stats["sparkline"])
@@ -285,7 +288,7 @@ def render_trace_stats(stats: dict, console: Console) -> None:
     tokens.add_row(*_lengths_row("input", stats["input_tokens"]))
     tokens.add_row(*_lengths_row("output", stats["output_tokens"]))
     parts: list[RenderableType] = [Text(f"trace {stats['source']}", style="bold underline"), overview, Text(""), tokens]
-    for key, title in (("models", "By model"), ("log_types", "By log type")):
+    for key, title in (("models", "By model"), ("log_types", "By log type"), ("request_types", "By request type")):
         if stats[key]:
             table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False, collapse_padding=True)
             for name in ("", "requests", "input mean", "output mean"):

@@ -48,7 +48,7 @@ def time_series(records: Sequence[RequestRecord], bin_s: float = 1.0, streamed: 
             in_flight[start] += 1
         _spread_tokens(r, tokens, bin_ns)
         latencies = request_latencies(r, streamed)
-        lag = (sent_ns - r.intended_ns - r.session_wait_ns) / 1e6
+        lag = r.client_lag_ns / 1e6
         by_bin[start].append((latencies["ttft_ms"] if latencies else math.nan,
                               latencies["tpot_ms"] if latencies else None, lag))
     result: dict[str, list] = {"t_s": [round(i * bin_s, 6) for i in range(n)], **series,

@@ -13,9 +13,11 @@ LATENCY_ROWS = (
     ("TTFT (user)", "user_ttft_ms"),
     ("sched. lag", "schedule_lag_ms"),
     ("session wait", "session_wait_ms"),
+    ("cap wait", "cap_wait_ms"),
 )
 GLOSSARY = ("TTFT (user) counts from the intended send time; sched. lag = actual - intended send, including "
-             "a session turn's wait for its previous turn (session wait, shown when the trace has sessions). "
+             "a session turn's wait for its previous turn (session wait, shown when the trace has sessions) "
+             "and a request's wait for a --max-concurrency slot (cap wait, of the requests that waited). "
              "TPOT excludes the first token (vLLM's definition; AIPerf and GuideLLM call it ITL).")
 
 

@@ -193,12 +193,15 @@ def _template_tokens(text: str) -> TemplateOverhead:
 
 
 def add_format_options(group: ArgumentGroup) -> None:
-    """--format, --columns and --time-unit: how to read a trace (shared by run and inspect)."""
+    """--format, --columns, --time-unit and --block-tokens: how to read a trace (shared by run and inspect)."""
     group.add_argument("--format", default="auto", choices=FORMATS,
                        help="trace format (default: sniffed from the header or first record)")
     group.add_argument("--columns", metavar="MAP",
                        help="for --format csv/jsonl: time=COL,input=COL,output=COL[,session=COL,model=COL]")
     group.add_argument("--time-unit", default="s", choices=["s", "ms", "us", "ns", "datetime"],
                        help="unit of the mapped time column (default %(default)s; datetime = ISO wall clock)")
+    group.add_argument("--block-tokens", type=positive_int, metavar="N",
+                       help="tokens per prefix block of the trace's hash_ids (default: the format's own, 512 for "
+                            "Mooncake, 16 for Qwen-Bailian)")
 
 

@@ -65,6 +65,12 @@ examples:
   # BurstGPT v3 sessions as growing chat histories, prompts counted with the model's own tokenizer
   replayer run --trace sample:burstgpt-3 --speedup 2000 --tokenizer ./Llama-3.1-8B/tokenizer.json --count-template
 
+  # Qwen-Bailian's to-C chat trace: follow-ups wait for their parent chat and carry its conversation
+  replayer run --trace qwen-bailian:traceA --busiest 600 --base-url http://127.0.0.1:8000
+
+  # the same trace with at most 64 requests in flight (due requests queue for a slot)
+  replayer run --trace sample:azure-2023-conv --busiest 600 --max-concurrency 64 --base-url http://127.0.0.1:8000
+
   # a Mooncake trace (prefix blocks kept), or any CSV with a column mapping
   replayer run --trace sample:mooncake-synthetic --max-requests 200
   replayer run --trace my.csv --format csv --columns time=ts,input=prompt_len,output=gen_len --time-unit ms
@@ -176,6 +182,10 @@ def add_run_options(parser: argparse.ArgumentParser, single_run: bool) -> None:
                         help="re-send a request answered 429 up to N times, waiting as its Retry-After says; "
                              "retries are counted apart (default 0: a retry would hide a failure the trace "
                              "recorded as traffic)")
+    target.add_argument("--max-concurrency", type=positive_int, metavar="N",
+                        help="at most N requests in flight (as vllm bench serve's flag): a request due while N are "
+                             "in flight waits for a slot, keeps its intended time, and reports the wait as cap wait "
+                             "(in its lag and user-view latencies, not counted against the client)")
     if single_run:
         _add_scale_options(target, parser.add_argument_group("scale-out over machines"))
     else:
@@ -331,6 +341,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
             format=args.format,
             columns=args.columns,
             time_unit=args.time_unit,
+            block_tokens=args.block_tokens,
         ),
         shaping=shaping,
         target=TargetConfig(
@@ -372,7 +383,8 @@ def run_config(args: argparse.Namespace) -> RunConfig:
             dry_run=args.dry_run,
             save_requests=args.save_requests,
         ),
-        scale=ScaleConfig(workers=args.workers, ray=args.ray, shard=args.shard, start_at_ns=args.start_at),
+        scale=ScaleConfig(workers=args.workers, ray=args.ray, shard=args.shard, start_at_ns=args.start_at,
+                          max_concurrency=args.max_concurrency),
         simulator=simulator_config(args),
     )
 

@@ -16,6 +16,7 @@ examples:
   replayer inspect sample:azure-2023-conv
   replayer inspect BurstGPT_1.csv --json > stats.json
   replayer inspect burstgpt:1 --plot burstgpt1.png
+  replayer inspect qwen-bailian:thinking       # chat trees: depth, branching, 16-token prefix reuse
   replayer inspect my.jsonl --format jsonl --columns time=t,input=in,output=out --time-unit ms
 """
 
@@ -42,7 +43,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     from replayer.traces.stats import trace_stats
 
     columns = ColumnMap.parse(args.columns, args.time_unit) if args.columns else None
-    trace = read_trace(args.trace, args.format, columns)
+    trace = read_trace(args.trace, args.format, columns, args.block_tokens)
     stats = trace_stats(trace)
     if args.json:
         print(json.dumps(stats, indent=2))
@@ -110,7 +111,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     fit = None
     if args.fit:
         columns = ColumnMap.parse(args.columns, args.time_unit) if args.columns else None
-        fit = read_trace(args.fit, args.format, columns)
+        fit = read_trace(args.fit, args.format, columns, args.block_tokens)
         for name, result in arrival_fits(fit.arrival_s[1:] - fit.arrival_s[:-1]).items():
             if result:
                 console.print(f"{fit.source}: {name.capitalize()} fit {describe_fit(result)}", soft_wrap=True)

@@ -92,10 +92,10 @@ class PreparedRequest:
 class RequestPlan:
     """Every request of a workload, built on demand in send order.
 
-    Rows with prefix blocks (Mooncake `hash_ids`) share text where they share blocks, unless
-    `prefix_cache` is off. Rows of a session (BurstGPT `Session ID`, chat API only) become growing
-    conversations; `history` says whose replies fill them (see `replayer.prompts.sessions`). Iterating twice
-    gives the same bodies (given the synthesizer's seed)."""
+    Rows with prefix blocks (Mooncake or Qwen-Bailian `hash_ids`) share text where they share blocks,
+    unless `prefix_cache` is off. Rows of a session (BurstGPT `Session ID`, Qwen-Bailian chat trees;
+    chat API only) become growing conversations; `history` says whose replies fill them (see
+    `replayer.prompts.sessions`). Iterating twice gives the same bodies (given the synthesizer's seed)."""
 
     def __init__(self, workload: Workload, synthesizer: PromptSynthesizer, options: RequestOptions, *,
                  prefix_cache: bool = True, history: str = "actual", template: TemplateOverhead = TemplateOverhead()):
@@ -132,7 +132,8 @@ class RequestPlan:
         blocks = trace.prefix_blocks if self.prefix_cache else None
         links = self.links
         if links is not None:
-            self._conversations = Conversations(links, self.synthesizer, self.history, self.template)
+            self._conversations = Conversations(links, self.synthesizer, self.history, self.template, blocks,
+                                                trace.block_tokens)
         late = self.history == "actual"
         columns = zip(trace.row_ids.tolist(), self.workload.offsets_ns.tolist(), trace.input_tokens.tolist(),
                       trace.output_tokens.tolist(), self.workload.row_labels())
@@ -149,7 +150,8 @@ class RequestPlan:
         n_content = self.template.content_tokens(n_tokens)
         if blocks is None:
             return self.synthesizer.prompt(request_id, n_content)
-        return self.synthesizer.prefixed_prompt(request_id, blocks[position], n_content)
+        return self.synthesizer.prefixed_prompt(request_id, blocks[position], n_content,
+                                                self.workload.trace.block_tokens)
 
     def body(self, position: int, request: PreparedRequest) -> bytes:
         """The body of a session turn, from its session's history as it stands now."""

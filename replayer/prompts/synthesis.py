@@ -152,19 +152,20 @@ class PromptSynthesizer:
         use the server's actual replies; distinct from every prompt."""
         return self._text(self._space_led_header(request_id), _mix(self.seed ^ _REPLY_SALT, request_id), n_tokens)
 
-    def block(self, block_id: int, n_tokens: int = BLOCK_TOKENS) -> str:
+    def block(self, block_id: int, n_tokens: int) -> str:
         """The text of one prefix block (or its first `n_tokens`): the same for the same id within a run,
         different from every other block's from its first words. It starts with a space-led word, so
         blocks concatenate without the tokenizer merging across their boundary."""
         return self._text(self._space_led_header(block_id), _mix(self.seed ^ _BLOCK_SALT, block_id), n_tokens)
 
-    def prefixed_prompt(self, request_id: int, blocks: np.ndarray, n_tokens: int) -> str:
-        """A prompt made of the request's prefix blocks (Mooncake `hash_ids`), so requests that share
-        leading block ids share exactly that many 512-token blocks of text; tokens beyond the blocks
-        are request-unique."""
+    def prefixed_prompt(self, request_id: int, blocks: np.ndarray, n_tokens: int,
+                        block_tokens: int = BLOCK_TOKENS) -> str:
+        """A prompt made of the request's prefix blocks (Mooncake or Qwen-Bailian `hash_ids`, of
+        `block_tokens` each), so requests that share leading block ids share exactly that many blocks of
+        text; tokens beyond the blocks are request-unique."""
         parts, covered = [], 0
-        for block_id in blocks[:-(-n_tokens // BLOCK_TOKENS)].tolist():
-            size = min(BLOCK_TOKENS, n_tokens - covered)
+        for block_id in blocks[:-(-n_tokens // block_tokens)].tolist():
+            size = min(block_tokens, n_tokens - covered)
             parts.append(self.block(block_id, size))
             covered += size
         if covered < n_tokens:

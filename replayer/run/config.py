@@ -37,8 +37,12 @@ class WorkloadSource:
     format: str = "auto"
     columns: str | None = None
     time_unit: str = "s"
+    block_tokens: int | None = None
+    """Tokens per prefix block, replacing the format's own (512 Mooncake, 16 Qwen-Bailian)."""
 
     def __post_init__(self) -> None:
+        if self.block_tokens is not None and self.block_tokens <= 0:
+            raise ConfigError(f"--block-tokens must be > 0, got {self.block_tokens}")
         if self.synthetic and self.trace:
             raise ConfigError("--trace and --synthetic exclude each other; use --fit TRACE to model a synthetic "
                               "workload on a trace")
@@ -165,10 +169,17 @@ class ScaleConfig:
     """(K, N): replay only shard K of N of the workload (`--shard K/N`)."""
     start_at_ns: int | None = None
     """The wall-clock instant (epoch ns) of t0 (`--start-at`), shared by shards on several machines."""
+    max_concurrency: int | None = None
+    """At most this many requests in flight (`--max-concurrency`); a due request waits for a slot."""
 
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise ConfigError(f"--workers must be >= 1, got {self.workers}")
+        if self.max_concurrency is not None and self.max_concurrency < 1:
+            raise ConfigError(f"--max-concurrency must be >= 1, got {self.max_concurrency}")
+        if self.max_concurrency is not None and (self.workers > 1 or self.ray is not None or self.shard is not None):
+            raise ConfigError("--max-concurrency caps the requests in flight of one sending process; it does not "
+                              "combine with --workers, --ray or --shard")
         if self.shard is not None and not 0 <= self.shard[0] < self.shard[1]:
             raise ConfigError(f"--shard: expected K/N with 0 <= K < N, got {self.shard[0]}/{self.shard[1]}")
 

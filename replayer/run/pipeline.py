@@ -100,9 +100,9 @@ def load_workload(source: WorkloadSource, shaping: Shaping, console: Console, qu
     """Read (or synthesize) and shape the trace, telling the user what was skipped and why."""
     columns = ColumnMap.parse(source.columns, source.time_unit) if source.columns else None
     if source.synthetic is None:
-        trace = read_trace(source.trace_or_default, source.format, columns)
+        trace = read_trace(source.trace_or_default, source.format, columns, source.block_tokens)
     else:
-        fit = read_trace(source.fit, source.format, columns) if source.fit else None
+        fit = read_trace(source.fit, source.format, columns, source.block_tokens) if source.fit else None
         trace = synthesize(parse_spec(source.synthetic, fit), fit)
     for warning in trace.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
@@ -124,7 +124,8 @@ def _prologue(config: RunConfig, workload: Workload, base_url: str, out_dir: Pat
     if not config.output.quiet:
         describe_plan(console, plan, target)
     output = config.output
-    job = ShardJob(target, config.prompts, workload, output.drain_timeout_s, int(output.warmup_s * 1e9))
+    job = ShardJob(target, config.prompts, workload, output.drain_timeout_s, int(output.warmup_s * 1e9),
+                   config.scale.max_concurrency)
     return Replay(job, plan, out_dir, run_header(config, workload, target, plan), config.scale, output.lag_limit_ms,
                   output.quiet, output.slos if output.stop_early else (), output.time_limit_s)
 

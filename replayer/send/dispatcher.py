@@ -129,9 +129,11 @@ class Progress:
 async def dispatch(requests: Lookahead | Iterable[PreparedRequest], client: Client,
                    on_record: Callable[[RequestRecord], None], t0_ns: int, *, total: int | None = None,
                    sessions: SessionHooks | None = None, stop: StopControl | None = None,
-                   drain_timeout_s: float = 30.0, progress: Progress | None = None) -> Progress:
-    """Send every request at its instant (a session turn also after its previous turn has finished);
-    return when all have finished (or the stop has been handled)."""
+                   drain_timeout_s: float = 30.0, progress: Progress | None = None,
+                   max_in_flight: int | None = None) -> Progress:
+    """Send every request at its instant (a session turn also after the turn it follows has finished;
+    with `max_in_flight`, also once fewer than that many are in flight); return when all have
+    finished (or the stop has been handled)."""
     stop = stop or StopControl()
     progress = progress or Progress()
     buffer = requests if isinstance(requests, Lookahead) else Lookahead(requests)
@@ -142,27 +144,40 @@ async def dispatch(requests: Lookahead | Iterable[PreparedRequest], client: Clie
     clock = time.perf_counter_ns
     open_turns: set[int] = set()
     """Positions of session turns taken from the buffer that have not finished (sent or parked)."""
-    parked: dict[int, tuple[int, PreparedRequest]] = {}
-    """Turns whose instant has come, by the position of the previous turn they wait for."""
+    parked: dict[int, list[tuple[int, PreparedRequest]]] = {}
+    """Turns whose instant has come, by the position of the turn they follow up and wait for."""
+    capped: deque[tuple[int, PreparedRequest, int, int]] = deque()
+    """Requests ready to go while `max_in_flight` are in flight: (position, request, session wait,
+    when it became ready), in the order they became ready."""
 
     sending = True
 
     def forget(task: asyncio.Task) -> None:
         tasks.discard(task)
+        while capped and len(tasks) < (max_in_flight or 0) and not stop.stopping.is_set():
+            position, request, waited_ns, ready_ns = capped.popleft()
+            launch(position, request, waited_ns, clock() - ready_ns)
         if not tasks and not sending:
             idle.set()
 
     def start(position: int, request: PreparedRequest, waited_ns: int = 0) -> None:
         if request.turn:
             open_turns.add(position)
-        task = loop.create_task(one(position, request, waited_ns))
+        if max_in_flight is not None and len(tasks) >= max_in_flight:
+            capped.append((position, request, waited_ns, clock()))
+        else:
+            launch(position, request, waited_ns)
+
+    def launch(position: int, request: PreparedRequest, waited_ns: int, cap_wait_ns: int = 0) -> None:
+        task = loop.create_task(one(position, request, waited_ns, cap_wait_ns))
         tasks.add(task)
         task.add_done_callback(forget)
         progress.sent += 1
 
-    async def one(position: int, request: PreparedRequest, waited_ns: int) -> None:
+    async def one(position: int, request: PreparedRequest, waited_ns: int, cap_wait_ns: int) -> None:
         record = RequestRecord(request.id, request.offset_ns, request.input_tokens, request.output_tokens,
-                               turn=request.turn, session_wait_ns=waited_ns, labels=request.labels)
+                               turn=request.turn, session_wait_ns=waited_ns, cap_wait_ns=cap_wait_ns,
+                               labels=request.labels)
         reply = None
         try:
             body = request.body
@@ -170,7 +185,7 @@ async def dispatch(requests: Lookahead | Iterable[PreparedRequest], client: Clie
                 assert sessions is not None, "a request without a body is a session turn"
                 body = sessions.body(position, request)
             now = clock()
-            progress.recent_lag.append((now, now - t0_ns - request.offset_ns - waited_ns))
+            progress.recent_lag.append((now, now - t0_ns - request.offset_ns - waited_ns - cap_wait_ns))
             reply = await client.send(record, body, keep_reply=sessions is not None and sessions.wants_reply(position))
         finally:
             progress.finished += 1
@@ -183,9 +198,9 @@ async def dispatch(requests: Lookahead | Iterable[PreparedRequest], client: Clie
         open_turns.discard(position)
         if sessions is not None:
             sessions.finished(position, request, reply)
-        waiting = parked.pop(position, None)
-        if waiting is not None and not stop.stopping.is_set():
-            start(*waiting, waited_ns=clock() - t0_ns - waiting[1].offset_ns)
+        for waiting in parked.pop(position, ()):
+            if not stop.stopping.is_set():
+                start(*waiting, waited_ns=clock() - t0_ns - waiting[1].offset_ns)
 
     if not len(buffer):
         buffer.fill()
@@ -206,7 +221,7 @@ async def dispatch(requests: Lookahead | Iterable[PreparedRequest], client: Clie
                 position, request = buffer.pop()
                 if request.after in open_turns:
                     open_turns.add(position)
-                    parked[request.after] = (position, request)
+                    parked.setdefault(request.after, []).append((position, request))
                 else:
                     start(position, request)
             if not len(buffer) and not buffer.exhausted:

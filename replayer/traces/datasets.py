@@ -27,6 +27,8 @@ BURSTGPT = "https://github.com/HPMLL/BurstGPT/releases/download/v2.0/"
 AZURE_2023 = "https://raw.githubusercontent.com/Azure/AzurePublicDataset/master/data/"
 AZURE_2024 = "https://github.com/Azure/AzurePublicDataset/releases/download/dataset-llm-2024/"
 MOONCAKE = "https://raw.githubusercontent.com/kvcache-ai/Mooncake/main/FAST25-release/traces/"
+QWEN_BAILIAN = "https://media.githubusercontent.com/media/alibaba-edu/qwen-bailian-usagetraces-anon/main/"
+"""Git LFS files: this is where GitHub serves their content (sizes and hashes are the LFS pointers')."""
 CC_BY = "CC-BY-4.0"
 
 
@@ -80,6 +82,16 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
     Dataset("mooncake:synthetic", MOONCAKE + "synthetic_trace.jsonl",
             "Mooncake FAST'25 synthetic trace (Poisson arrivals, real lengths)", "Apache-2.0", size=1_136_313,
             sha256="bd070915a98fc0ed264d7cfef2ce746002eb3076a695ec31ba2674c0111ec131"),
+    Dataset("qwen-bailian:traceA", QWEN_BAILIAN + "qwen_traceA_blksz_16.jsonl",
+            "Qwen-Bailian ATC'25, to-C chat service (chat trees, 16-token prefix blocks)", "Apache-2.0"),
+    Dataset("qwen-bailian:traceB", QWEN_BAILIAN + "qwen_traceB_blksz_16.jsonl",
+            "Qwen-Bailian ATC'25, to-B task automation with API calls", "Apache-2.0"),
+    Dataset("qwen-bailian:coder", QWEN_BAILIAN + "qwen_coder_blksz_16.jsonl",
+            "Qwen-Bailian ATC'25, coding model", "Apache-2.0", size=132_054_902,
+            sha256="3d74974cebb7bccb69b1ca6ea210a44d9a3033443c0271ed015327284dea1aff"),
+    Dataset("qwen-bailian:thinking", QWEN_BAILIAN + "qwen_thinking_blksz_16.jsonl",
+            "Qwen-Bailian ATC'25, thinking model", "Apache-2.0", size=27_901_454,
+            sha256="41ac36d9d1b54d084eeb6b05e9d142ba9d02f8bf79cfc9fff418d8ab7cdee906"),
 )}
 """Every trace known by name. Sizes and hashes are pinned where a published copy was measured."""
 

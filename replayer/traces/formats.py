@@ -10,7 +10,7 @@ import csv
 import json
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from replayer.traces.chunks import (
     numbers,
     open_binary,
 )
-from replayer.traces.model import Trace, assemble
+from replayer.traces.model import Categorical, Trace, assemble
 
 SAMPLES = {
     "burstgpt-1": "BurstGPT_1_first400.csv",
@@ -150,7 +150,6 @@ def read_azure(path: Path, fast: bool = True) -> Trace:
 TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 TIME_UNIT_CHOICES = (*TIME_UNITS, "datetime")
 """Units a mapped time column can be in (`datetime`: ISO wall-clock times)."""
-"""Numeric time units of the generic readers; `datetime` (ISO wall clock) is accepted too."""
 
 
 @dataclass(frozen=True)
@@ -257,25 +256,107 @@ def read_mooncake(path: Path, fast: bool = True) -> Trace:
             values = numbers(chunk, name, source, np.int64)
             check_token_counts(values, chunk, name, source)
             out.append(values)
-        assert chunk.lines is not None  # (JSON lines are read with their line numbers)
-        for ids, line in zip(chunk.columns["hash_ids"], chunk.lines):
-            if ids is None:
-                ids = []
-            if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
-                raise InputError(source, "expected a list of integers", line=int(line), field="hash_ids")
-            blocks.append(np.asarray(ids, dtype=np.int64))
+        blocks.extend(_block_ids(chunk, source))
     if not times:
         raise InputError(source, "no data rows")
-    prefix_blocks = np.empty(len(blocks), dtype=object)
-    prefix_blocks[:] = blocks
     return assemble(source, "mooncake", np.concatenate(times), np.concatenate(inputs), np.concatenate(outputs),
-                     prefix_blocks=prefix_blocks)
+                     prefix_blocks=_object_column(blocks))
+
+
+def _block_ids(chunk: Chunk, source: str) -> Iterator[np.ndarray]:
+    """Each row's `hash_ids` (prefix-block ids; absent or null: none) as an int64 array."""
+    assert chunk.lines is not None  # (JSON lines are read with their line numbers)
+    for ids, line in zip(chunk.columns["hash_ids"], chunk.lines):
+        if ids is None:
+            ids = []
+        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+            raise InputError(source, "expected a list of integers", line=int(line), field="hash_ids")
+        yield np.asarray(ids, dtype=np.int64)
+
+
+def _object_column(arrays: list[np.ndarray]) -> np.ndarray:
+    column = np.empty(len(arrays), dtype=object)
+    column[:] = arrays
+    return column
+
+
+QWEN_BAILIAN_FIELDS = ("chat_id", "parent_chat_id", "timestamp", "input_length", "output_length")
+QWEN_BAILIAN_BLOCK_TOKENS = 16
+
+
+def read_qwen_bailian(path: Path, fast: bool = True) -> Trace:
+    """Qwen-Bailian (Alibaba Cloud, USENIX ATC'25): JSONL with `chat_id`, `parent_chat_id` (-1 for a
+    root), `timestamp` (s), `input_length`, `output_length`, `type` (text/search/image/file), `turn` and
+    `hash_ids` (16-token blocks). A request's parent is the chat it follows up, so a session is the tree
+    under a root and each turn waits for its parent. Read with line numbers whatever `fast` says."""
+    source = str(path)
+    times: list[np.ndarray] = []
+    inputs: list[np.ndarray] = []
+    outputs: list[np.ndarray] = []
+    chats: list[np.ndarray] = []
+    parents: list[np.ndarray] = []
+    lines: list[np.ndarray] = []
+    blocks: list[np.ndarray] = []
+    types = CategoryBuilder()
+    for chunk in jsonl_chunks(path, (*QWEN_BAILIAN_FIELDS, "type", "hash_ids"), QWEN_BAILIAN_FIELDS):
+        times.append(_times_s(chunk.columns["timestamp"], chunk.lines, source, "timestamp", "s")[0])
+        for name, out in (("input_length", inputs), ("output_length", outputs)):
+            values = numbers(chunk, name, source, np.int64)
+            check_token_counts(values, chunk, name, source)
+            out.append(values)
+        chats.append(numbers(chunk, "chat_id", source, np.int64))
+        parents.append(numbers(chunk, "parent_chat_id", source, np.int64))
+        types.add([kind or "" for kind in chunk.columns["type"]])
+        blocks.extend(_block_ids(chunk, source))
+        assert chunk.lines is not None
+        lines.append(chunk.lines)
+    if not times:
+        raise InputError(source, "no data rows")
+    chat_ids = np.concatenate(chats)
+    parent_rows, roots, orphans = chat_tree(chat_ids, np.concatenate(parents), np.concatenate(lines), source)
+    root_rows, session_codes = np.unique(roots, return_inverse=True)
+    warnings = (f"{source}: {orphans:,} rows follow up a chat that is not in the file; they start their "
+                "sessions",) if orphans else ()
+    return assemble(source, "qwen-bailian", np.concatenate(times), np.concatenate(inputs), np.concatenate(outputs),
+                     prefix_blocks=_object_column(blocks), block_tokens=QWEN_BAILIAN_BLOCK_TOKENS,
+                     parents=parent_rows, warnings=warnings, request_types=types.build(),
+                     sessions=Categorical(session_codes.astype(np.int32), tuple(map(str, chat_ids[root_rows]))))
+
+
+def chat_tree(chats: np.ndarray, parents: np.ndarray, lines: np.ndarray,
+              source: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per row (file order), from each row's chat id and its parent's (negative for a root): the row
+    of its parent (-1 for a root, or a parent not in the file), the row of its tree's root, and how
+    many rows named a parent not in the file. A repeated chat id or a cycle is an error naming a line."""
+    order = np.argsort(chats, kind="stable")
+    ordered = chats[order]
+    repeated = np.flatnonzero(ordered[1:] == ordered[:-1])
+    if repeated.size:
+        line = int(lines[order[repeated[0] + 1]])
+        raise InputError(source, f"chat_id {int(ordered[repeated[0]])} appears twice", line=line, field="chat_id")
+    where = np.minimum(np.searchsorted(ordered, parents), len(chats) - 1)
+    found = (parents >= 0) & (ordered[where] == parents)
+    parent_rows = np.where(found, order[where], -1)
+    rows = np.arange(len(chats))
+    if (loops := np.flatnonzero(parent_rows == rows)).size:
+        raise InputError(source, "a chat follows up itself", line=int(lines[loops[0]]), field="parent_chat_id")
+    roots = np.where(parent_rows >= 0, parent_rows, rows)
+    for _ in range(64):  # pointer jumping: a tree of depth 2**64 settles within 64 passes
+        above = roots[roots]
+        if np.array_equal(above, roots):
+            break
+        roots = above
+    if (cyclic := np.flatnonzero(parent_rows[roots] >= 0)).size:  # (a cycle settles on a row with a parent, or never)
+        raise InputError(source, "the parent_chat_id links form a cycle", line=int(lines[cyclic[0]]),
+                         field="parent_chat_id")
+    return parent_rows, roots, int(np.count_nonzero((parents >= 0) & ~found))
 
 
 READERS: dict[str, Callable[[Path, bool], Trace]] = {
     "burstgpt": read_burstgpt,
     "azure": read_azure,
     "mooncake": read_mooncake,
+    "qwen-bailian": read_qwen_bailian,
 }
 """Readers of the known public formats, by name; `csv` and `jsonl` take a `ColumnMap` as well."""
 
@@ -302,6 +383,8 @@ def sniff_format(path: Path) -> str:
             keys = set(json.loads(first))
         except ValueError:
             raise InputError(str(path), "first line looks like JSON but does not parse", line=1) from None
+        if keys.issuperset(QWEN_BAILIAN_FIELDS):  # (before Mooncake: its fields are a subset)
+            return "qwen-bailian"
         if keys.issuperset(MOONCAKE_FIELDS):
             return "mooncake"
         if keys.issuperset(_SIGNATURES["csv"]):
@@ -324,8 +407,15 @@ def _read_with_lines(read: Callable[[bool], Trace]) -> Trace:
         return read(False)
 
 
-def read_trace(spec: str, fmt: str = "auto", columns: ColumnMap | None = None) -> Trace:
-    """Read a trace file or bundled sample; `auto` sniffs the format; `csv`/`jsonl` need `columns`."""
+def read_trace(spec: str, fmt: str = "auto", columns: ColumnMap | None = None,
+               block_tokens: int | None = None) -> Trace:
+    """Read a trace file or bundled sample; `auto` sniffs the format; `csv`/`jsonl` need `columns`.
+    `block_tokens` replaces the format's own prefix-block size (`--block-tokens`)."""
+    trace = _read(spec, fmt, columns)
+    return trace if block_tokens is None else replace(trace, block_tokens=block_tokens)
+
+
+def _read(spec: str, fmt: str, columns: ColumnMap | None) -> Trace:
     path = resolve_path(spec)
     try:
         if fmt == "auto":

@@ -51,8 +51,15 @@ class Trace:
     models: Categorical | None = None
     log_types: Categorical | None = None
     sessions: Categorical | None = None
+    request_types: Categorical | None = None
+    """Per row, the kind of request (Qwen-Bailian `type`: text, search, image, file)."""
+    parents: np.ndarray | None = None
+    """Per row, the row id of the request it follows up (Qwen-Bailian `parent_chat_id`), -1 for none:
+    its session is then a tree, and each turn waits for its parent, not for the session's previous row."""
     prefix_blocks: np.ndarray | None = None
-    """Per row, an int64 array of prefix-block ids (Mooncake `hash_ids`: 512-token blocks)."""
+    """Per row, an int64 array of prefix-block ids (Mooncake and Qwen-Bailian `hash_ids`)."""
+    block_tokens: int = 512
+    """Tokens per prefix block: the format's own (512 for Mooncake, 16 for Qwen-Bailian)."""
     warnings: tuple[str, ...] = field(default=())
 
     def __len__(self) -> int:
@@ -80,7 +87,10 @@ class Trace:
             models=pick(self.models),
             log_types=pick(self.log_types),
             sessions=pick(self.sessions),
+            request_types=pick(self.request_types),
+            parents=None if self.parents is None else self.parents[index],
             prefix_blocks=None if self.prefix_blocks is None else self.prefix_blocks[index],
+            block_tokens=self.block_tokens,
             warnings=self.warnings,
         )
 
@@ -88,26 +98,52 @@ class Trace:
 
 def assemble(source: str, fmt: str, times_s: np.ndarray, inputs: np.ndarray, outputs: np.ndarray,
               *, epoch_base_s: float | None = None, prefix_blocks: np.ndarray | None = None,
+              parents: np.ndarray | None = None, block_tokens: int = 512, warnings: tuple[str, ...] = (),
               **categoricals: Categorical | None) -> Trace:
     """Sort rows by time (stably, with a warning when the file was out of order) and make times relative.
 
-    `epoch_base_s`, when given, says `times_s` count from that Unix time.
+    `epoch_base_s`, when given, says `times_s` count from that Unix time. Row ids are the rows' order in
+    the file, which is what `parents` refers to.
     """
     if len(times_s) == 0:
         raise InputError(source, "no data rows")
     row_ids = np.arange(len(times_s), dtype=np.int64)
-    warnings: tuple[str, ...] = ()
     unsorted = int(np.count_nonzero(np.diff(times_s) < 0))
     if unsorted:
         order = np.argsort(times_s, kind="stable")
         times_s, inputs, outputs, row_ids = times_s[order], inputs[order], outputs[order], row_ids[order]
         categoricals = {k: None if v is None else v.take(order) for k, v in categoricals.items()}
         prefix_blocks = None if prefix_blocks is None else prefix_blocks[order]
-        warnings = (f"{source}: rows were not in time order ({unsorted} steps backwards); sorted by timestamp",)
+        parents = None if parents is None else parents[order]
+        warnings = (*warnings,
+                    f"{source}: rows were not in time order ({unsorted} steps backwards); sorted by timestamp")
     first = float(times_s[0])
     return Trace(source=source, format=fmt, row_ids=row_ids, arrival_s=times_s - first,
                  input_tokens=inputs, output_tokens=outputs, origin_s=first + (epoch_base_s or 0.0),
-                 origin_is_epoch=epoch_base_s is not None, prefix_blocks=prefix_blocks,
-                 warnings=warnings, **categoricals)
+                 origin_is_epoch=epoch_base_s is not None, prefix_blocks=prefix_blocks, parents=parents,
+                 block_tokens=block_tokens, warnings=warnings, **categoricals)
 
 
+
+
+def parent_positions(row_ids: np.ndarray, parent_ids: np.ndarray) -> np.ndarray:
+    """Per row, the position of the row it follows up (`Trace.parents` holds row ids), or -1: for a
+    root, and for a parent that is not among these rows (shaped out) or comes later in time."""
+    if not len(row_ids):
+        return np.zeros(0, dtype=np.int64)
+    by_id = np.argsort(row_ids)
+    parent = by_id[np.minimum(np.searchsorted(row_ids, parent_ids, sorter=by_id), len(row_ids) - 1)]
+    kept = (parent_ids >= 0) & (row_ids[parent] == parent_ids) & (parent < np.arange(len(row_ids)))
+    return np.where(kept, parent, -1)
+
+
+def tree_depths(previous: np.ndarray) -> np.ndarray:
+    """Per row, how many follow-up links lead from its root to it (0 for a root), from each row's
+    parent position (-1 for a root; parents come first): by pointer jumping, in log(depth) passes."""
+    depth = (previous >= 0).astype(np.int64)  # the distance to the row `above`
+    above = previous.copy()
+    while (climbing := np.flatnonzero(above >= 0)).size:
+        ancestors = above[climbing]
+        depth[climbing] += depth[ancestors]
+        above[climbing] = above[ancestors]
+    return depth

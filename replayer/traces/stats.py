@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from replayer.traces.fitting import fit_gamma, fit_weibull
-from replayer.traces.model import Categorical, Trace
+from replayer.traces.model import Categorical, Trace, parent_positions, tree_depths
 
 SPARK = "▁▂▃▄▅▆▇█"
 TOKEN_PERCENTILES = (50, 90, 99)
@@ -77,16 +77,22 @@ def _sessions(trace: Trace) -> dict | None:
     in_session = codes != empty if empty is not None else np.ones(codes.size, bool)
     turns = np.bincount(codes[in_session])
     turns = turns[turns > 0]
-    return {
+    stats = {
         "sessions": int(turns.size),
         "requests_in_sessions": int(in_session.sum()),
         "turns_mean": float(turns.mean()) if turns.size else 0.0,
         "turns_max": int(turns.max()) if turns.size else 0,
     }
+    if trace.parents is not None:  # a tree per session: how deep, and how often a turn branches
+        previous = parent_positions(trace.row_ids, trace.parents)
+        follow_ups = np.bincount(previous[previous >= 0], minlength=len(trace))
+        stats["depth_max"] = int(tree_depths(previous).max()) + 1 if len(trace) else 0
+        stats["branching_turns"] = int(np.count_nonzero(follow_ups > 1))
+    return stats
 
 
 def _prefix_reuse(trace: Trace) -> dict | None:
-    """Share of 512-token blocks already seen earlier in the trace (what a perfect prefix cache could hit)."""
+    """Share of prefix blocks already seen earlier in the trace (what a perfect prefix cache could hit)."""
     if trace.prefix_blocks is None:
         return None
     seen: set[int] = set()
@@ -98,7 +104,8 @@ def _prefix_reuse(trace: Trace) -> dict | None:
                 reused += 1
             else:
                 seen.add(block)
-    return {"blocks": total, "distinct_blocks": len(seen), "reuse_ratio": reused / total if total else 0.0}
+    return {"blocks": total, "distinct_blocks": len(seen), "reuse_ratio": reused / total if total else 0.0,
+            "block_tokens": trace.block_tokens}
 
 
 FIT_SAMPLE = 1_000_000
@@ -168,6 +175,7 @@ def _stats_besides_fits(trace: Trace, arrival: np.ndarray, span: float, gaps: np
         "failed_fraction": float(failed.mean()) if len(trace) else 0.0,
         "models": _groups(trace.models, trace),
         "log_types": _groups(trace.log_types, trace),
+        "request_types": _groups(trace.request_types, trace),
         "sessions": _sessions(trace),
         "prefix_reuse": _prefix_reuse(trace),
         "sparkline": sparkline(arrival),

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from replayer.errors import ConfigError
+from replayer.records import LABEL_KINDS
 from replayer.traces.model import Categorical, Trace
 from replayer.traces.stats import max_overlap
 
@@ -98,11 +99,12 @@ class Workload:
         return float(self.offsets_ns[-1]) / 1e9 if len(self) else 0.0
 
     def row_labels(self) -> list[dict[str, str] | None]:
-        """Per row in send order, the trace's model and log type (BurstGPT) that the run's records carry
-        for the summary's breakdowns: only columns with more than one label, one shared dict per
-        combination (None when no column qualifies)."""
-        columns = {kind: column for kind, column in (("model", self.trace.models), ("log_type", self.trace.log_types))
-                   if column is not None and len(np.unique(column.codes)) > 1}
+        """Per row in send order, the trace's labels (`replayer.records.LABEL_KINDS`) that the run's
+        records carry for the summary's breakdowns: only columns with more than one label, one shared
+        dict per combination (None when no column qualifies)."""
+        trace = self.trace
+        labelled = zip(LABEL_KINDS, (trace.models, trace.log_types, trace.request_types))
+        columns = {kind: column for kind, column in labelled if column is not None and len(np.unique(column.codes)) > 1}
         if not columns:
             return [None] * len(self)
         shared: dict[tuple[str, ...], dict[str, str]] = {}

@@ -20,7 +20,33 @@ def test_links_chain_each_session_in_send_order():
     links = link_sessions(_workload(["a", "", "b", "a", "a", "b", ""], [5] * 7))
     assert links.previous.tolist() == [-1, -1, -1, 0, 3, 2, -1]
     assert links.turn.tolist() == [1, 0, 1, 2, 3, 2, 0]
-    assert links.has_next.tolist() == [True, False, True, True, False, False, False]
+    assert links.follow_ups.tolist() == [1, 0, 1, 1, 0, 0, 0]
+
+
+def _tree(parents: list[int], inputs: list[int]) -> Workload:
+    """Rows in send order whose parents (row ids, -1 for none) make follow-up trees, as Qwen-Bailian's."""
+    n = len(parents)
+    trace = Trace(source="t", format="test", row_ids=np.arange(n), arrival_s=np.arange(n, dtype=float),
+                  input_tokens=np.asarray(inputs), output_tokens=np.full(n, 10), parents=np.asarray(parents))
+    return Workload(trace, np.arange(n, dtype=np.int64) * 1_000_000, 1.0, Shaping())
+
+
+def test_a_tree_links_each_follow_up_to_its_parent_and_shares_the_parents_conversation(synthesizer):
+    workload = _tree([-1, 0, 0, 1, -1, 2, 9], [40, 80, 90, 150, 30, 160, 20])  # row 6: its parent is not replayed
+    links = link_sessions(workload)
+    assert links.previous.tolist() == [-1, 0, 0, 1, -1, 2, -1]
+    assert links.turn.tolist() == [1, 2, 2, 3, 1, 3, 1]
+    assert links.follow_ups.tolist() == [2, 1, 1, 0, 0, 0, 0]
+    conversations = Conversations(links, synthesizer, "synthetic")
+    messages = [conversations.messages(position, position, int(n), 10)
+                for position, n in enumerate(workload.trace.input_tokens)]
+    reply = {"role": "assistant", "content": synthesizer.reply(0, 10)}
+    assert messages[1][:2] == messages[2][:2] == [*messages[0], reply]  # both follow-ups of row 0 carry it
+    assert messages[3][:4] == [*messages[1], {"role": "assistant", "content": synthesizer.reply(1, 10)}]
+    assert messages[5][:4] == [*messages[2], {"role": "assistant", "content": synthesizer.reply(2, 10)}]
+    assert not conversations._open  # every conversation is forgotten once its last follow-up is built
+    shaped = workload.take(np.array([0, 2, 3, 5]))  # row 1 shaped out: its follow-up starts anew
+    assert link_sessions(shaped).previous.tolist() == [-1, 0, -1, 1]
 
 
 def test_traces_without_sessions_have_no_links():

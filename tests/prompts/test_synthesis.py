@@ -78,6 +78,16 @@ def test_blocks_concatenate_without_merging_across_the_boundary(tokenizer, synth
         assert tokenizer.count(synthesizer.prefixed_prompt(9, blocks, n)) == n
 
 
+def test_16_token_blocks_are_exact_and_shared_text_for_shared_ids(tokenizer, synthesizer):
+    many = np.arange(100, 160)
+    for n in (1, 15, 16, 17, 100, 500, 960, 1200):  # 1200: beyond the 60 blocks' 960 tokens
+        assert tokenizer.count(synthesizer.prefixed_prompt(3, many, n, block_tokens=16)) == n
+    one = synthesizer.prefixed_prompt(1, np.array([7, 8, 9, 1]), 64, block_tokens=16)
+    other = synthesizer.prefixed_prompt(2, np.array([7, 8, 9, 2]), 64, block_tokens=16)
+    shared = synthesizer.prefixed_prompt(0, np.array([7, 8, 9]), 48, block_tokens=16)
+    assert one.startswith(shared) and other.startswith(shared) and one != other
+
+
 def test_synthetic_replies_are_exact_and_differ_from_the_prompt(tokenizer, synthesizer):
     for n in (0, 1, 5, 300):
         assert tokenizer.count(synthesizer.reply(4, n)) == n

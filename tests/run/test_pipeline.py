@@ -1,8 +1,10 @@
 import errno
 import json
 import math
+import os
 import shutil
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +13,7 @@ from replayer.cli.run import run_exit_code
 from replayer.errors import ConfigError
 from replayer.prompts.synthesis import TemplateOverhead
 from replayer.records import RecordWriter, read_records
-from replayer.run.config import OutputConfig, PromptConfig, RunConfig, TargetConfig, WorkloadSource
+from replayer.run.config import OutputConfig, PromptConfig, RunConfig, ScaleConfig, TargetConfig, WorkloadSource
 from replayer.run.pipeline import execute
 from replayer.run.target import request_options
 from replayer.send.addressing import row_of_request_id
@@ -167,6 +169,71 @@ def test_burstgpt3_sessions_are_replayed_as_growing_histories_in_order(tmp_path,
         last[sessions[i]] = (request_id, messages)
     assert grown > 150
     assert result.summary["token_mismatch"]["input"]["mismatched"] == 0
+
+
+QWEN_FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "traces" / "qwen_bailian_format.jsonl"
+
+
+def test_qwen_bailian_follow_ups_leave_after_their_parent_and_carry_its_conversation(tmp_path, monkeypatch,
+                                                                                      tokenizer):
+    captured = _capture_bodies(monkeypatch)
+    config = RunConfig(
+        workload=WorkloadSource(trace=str(QWEN_FIXTURE)),
+        shaping=Shaping(speedup=2_000),  # follow-ups come due before their parents end: they must wait
+        output=OutputConfig(out_dir=tmp_path / "run", quiet=True),
+        simulator=SimulatorConfig(engine=FAST_ENGINE),
+    )
+    result = execute(config)
+    assert run_exit_code(result) == 0 and result.summary["failed"] == 0
+    rows = [json.loads(line) for line in QWEN_FIXTURE.read_text().splitlines()]
+    trace = read_trace(str(QWEN_FIXTURE))
+    chat_of = {int(request_id): rows[request_id]["chat_id"] for request_id in trace.row_ids}
+    request_of = {chat: request_id for request_id, chat in chat_of.items()}
+    row_of = {chat: row for row in rows for chat in [row["chat_id"]]}
+    bodies = {request_id: body["messages"] for request_id, body in captured}
+    records = {r.id: r for r in read_records(tmp_path / "run" / "records.jsonl").records}
+    reply = Simulator(config.simulator).reply_text
+    followed = 0
+    for request_id, messages in bodies.items():
+        row = row_of[chat_of[request_id]]
+        assert sum(tokenizer.count(m["content"]) for m in messages) == row["input_length"]
+        parent = request_of.get(row["parent_chat_id"])
+        if parent is None:  # a root (or a follow-up of a chat not in the file): a conversation of its own
+            assert len(messages) == 1 and records[request_id].turn == 1
+            continue
+        assert records[request_id].sent_ns >= records[parent].end_ns  # it waited for its parent to finish
+        assert messages[:-1] == [*bodies[parent], {"role": "assistant",
+                                                   "content": reply(row_of[chat_of[parent]]["output_length"])}]
+        assert records[request_id].turn == records[parent].turn + 1
+        followed += 1
+    assert followed == sum(row["parent_chat_id"] in row_of for row in rows) > 10
+    assert sum(record.session_wait_ns > 0 for record in records.values()) > 5
+    branched = [chat for chat in row_of if sum(row["parent_chat_id"] == chat for row in rows) > 1]
+    assert branched  # (the fixture has chats followed up twice: each follow-up got the same history)
+    roots = [bodies[request_of[row["chat_id"]]][0]["content"] for row in rows if row["parent_chat_id"] == -1]
+    shared = os.path.commonprefix(roots)  # every root opens with the same eight 16-token blocks
+    assert tokenizer.count(shared) >= 100
+    assert set(result.summary["breakdowns"]["type"]) == {"text", "search", "image", "file"}
+
+
+def test_a_capped_run_reports_the_cap_wait_apart_from_the_clients_lag(tmp_path):
+    config = RunConfig(
+        workload=WorkloadSource(synthetic="arrivals=poisson,rate=40,duration=1,input=fixed:20,output=fixed:10,seed=2"),
+        scale=ScaleConfig(max_concurrency=2),
+        output=OutputConfig(out_dir=tmp_path / "run", quiet=True),
+        simulator=SimulatorConfig(engine=EngineModel(decode_base_ms=10.0, decode_ms_per_seq=0.0)),
+    )
+    summary = execute(config).summary
+    assert summary["failed"] == 0
+    waits = summary["cap_wait_ms"]
+    assert waits["count"] > summary["completed"] // 2 and waits["p50"] > 10  # most queued for one of the 2 slots
+    assert summary["schedule_lag_ms"]["p99"] >= waits["p99"]  # the wait is part of the lag...
+    assert not summary["client_limited"] and summary["client_lag_p99_ms"] < 5  # ...but not the client's
+    assert summary["user_ttft_ms"]["p50"] > summary["ttft_ms"]["p50"] + 10  # and the user felt it
+    header = read_records(tmp_path / "run" / "records.jsonl").header
+    assert header["config"]["scale"]["max_concurrency"] == 2
+    with pytest.raises(ConfigError, match="--max-concurrency .* does not combine with --workers"):
+        ScaleConfig(max_concurrency=2, workers=2)
 
 
 @pytest.mark.parametrize("count_template", [False, True])

@@ -149,3 +149,20 @@ def test_a_session_turn_uses_the_servers_actual_reply(simulator):
     first, second = sent_bodies  # the first turn is built ahead, the second after the first's reply
     assert second["messages"] == [*first["messages"], {"role": "assistant", "content": server_reply},
                                   second["messages"][-1]]
+
+
+def test_a_concurrency_cap_holds_in_flight_requests_to_it_and_records_each_wait(simulator):
+    requests = requests_at([i * SECOND // 100 for i in range(30)])  # one every 10 ms, each taking >= 100 ms
+    with simulator(faults=Faults(stall_rate=1.0, stall_s=0.1)) as sim:
+        records, progress = replay(sim.base_url, requests, max_in_flight=4)
+    assert sorted(r.id for r in records) == list(range(30)) and all(r.ok for r in records)
+    edges = sorted([(r.sent_ns, 1) for r in records] + [(r.end_ns, -1) for r in records], key=lambda e: (e[0], e[1]))
+    assert max(np.cumsum([step for _, step in edges])) == 4  # never more than 4 in flight, and 4 at times
+    assert [r.intended_ns for r in sorted(records, key=lambda r: r.id)] == [q.offset_ns for q in requests]
+    waited = [r for r in records if r.cap_wait_ns > 0]
+    assert len(waited) >= 20  # all but the first few waited for a slot...
+    assert all(r.sent_ns - r.intended_ns >= r.cap_wait_ns for r in records)  # ...and the wait is part of the lag
+    assert max(r.client_lag_ns for r in records) < SECOND // 20  # but not the client's doing
+    ends = sorted(r.end_ns for r in records)
+    for r in waited:  # a waiting request left when an earlier one ended, not on a timer
+        assert min(abs(r.sent_ns - end) for end in ends) < SECOND // 50

@@ -16,6 +16,7 @@ from replayer.traces.formats import (
     BURSTGPT_COLUMNS,
     GENERIC_READERS,
     MOONCAKE_FIELDS,
+    QWEN_BAILIAN_FIELDS,
     READERS,
     ColumnMap,
     read_trace,
@@ -202,6 +203,53 @@ def test_mooncake_bad_records_name_line_and_field(write_file):
         read_trace(str(path), "mooncake")
 
 
+QWEN_FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "traces" / "qwen_bailian_format.jsonl"
+
+
+def test_qwen_bailian_is_sniffed_and_keeps_its_chat_trees_types_and_16_token_blocks(write_file):
+    rows = [json.loads(line) for line in QWEN_FIXTURE.read_text().splitlines()]
+    trace = read_trace(str(QWEN_FIXTURE))
+    assert (trace.format, len(trace), trace.block_tokens) == ("qwen-bailian", len(rows), 16)
+    chat_of_row = [rows[row]["chat_id"] for row in trace.row_ids]
+    by_chat = {row["chat_id"]: row for row in rows}
+    for position, parent_row in enumerate(trace.parents.tolist()):
+        named = rows[trace.row_ids[position]]["parent_chat_id"]
+        assert (rows[parent_row]["chat_id"] if parent_row >= 0 else None) == (named if named in by_chat else None)
+    roots = {}
+    for chat in chat_of_row:  # each row's session is the chat at the top of its tree
+        top = chat
+        while by_chat[top]["parent_chat_id"] in by_chat:
+            top = by_chat[top]["parent_chat_id"]
+        roots[chat] = str(top)
+    assert trace.sessions.values().tolist() == [roots[chat] for chat in chat_of_row]
+    assert trace.request_types.values().tolist() == [rows[row]["type"] for row in trace.row_ids]
+    assert [blocks.tolist() for blocks in trace.prefix_blocks] == [rows[row]["hash_ids"] for row in trace.row_ids]
+    assert trace.warnings == (f"{QWEN_FIXTURE}: 1 rows follow up a chat that is not in the file; they start "
+                              "their sessions",)
+    gzipped = write_file("q.jsonl.gz", gzip.compress(QWEN_FIXTURE.read_bytes()))
+    assert read_trace(str(gzipped)).parents.tolist() == trace.parents.tolist()
+    assert read_trace(str(QWEN_FIXTURE), block_tokens=64).block_tokens == 64
+
+
+def test_qwen_bailian_bad_records_name_line_and_field(write_file):
+    def row(chat, parent, **extra):
+        return json.dumps({"chat_id": chat, "parent_chat_id": parent, "timestamp": chat, "input_length": 20,
+                           "output_length": 2, "type": "text", "turn": 1, "hash_ids": [1, 2], **extra})
+
+    for body, line, field, message in [
+        ([row(1, -1), row(2, 1), row(2, 1)], 3, "chat_id", "chat_id 2 appears twice"),
+        ([row(1, -1), row(2, 3), row(3, 2)], 2, "parent_chat_id", "form a cycle"),
+        ([row(1, -1), row(2, 2)], 2, "parent_chat_id", "follows up itself"),
+        ([row(1, -1), row(2, "one")], 2, "parent_chat_id", "not an integer"),
+        ([row(1, -1), row(2, 1, hash_ids=[1, "b"])], 2, "hash_ids", "expected a list of integers"),
+        ([row(1, -1), json.dumps({"chat_id": 2, "timestamp": 3, "input_length": 5, "output_length": 1})], 2,
+         "parent_chat_id", "missing field"),
+    ]:
+        path = write_file("q.jsonl", "\n".join(body) + "\n")
+        with pytest.raises(InputError, match=rf":{line}: {field}: .*{message}"):
+            read_trace(str(path), "qwen-bailian")
+
+
 def test_generic_csv_with_column_mapping_and_time_unit(write_file):
     path = write_file("g.csv", "ts_ms,prompt_len,gen_len,conv\n1500,10,5,a\n500,20,6,b\n")
     trace = read_trace(
@@ -287,6 +335,8 @@ JSONL_ROWS = st.lists(
     st.fixed_dictionaries({name: JSON_VALUES for name in MOONCAKE_FIELDS}, optional={"hash_ids": JSON_VALUES}).map(
         json.dumps
     )
+    | st.fixed_dictionaries({name: st.integers(-2, 4) | JSON_VALUES for name in QWEN_BAILIAN_FIELDS},
+                            optional={"hash_ids": JSON_VALUES, "type": JSON_VALUES}).map(json.dumps)
     | JSON_VALUES.map(json.dumps)
     | st.text(max_size=20),
     min_size=0,
@@ -314,7 +364,8 @@ def test_any_csv_trace_is_read_or_refused_in_one_line(content, fmt):
 
 
 @settings(max_examples=200, deadline=None)
-@given(content=JSONL_ROWS | st.binary(max_size=200), fmt=st.sampled_from(["auto", "mooncake", "jsonl"]))
+@given(content=JSONL_ROWS | st.binary(max_size=200),
+       fmt=st.sampled_from(["auto", "mooncake", "qwen-bailian", "jsonl"]))
 def test_any_jsonl_trace_is_read_or_refused_in_one_line(content, fmt):
     _read_any(content, ".jsonl", fmt)
 
