@@ -28,9 +28,10 @@ TIMEOUT_CONNECT, TIMEOUT_FIRST_TOKEN = "timeout_connect", "timeout_first_token"
 TIMEOUT_BETWEEN_TOKENS, TIMEOUT_TOTAL = "timeout_between_tokens", "timeout_total"
 STREAM, EMPTY, CANCELLED = "stream", "empty", "cancelled"
 """The failure kinds a record's `status` can take besides `ok` and `http_<status>` (see `http_failure`)."""
-LABEL_KINDS = ("model", "log_type", "type")
+LABEL_KINDS = ("model", "log_type", "type", "recorded")
 """The trace labels a record's `labels` may hold, in the order breakdowns show them: the row's model
-and log type (BurstGPT), and its request type (Qwen-Bailian: text, search, image, file)."""
+and log type (BurstGPT), its request type (Qwen-Bailian: text, search, image, file), and, with
+`--include-failed`, whether the recording's system answered it (`answered`) or failed it (`failed`)."""
 SERVER_METRICS_SERIES = ("running", "waiting", "kv_cache_usage", "preemptions")
 """The columns of `server_metrics.csv` after `t_s`."""
 
@@ -54,8 +55,8 @@ class RequestRecord:
     schedule lag, `sent_ns - intended_ns`); `cap_wait_ns` is how long it then waited for a slot under
     `--max-concurrency` (part of the lag too, and of the user-view latencies). `retries` counts
     re-sends after 429 answers (only with `--retry-429`); the times still run from the first send.
-    `labels` holds the trace's labels of the row (`LABEL_KINDS`: model, log type, request type), when
-    the trace has more than one of them. `warmup` marks a
+    `labels` holds the trace's labels of the row (`LABEL_KINDS`: model, log type, request type, recorded
+    outcome), when the trace has more than one of them. `warmup` marks a
     request sent within the run's warm-up.
     """
 
@@ -78,6 +79,9 @@ class RequestRecord:
     retries: int = 0
     labels: dict[str, str] | None = None
     """The trace's labels of this request (BurstGPT's model and log type) for the summary's breakdowns."""
+    recorded_e2e_ms: float | None = None
+    """How long this request took on the recording's production system (BurstGPT v3 `Elapsed time`),
+    to set the served end-to-end latency beside."""
     warmup: bool = False
     """Sent within the run's `--warmup` seconds: recorded, but kept out of every statistic and SLO."""
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 from xml.etree import ElementTree
 
 from replayer.analysis.summary import PERCENTILES, Summary, summary_entry
-from replayer.analysis.wording import LATENCY_ROWS, client_behind_warning, fmt, slo_value, slo_verdict
+from replayer.analysis.wording import (
+    LATENCY_ROWS,
+    client_behind_warning,
+    fmt,
+    recorded_e2e_line,
+    slo_value,
+    slo_verdict,
+)
 
 
 def markdown_report(summary: Summary, title: str) -> str:
@@ -23,6 +30,8 @@ def markdown_report(summary: Summary, title: str) -> str:
         dist = summary_entry(summary, key) or {}
         if dist.get("count"):
             lines.append(f"| {label} | " + " | ".join(fmt(dist.get(c), 2, grouping="") for c in columns) + " |")
+    if (recorded := recorded_e2e_line(summary)) is not None:
+        lines += ["", recorded + "."]
     slo = summary.get("slo")
     if slo:
         lines += ["", f"**{slo_verdict(slo)}**", "", "| SLO | measured | |", "|---|---:|---|"]

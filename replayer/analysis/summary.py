@@ -33,7 +33,7 @@ from replayer.records import LABEL_KINDS, RequestRecord
 
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0), ("p999", 99.9))
 DISTRIBUTIONS = ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "user_ttft_ms", "user_e2e_ms", "schedule_lag_ms",
-                 "session_wait_ms", "cap_wait_ms")
+                 "session_wait_ms", "cap_wait_ms", "e2e_vs_recorded")
 CLIENT_LIMITED_LAG_MS = 5.0
 """Schedule-lag p99 (in any window) above which a run is flagged as limited by the client."""
 LAG_WINDOW_S = 5.0
@@ -89,6 +89,9 @@ class Summary(TypedDict, total=False):
     session_wait_ms: Distribution
     cap_wait_ms: Distribution
     """Of the requests that waited for a `--max-concurrency` slot (count 0 without a cap)."""
+    e2e_vs_recorded: Distribution
+    """Served end-to-end latency over the recording's own (BurstGPT v3 `Elapsed time`), a ratio per
+    successful request that has one (count 0 for traces without it)."""
     breakdowns: dict[str, dict[str, dict[str, Any]]]
     accounting: dict[str, Any]
     retries_429: dict[str, int]
@@ -141,6 +144,9 @@ def latency_samples(records: Sequence[RequestRecord], streamed: bool = True) -> 
         for name, value in latencies.items():
             if value is not None:
                 samples[name].append(value)
+        e2e_ms = latencies["e2e_ms"]
+        if r.recorded_e2e_ms and e2e_ms is not None:
+            samples["e2e_vs_recorded"].append(e2e_ms / r.recorded_e2e_ms)
         if streamed:
             itl_us.extend(r.itl_us)
     samples["itl_ms"] = (np.asarray(itl_us, dtype=np.float64) / 1000).tolist()
@@ -233,6 +239,7 @@ def summarize(records: Sequence[RequestRecord], *, streamed: bool = True,
         "schedule_lag_ms": distribution(samples["schedule_lag_ms"]),
         "session_wait_ms": distribution(samples["session_wait_ms"]),
         "cap_wait_ms": distribution(samples["cap_wait_ms"]),
+        "e2e_vs_recorded": distribution(samples["e2e_vs_recorded"]),
         "breakdowns": breakdowns(sent, streamed),
         "accounting": accounting(everything),
         "retries_429": {"requests": sum(1 for r in sent if r.retries), "retries": sum(r.retries for r in sent)},
@@ -300,8 +307,10 @@ def _group_stats(members: list[RequestRecord], streamed: bool) -> dict:
     samples = latency_samples(members, streamed)
     ok = sum(1 for r in members if r.ok)
     stats: dict = {"requests": len(members), "completed": ok, "failed": len(members) - ok}
-    for name in ("ttft_ms", "tpot_ms", "e2e_ms"):
+    for name in ("ttft_ms", "tpot_ms", "e2e_ms", "e2e_vs_recorded"):
         values = samples[name]
+        if name == "e2e_vs_recorded" and not values:
+            continue  # (a trace without recorded durations)
         stats[name] = ({"p50": float(np.percentile(values, 50)), "p99": float(np.percentile(values, 99))}
                        if values else {"p50": None, "p99": None})
     return stats

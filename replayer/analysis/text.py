@@ -7,7 +7,15 @@ from rich.table import Table
 from rich.text import Text
 
 from replayer.analysis.summary import PERCENTILES, Summary, summary_entry
-from replayer.analysis.wording import GLOSSARY, LATENCY_ROWS, client_behind_warning, fmt, slo_value, slo_verdict
+from replayer.analysis.wording import (
+    GLOSSARY,
+    LATENCY_ROWS,
+    client_behind_warning,
+    fmt,
+    recorded_e2e_line,
+    slo_value,
+    slo_verdict,
+)
 
 
 def latency_table(summary: Summary) -> Table:
@@ -69,6 +77,8 @@ def render_summary(summary: Summary, console: Console, title: str = "replayer su
     """Print the summary as the terminal report."""
     parts: list[RenderableType] = [Text(title, style="bold underline"), totals_table(summary), Text(""),
                                    latency_table(summary)]
+    if (recorded := recorded_e2e_line(summary)) is not None:
+        parts.append(Text(recorded))
     breakdown = breakdown_table(summary)
     if breakdown is not None:
         parts += [Text(""), breakdown]
@@ -94,7 +104,7 @@ def render_summary(summary: Summary, console: Console, title: str = "replayer su
 
 
 _GROUP_KINDS = {"turns": "turns", "input_tokens": "input tokens", "model": "model", "log_type": "log type",
-                "type": "request type"}
+                "type": "request type", "recorded": "recorded as"}
 
 
 def breakdown_table(summary: Summary) -> Table | None:
@@ -103,10 +113,13 @@ def breakdown_table(summary: Summary) -> Table | None:
     if not kinds:
         return None
     table = Table(title="By group (ms)", title_justify="left", show_edge=False, pad_edge=False, collapse_padding=True)
-    for name in ("group", "requests", "failed", "TTFT p50", "TTFT p99", "TPOT p99", "E2E p99"):
+    recorded = any("e2e_vs_recorded" in stats for groups in kinds.values() for stats in groups.values())
+    for name in ("group", "requests", "failed", "TTFT p50", "TTFT p99", "TPOT p99", "E2E p99",
+                 *(("E2E/rec",) if recorded else ())):
         table.add_column(name, justify="left" if name == "group" else "right", no_wrap=True)
     for kind, groups in kinds.items():
         for name, stats in groups.items():
+            ratio = (stats.get("e2e_vs_recorded") or {}).get("p50")
             table.add_row(
                 f"{_GROUP_KINDS.get(kind, kind)} {name}",
                 f"{stats['requests']:,}",
@@ -115,6 +128,7 @@ def breakdown_table(summary: Summary) -> Table | None:
                 fmt(stats["ttft_ms"]["p99"], grouping=""),
                 fmt(stats["tpot_ms"]["p99"], 2, grouping=""),
                 fmt(stats["e2e_ms"]["p99"], grouping=""),
+                *((fmt(ratio, 2, grouping="") + ("x" if ratio is not None else ""),) if recorded else ()),
             )
     return table
 

@@ -1,5 +1,6 @@
 """The words and numbers every renderer (terminal, Markdown, HTML) shows the same way: number
-formatting, the latency rows and their glossary, SLO values and verdicts, the client-behind warning."""
+formatting, the latency rows and their glossary, the comparison with the recording's latencies, SLO
+values and verdicts, the client-behind warning."""
 
 from __future__ import annotations
 
@@ -24,6 +25,15 @@ GLOSSARY = ("TTFT (user) counts from the intended send time; sched. lag = actual
 def fmt(value: float | None, digits: int = 1, grouping: str = ",") -> str:
     return "–" if value is None else f"{value:{grouping}.{digits}f}"
 
+
+def recorded_e2e_line(summary: Summary) -> str | None:
+    """Served end-to-end latency against the recording's own, request by request (None without it)."""
+    ratios = summary.get("e2e_vs_recorded")
+    if not ratios or not ratios["count"]:
+        return None
+    return (f"E2E vs the recording's system, request by request (served / recorded): p50 {ratios['p50']:.2f}x, "
+            f"p90 {ratios['p90']:.2f}x, p99 {ratios['p99']:.2f}x over {ratios['count']:,} requests "
+            "(below 1x: faster than production)")
 
 
 def slo_value(check: dict) -> str:

@@ -16,6 +16,7 @@ from replayer.sim.engine import EngineModel
 from replayer.sim.faults import FAULT_NAMES, Faults, rate_field
 from replayer.sim.server import DEFAULT_MODEL, SimulatorConfig
 from replayer.traces.formats import FORMATS
+from replayer.workload.shaping import SESSION_TIMINGS, Shaping
 
 N = TypeVar("N", int, float)
 T = TypeVar("T")
@@ -197,7 +198,10 @@ def add_format_options(group: ArgumentGroup) -> None:
     group.add_argument("--format", default="auto", choices=FORMATS,
                        help="trace format (default: sniffed from the header or first record)")
     group.add_argument("--columns", metavar="MAP",
-                       help="for --format csv/jsonl: time=COL,input=COL,output=COL[,session=COL,model=COL]")
+                       help="for --format csv/jsonl: time=COL,input=COL,output=COL, optionally session=COL (turns "
+                            "of a conversation), turn=COL (their order), id=COL,parent=COL (a request follows up "
+                            "the row whose id its parent names: agent and tool-call graphs), duration=COL (recorded "
+                            "end-to-end time, in --time-unit) and model=COL")
     group.add_argument("--time-unit", default="s", choices=["s", "ms", "us", "ns", "datetime"],
                        help="unit of the mapped time column (default %(default)s; datetime = ISO wall clock)")
     group.add_argument("--block-tokens", type=positive_int, metavar="N",
@@ -205,3 +209,75 @@ def add_format_options(group: ArgumentGroup) -> None:
                             "Mooncake, 16 for Qwen-Bailian)")
 
 
+def add_shaping_options(parser: argparse.ArgumentParser, single_run: bool) -> None:
+    """Which rows of the trace to replay and when (see `replayer.workload.shaping`); experiments
+    (`single_run=False`) set the pace themselves."""
+    shaping = parser.add_argument_group("shaping (applied in this order)")
+    shaping.add_argument("--start", type=non_negative_float, default=0.0, metavar="S",
+                         help="skip the first S seconds of trace time")
+    shaping.add_argument("--duration", type=positive_float, metavar="S", help="keep S seconds of trace time")
+    shaping.add_argument("--from", dest="from_time", metavar="T",
+                         help="start at this time of the trace's own clock (seconds, or a date-time for Azure)")
+    shaping.add_argument("--until", dest="until_time", metavar="T", help="end before this trace time")
+    shaping.add_argument("--busiest", type=positive_float, metavar="S",
+                         help="replay the S-second window with the most requests")
+    shaping.add_argument("--trace-model", action="append", default=[], metavar="NAME",
+                         help="keep rows of this Model column value (BurstGPT: ChatGPT, GPT-4); repeatable")
+    shaping.add_argument("--log-type", action="append", default=[], metavar="TYPE",
+                         help="keep rows of this Log Type (BurstGPT: 'Conversation log', 'API log'); repeatable")
+    shaping.add_argument("--input-tokens", type=token_range, metavar="MIN:MAX", help="keep rows in this input range")
+    shaping.add_argument("--output-tokens", type=token_range, metavar="MIN:MAX", help="keep rows in this output range")
+    shaping.add_argument("--include-failed", action="store_true",
+                         help="replay rows with zero request or response tokens, BurstGPT's failed requests "
+                              "(skipped and counted by default): each is sent with its recorded input asking for "
+                              "one token, and they form the group 'recorded as failed', so the served failure "
+                              "rate reads against the recorded one")
+    shaping.add_argument("--max-input-tokens", type=positive_int, metavar="N",
+                         help="rows with longer prompts are dropped (or clamped: --over-limit clamp)")
+    shaping.add_argument("--over-limit", choices=["drop", "clamp"], default="drop",
+                         help="what --max-input-tokens does to longer rows (default %(default)s)")
+    shaping.add_argument("--sample", type=fraction, metavar="F",
+                         help="keep a random fraction F of rows at their recorded times (seeded by --seed)")
+    shaping.add_argument("--sample-sessions", type=fraction, metavar="F",
+                         help="keep a random fraction F of whole sessions (rows outside sessions one by one; "
+                              "seeded by --seed); --sample splits sessions")
+    shaping.add_argument("--max-requests", type=positive_int, metavar="N", help="keep the first N requests")
+    shaping.add_argument("--max-idle-gap", type=positive_float, metavar="S",
+                         help="shorten every silence between arrivals longer than S trace seconds to S (and, with "
+                              "--session-timing think-time, every think time), to replay a day's busy parts")
+    shaping.add_argument("--session-timing", choices=SESSION_TIMINGS, default="recorded",
+                         help="recorded: a session turn leaves at its timestamp, once the turn it follows has "
+                              "finished; think-time: it leaves its recorded think time (the recorded gap less the "
+                              "previous turn's recorded duration, e.g. BurstGPT v3 Elapsed time) after that turn "
+                              "finished, so a faster server gets the next turn sooner (default %(default)s)")
+    if single_run:
+        pace = shaping.add_mutually_exclusive_group()
+        pace.add_argument("--speedup", type=positive_float, metavar="X", help="compress trace time X-fold")
+        pace.add_argument("--rate", type=positive_float, metavar="R",
+                          help="rescale time so the mean rate is R requests/s (burst shape kept)")
+
+
+def shaping_from_args(args: argparse.Namespace) -> Shaping:
+    """The `Shaping` the shaping options ask for."""
+    return Shaping(
+        start_s=args.start,
+        duration_s=args.duration,
+        from_time=args.from_time,
+        until_time=args.until_time,
+        busiest_s=args.busiest,
+        models=tuple(args.trace_model),
+        log_types=tuple(args.log_type),
+        input_range=args.input_tokens,
+        output_range=args.output_tokens,
+        include_failed=args.include_failed,
+        max_input_tokens=args.max_input_tokens,
+        over_limit=args.over_limit,
+        sample_fraction=args.sample,
+        sample_sessions=args.sample_sessions,
+        sample_seed=args.seed or 0,
+        max_requests=args.max_requests,
+        max_idle_gap_s=args.max_idle_gap,
+        session_timing=args.session_timing,
+        speedup=args.speedup,
+        rate=args.rate,
+    )

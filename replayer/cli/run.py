@@ -17,16 +17,16 @@ from replayer.cli.options import (
     EXIT_OUTPUT_FAILED,
     ArgumentGroup,
     add_format_options,
+    add_shaping_options,
     add_simulator_options,
     add_tokenizer_option,
     argument_type,
-    fraction,
     non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
+    shaping_from_args,
     simulator_config,
-    token_range,
 )
 from replayer.errors import ConfigError
 from replayer.experiments.trials import run_trials
@@ -38,7 +38,6 @@ from replayer.run.replay import OUTPUT_FAILED, WORKER_FAILED
 from replayer.send.addressing import parse_header
 from replayer.send.client import Timeouts
 from replayer.traces.formats import DEFAULT_TRACE, SAMPLES
-from replayer.workload.shaping import Shaping
 from replayer.workload.shards import parse_shard, parse_start_at
 
 EXIT_WORKER_FAILED = 70
@@ -68,12 +67,20 @@ examples:
   # Qwen-Bailian's to-C chat trace: follow-ups wait for their parent chat and carry its conversation
   replayer run --trace qwen-bailian:traceA --busiest 600 --base-url http://127.0.0.1:8000
 
-  # the same trace with at most 64 requests in flight (due requests queue for a slot)
+  # BurstGPT v3 as its users behaved: each turn leaves its recorded think time after the previous
+  # answer, half the sessions, night-time silences cut to a minute; E2E compared with production's
+  replayer run --trace burstgpt:3 --session-timing think-time --sample-sessions 0.5 --max-idle-gap 60 \\
+      --include-failed --base-url http://127.0.0.1:8000
+
+  # the Azure trace with at most 64 requests in flight (due requests queue for a slot)
   replayer run --trace sample:azure-2023-conv --busiest 600 --max-concurrency 64 --base-url http://127.0.0.1:8000
 
   # a Mooncake trace (prefix blocks kept), or any CSV with a column mapping
   replayer run --trace sample:mooncake-synthetic --max-requests 200
   replayer run --trace my.csv --format csv --columns time=ts,input=prompt_len,output=gen_len --time-unit ms
+
+  # your agent's log as a session graph: each call waits for the call that made it
+  replayer run --trace agent.jsonl --format jsonl --columns time=t,input=in,output=out,id=call,parent=caller
 
   # BurstGPT-like bursty load (Gamma arrivals, CV 3) ramping from 2 to 20 requests/s over 10 minutes
   replayer run --synthetic "arrivals=gamma,cv=3,rate=2@0/20@600,duration=600,input=zipf:1.2:16:4096"
@@ -113,35 +120,7 @@ def add_run_options(parser: argparse.ArgumentParser, single_run: bool) -> None:
                         help="replay a generated workload instead of a trace; see 'replayer synth --help'")
     source.add_argument("--fit", metavar="TRACE", help="with --synthetic: take its defaults from this trace")
     add_format_options(source)
-    shaping = parser.add_argument_group("shaping (applied in this order)")
-    shaping.add_argument("--start", type=non_negative_float, default=0.0, metavar="S",
-                         help="skip the first S seconds of trace time")
-    shaping.add_argument("--duration", type=positive_float, metavar="S", help="keep S seconds of trace time")
-    shaping.add_argument("--from", dest="from_time", metavar="T",
-                         help="start at this time of the trace's own clock (seconds, or a date-time for Azure)")
-    shaping.add_argument("--until", dest="until_time", metavar="T", help="end before this trace time")
-    shaping.add_argument("--busiest", type=positive_float, metavar="S",
-                         help="replay the S-second window with the most requests")
-    shaping.add_argument("--trace-model", action="append", default=[], metavar="NAME",
-                         help="keep rows of this Model column value (BurstGPT: ChatGPT, GPT-4); repeatable")
-    shaping.add_argument("--log-type", action="append", default=[], metavar="TYPE",
-                         help="keep rows of this Log Type (BurstGPT: 'Conversation log', 'API log'); repeatable")
-    shaping.add_argument("--input-tokens", type=token_range, metavar="MIN:MAX", help="keep rows in this input range")
-    shaping.add_argument("--output-tokens", type=token_range, metavar="MIN:MAX", help="keep rows in this output range")
-    shaping.add_argument("--include-failed", action="store_true",
-                         help="replay rows with zero request or response tokens (skipped and counted by default)")
-    shaping.add_argument("--max-input-tokens", type=positive_int, metavar="N",
-                         help="rows with longer prompts are dropped (or clamped: --over-limit clamp)")
-    shaping.add_argument("--over-limit", choices=["drop", "clamp"], default="drop",
-                         help="what --max-input-tokens does to longer rows (default %(default)s)")
-    shaping.add_argument("--sample", type=fraction, metavar="F",
-                         help="keep a random fraction F of rows at their recorded times (seeded by --seed)")
-    shaping.add_argument("--max-requests", type=positive_int, metavar="N", help="keep the first N requests")
-    if single_run:
-        pace = shaping.add_mutually_exclusive_group()
-        pace.add_argument("--speedup", type=positive_float, metavar="X", help="compress trace time X-fold")
-        pace.add_argument("--rate", type=positive_float, metavar="R",
-                          help="rescale time so the mean rate is R requests/s (burst shape kept)")
+    add_shaping_options(parser, single_run)
     target = parser.add_argument_group("target")
     target.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000 "
                                            "(default: start the built-in simulator on a free loopback port)")
@@ -314,25 +293,6 @@ def with_scenario(args: argparse.Namespace) -> argparse.Namespace:
 
 def run_config(args: argparse.Namespace) -> RunConfig:
     """The `RunConfig` that `replayer run`'s options (after any scenario's) ask for."""
-    shaping = Shaping(
-        start_s=args.start,
-        duration_s=args.duration,
-        from_time=args.from_time,
-        until_time=args.until_time,
-        busiest_s=args.busiest,
-        models=tuple(args.trace_model),
-        log_types=tuple(args.log_type),
-        input_range=args.input_tokens,
-        output_range=args.output_tokens,
-        include_failed=args.include_failed,
-        max_input_tokens=args.max_input_tokens,
-        over_limit=args.over_limit,
-        sample_fraction=args.sample,
-        sample_seed=args.seed or 0,
-        max_requests=args.max_requests,
-        speedup=args.speedup,
-        rate=args.rate,
-    )
     return RunConfig(
         workload=WorkloadSource(
             trace=args.trace,
@@ -343,7 +303,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
             time_unit=args.time_unit,
             block_tokens=args.block_tokens,
         ),
-        shaping=shaping,
+        shaping=shaping_from_args(args),
         target=TargetConfig(
             base_url=args.base_url,
             api=args.api,

@@ -39,7 +39,8 @@ def add_inspect(commands: argparse._SubParsersAction) -> None:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from replayer.traces.formats import ColumnMap, read_trace
+    from replayer.traces.formats import read_trace
+    from replayer.traces.mapped import ColumnMap
     from replayer.traces.stats import trace_stats
 
     columns = ColumnMap.parse(args.columns, args.time_unit) if args.columns else None
@@ -103,7 +104,8 @@ def add_synth(commands: argparse._SubParsersAction) -> None:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from replayer.traces.formats import ColumnMap, read_trace
+    from replayer.traces.formats import read_trace
+    from replayer.traces.mapped import ColumnMap
     from replayer.traces.stats import arrival_fits
     from replayer.traces.synthetic import parse_spec, synthesize, write_trace_csv
 

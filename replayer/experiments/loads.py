@@ -12,7 +12,8 @@ from dataclasses import replace
 
 from replayer.errors import ConfigError
 from replayer.run.config import RunConfig, WorkloadSource
-from replayer.traces.formats import ColumnMap, read_trace
+from replayer.traces.formats import read_trace
+from replayer.traces.mapped import ColumnMap
 from replayer.traces.model import Trace
 from replayer.traces.synthetic import at_rate_factor, mean_rate
 

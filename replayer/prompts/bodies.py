@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from replayer.errors import OutputError
-from replayer.prompts.sessions import Conversations, link_sessions
+from replayer.prompts.sessions import Conversations, link_sessions, think_times_ns
 from replayer.prompts.synthesis import PromptSynthesizer, TemplateOverhead
 from replayer.workload.shaping import Workload
 
@@ -87,6 +87,13 @@ class PreparedRequest:
     turn: int = 0
     labels: dict[str, str] | None = None
     """The trace's labels of the row, carried into its record (see `Workload.row_labels`)."""
+    think_ns: int = -1
+    """With think-time session timing, how long after the turn at `after` finished this one leaves
+    (its `offset_ns` then only orders the plan); -1: it leaves at `offset_ns`."""
+    follow_ups: int = 0
+    """How many later turns follow this one up (the dispatcher keeps its finish time for them)."""
+    recorded_e2e_ms: float | None = None
+    """How long the request took on the recording's system (`Trace.durations_s`), for its record."""
 
 
 class RequestPlan:
@@ -110,6 +117,13 @@ class RequestPlan:
         if self.links is not None and options.api != "chat":
             self.notes.append("sessions need the chat API: with --api completions every turn is sent on its own")
             self.links = None
+        self.think_ns: np.ndarray | None = None
+        if workload.shaping.session_timing == "think-time":
+            if self.links is None:
+                self.notes.append("--session-timing think-time: no session turns are replayed, so every request "
+                                  "leaves at its recorded instant")
+            else:
+                self.think_ns = think_times_ns(workload, self.links.previous)
         self._conversations: Conversations | None = None
 
     def __len__(self) -> int:
@@ -135,15 +149,21 @@ class RequestPlan:
             self._conversations = Conversations(links, self.synthesizer, self.history, self.template, blocks,
                                                 trace.block_tokens)
         late = self.history == "actual"
+        durations = trace.durations_s
+        recorded = [None] * len(trace) if durations is None else (durations * 1e3).tolist()
         columns = zip(trace.row_ids.tolist(), self.workload.offsets_ns.tolist(), trace.input_tokens.tolist(),
-                      trace.output_tokens.tolist(), self.workload.row_labels())
-        for position, (request_id, offset, n_in, n_out, labels) in enumerate(columns):
+                      trace.output_tokens.tolist(), self.workload.row_labels(), recorded)
+        for position, (request_id, offset, n_in, n_out, labels, e2e_ms) in enumerate(columns):
             if links is None or not links.turn[position]:
                 body = build_body(self.options, self._prompt(position, request_id, n_in, blocks), n_out)
-                yield PreparedRequest(request_id, offset, n_in, n_out, body, labels=labels)
+                yield PreparedRequest(request_id, offset, n_in, n_out, body, labels=labels, recorded_e2e_ms=e2e_ms)
                 continue
             after = int(links.previous[position])
-            request = PreparedRequest(request_id, offset, n_in, n_out, None, after, int(links.turn[position]), labels)
+            think, follow_ups = -1, 0
+            if self.think_ns is not None:
+                think, follow_ups = int(self.think_ns[position]), int(links.follow_ups[position])
+            request = PreparedRequest(request_id, offset, n_in, n_out, None, after, int(links.turn[position]), labels,
+                                      think, follow_ups, e2e_ms)
             yield request if late and after >= 0 else replace(request, body=self.body(position, request))
 
     def _prompt(self, position: int, request_id: int, n_tokens: int, blocks: np.ndarray | None) -> str:

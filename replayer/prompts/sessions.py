@@ -1,8 +1,9 @@
 """Multi-turn sessions: each turn is sent as the whole conversation so far.
 
-A turn follows up one earlier turn: the session's previous row (BurstGPT v3 `Session ID`), or the
-chat the trace names as its parent (Qwen-Bailian `parent_chat_id`; there a session is a tree, and a
-turn may have several follow-ups). A turn carries its predecessor's conversation (the user messages
+A turn follows up one earlier turn: the session's previous row (BurstGPT v3 `Session ID`, a mapped
+`session` column, in `turn` order where one is mapped), or the request the trace names as its parent
+(Qwen-Bailian `parent_chat_id`, a mapped `parent` column; there a session is a tree, and a turn may
+have several follow-ups). A turn carries its predecessor's conversation (the user messages
 and assistant replies up to it), then a new user message sized so that the message contents add up
 to exactly the trace's request tokens: the recorded count is the whole context the model saw. When
 the history alone leaves no room (the source's chat front-end trimmed its context), the oldest
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from replayer.errors import ConfigError
 from replayer.prompts.synthesis import BLOCK_TOKENS, PromptSynthesizer, TemplateOverhead
 from replayer.traces.model import parent_positions, tree_depths
 from replayer.workload.shaping import Workload
@@ -55,14 +57,37 @@ def link_sessions(workload: Workload) -> SessionLinks | None:
     members = np.flatnonzero(codes != empty) if empty is not None else np.arange(codes.size)
     if members.size == 0:
         return None
-    order = members[np.argsort(codes[members], kind="stable")]  # grouped by session, send order inside
-    same = codes[order[1:]] == codes[order[:-1]]
+    if trace.turns is None:
+        order = members[np.argsort(codes[members], kind="stable")]  # grouped by session, send order inside
+    else:  # grouped by session, in the recorded turn order inside (then send order)
+        order = members[np.lexsort((members, trace.turns[members], codes[members]))]
+    same = (codes[order[1:]] == codes[order[:-1]]) & (order[:-1] < order[1:])  # (a turn sent earlier starts afresh)
     previous = np.full(codes.size, -1, dtype=np.int64)
     previous[order[1:][same]] = order[:-1][same]
     starts = np.flatnonzero(np.r_[True, ~same])
     turn = np.zeros(codes.size, dtype=np.int64)
     turn[order] = np.arange(order.size) - np.repeat(starts, np.diff(np.r_[starts, order.size])) + 1
     return SessionLinks(previous, turn, _follow_ups(previous))
+
+
+def think_times_ns(workload: Workload, previous: np.ndarray) -> np.ndarray:
+    """Per row, its think time in replay nanoseconds: how long after the turn it follows up (`previous`)
+    has finished it leaves, as the recording's user waited: the recorded gap between the two arrivals
+    less the earlier turn's recorded duration, floored at 0, capped by `--max-idle-gap` and divided by
+    the speedup. -1 for rows that follow no turn (they leave at their instant)."""
+    trace = workload.trace
+    if trace.durations_s is None:
+        raise ConfigError(f"--session-timing think-time: {trace.source} records no request durations to "
+                          "subtract from the gaps (BurstGPT v3 has Elapsed time; map a CSV's with "
+                          "--columns ...,duration=COL)")
+    think = np.full(len(previous), -1, dtype=np.int64)
+    turns = np.flatnonzero(previous >= 0)
+    before = previous[turns]
+    gaps_s = np.maximum(trace.arrival_s[turns] - trace.arrival_s[before] - trace.durations_s[before], 0.0)
+    if workload.shaping.max_idle_gap_s is not None:
+        gaps_s = np.minimum(gaps_s, workload.shaping.max_idle_gap_s)
+    think[turns] = np.rint(gaps_s * (1e9 / workload.speedup)).astype(np.int64)
+    return think
 
 
 def _follow_ups(previous: np.ndarray) -> np.ndarray:

@@ -22,7 +22,8 @@ from replayer.prompts.tokenizer import DEFAULT_TOKENIZER
 from replayer.send.addressing import redact_headers, redact_url
 from replayer.send.client import ClientConfig, Timeouts
 from replayer.sim.server import SimulatorConfig
-from replayer.traces.formats import DEFAULT_TRACE, FORMATS, TIME_UNIT_CHOICES
+from replayer.traces.chunks import TIME_UNIT_CHOICES
+from replayer.traces.formats import DEFAULT_TRACE, FORMATS
 from replayer.workload.shaping import Shaping
 
 

@@ -40,7 +40,8 @@ from replayer.run.workers import run_workers
 from replayer.send.addressing import root_url
 from replayer.send.eventloop import run as run_loop
 from replayer.sim.hosting import SimulatorThread
-from replayer.traces.formats import ColumnMap, read_trace
+from replayer.traces.formats import read_trace
+from replayer.traces.mapped import ColumnMap
 from replayer.traces.synthetic import parse_spec, synthesize
 from replayer.workload.shaping import Shaping, Workload, shape
 from replayer.workload.shards import shard_positions

@@ -8,15 +8,20 @@ time is its schedule lag, recorded per request.
 Two things may hold a request back, both measured: a session turn waits for its session's previous
 turn to finish (`session_wait_ns`, part of its schedule lag), and bodies come from a bounded
 look-ahead that is refilled in short slices while nothing is due, so memory stays flat on any trace.
+With `--max-concurrency`, a due request also waits for a slot (`cap_wait_ns`).
+
+With think-time session timing a follow-up turn has no instant of its own: it leaves its think time
+after the turn it follows has finished, and that instant is its intended time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from replayer.prompts.bodies import PreparedRequest
@@ -42,39 +47,101 @@ class Lookahead:
 
     def __init__(self, requests: Iterable[PreparedRequest], size: int = LOOKAHEAD):
         self._source = iter(requests)
-        self._pending: deque[PreparedRequest] = deque()
+        self._pending: deque[tuple[int, PreparedRequest]] = deque()
+        """Requests in time order, each with its send position (its index in the plan)."""
         self.size = size
         self.exhausted = False
-        self.position = 0
-        """Send position of the next request (its index in the plan)."""
+        self.follow_ups: list[tuple[int, PreparedRequest]] = []
+        """Think-time turns just built, with their send positions: they leave after the turn they follow,
+        not in time order, so they are handed over at once (`take_follow_ups`)."""
+        self.held = 0
+        """Think-time turns handed over and not yet sent: they count against the look-ahead's size."""
+        self._built = 0
 
     def __len__(self) -> int:
         return len(self._pending)
 
     @property
     def can_grow(self) -> bool:
-        return not self.exhausted and len(self._pending) < self.size
+        return not self.exhausted and len(self._pending) + self.held < self.size
 
     def fill(self, budget_ns: int | None = None) -> None:
         """Build requests until the buffer is full, the plan ends, or `budget_ns` has been spent."""
         deadline = None if budget_ns is None else time.perf_counter_ns() + budget_ns
         pending, source = self._pending, self._source
-        while len(pending) < self.size:
+        while len(pending) + self.held < self.size:
             request = next(source, None)
             if request is None:
                 self.exhausted = True
                 return
-            pending.append(request)
+            if request.think_ns >= 0:
+                self.follow_ups.append((self._built, request))
+                self.held += 1
+            else:
+                pending.append((self._built, request))
+            self._built += 1
             if deadline is not None and time.perf_counter_ns() >= deadline:
                 return
 
+    def take_follow_ups(self) -> list[tuple[int, PreparedRequest]]:
+        """The think-time turns built since the last call, with their send positions."""
+        taken, self.follow_ups = self.follow_ups, []
+        return taken
+
     def next_offset_ns(self) -> int:
-        return self._pending[0].offset_ns
+        return self._pending[0][1].offset_ns
 
     def pop(self) -> tuple[int, PreparedRequest]:
-        """The next request and its send position."""
-        self.position += 1
-        return self.position - 1, self._pending.popleft()
+        """The next request in time order and its send position."""
+        return self._pending.popleft()
+
+
+class ThinkTimeTurns:
+    """Think-time turns between being built and being due: each waits for the turn it follows up
+    (`after`) to finish, then for its think time; the dispatcher sends them as they come due."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[int, list[tuple[int, PreparedRequest]]] = {}
+        """Turns whose predecessor has not finished, by the predecessor's send position."""
+        self._finished: dict[int, list[int]] = {}
+        """[finish time, follow-ups not yet built] of finished turns whose follow-ups are still to come."""
+        self._due: list[tuple[int, int, PreparedRequest]] = []
+        """A heap of (due instant, send position, turn)."""
+
+    def __bool__(self) -> bool:
+        return bool(self._waiting or self._due)
+
+    def add(self, position: int, request: PreparedRequest) -> int | None:
+        """Take a turn just built; returns its due instant if it is known now."""
+        finished = self._finished.get(request.after)
+        if finished is None:
+            self._waiting.setdefault(request.after, []).append((position, request))
+            return None
+        finished[1] -= 1
+        if not finished[1]:
+            del self._finished[request.after]
+        return self._schedule(finished[0], position, request)
+
+    def finished(self, position: int, request: PreparedRequest, at_ns: int) -> int | None:
+        """The turn at `position` finished at `at_ns`; returns the earliest due instant this sets."""
+        waiting = self._waiting.pop(position, ())
+        if request.follow_ups > len(waiting):
+            self._finished[position] = [at_ns, request.follow_ups - len(waiting)]
+        return min((self._schedule(at_ns, *turn) for turn in waiting), default=None)
+
+    def _schedule(self, finished_ns: int, position: int, request: PreparedRequest) -> int:
+        due_ns = finished_ns + request.think_ns
+        heapq.heappush(self._due, (due_ns, position, request))
+        return due_ns
+
+    def next_due_ns(self) -> int | None:
+        return self._due[0][0] if self._due else None
+
+    def pop_due(self, now_ns: int) -> Iterator[tuple[int, int, PreparedRequest]]:
+        """The (due instant, send position, turn) of every turn due by `now_ns`, earliest first."""
+        due = self._due
+        while due and due[0][0] <= now_ns:
+            yield heapq.heappop(due)
 
 
 class SessionHooks(Protocol):
@@ -177,7 +244,7 @@ async def dispatch(requests: Lookahead | Iterable[PreparedRequest], client: Clie
     async def one(position: int, request: PreparedRequest, waited_ns: int, cap_wait_ns: int) -> None:
         record = RequestRecord(request.id, request.offset_ns, request.input_tokens, request.output_tokens,
                                turn=request.turn, session_wait_ns=waited_ns, cap_wait_ns=cap_wait_ns,
-                               labels=request.labels)
+                               labels=request.labels, recorded_e2e_ms=request.recorded_e2e_ms)
         reply = None
         try:
             body = request.body
@@ -192,31 +259,56 @@ async def dispatch(requests: Lookahead | Iterable[PreparedRequest], client: Clie
             progress.failed += not record.ok
             on_record(record)
             if request.turn:
-                turn_done(position, request, reply if record.ok else None)
+                ended_ns = clock() if record.end_ns is None else t0_ns + record.end_ns  # (when its answer was whole)
+                turn_done(position, request, reply if record.ok else None, ended_ns)
 
-    def turn_done(position: int, request: PreparedRequest, reply: str | None) -> None:
+    def turn_done(position: int, request: PreparedRequest, reply: str | None, ended_ns: int) -> None:
         open_turns.discard(position)
         if sessions is not None:
             sessions.finished(position, request, reply)
         for waiting in parked.pop(position, ()):
             if not stop.stopping.is_set():
                 start(*waiting, waited_ns=clock() - t0_ns - waiting[1].offset_ns)
+        wake_by(thinking.finished(position, request, ended_ns))
 
-    if not len(buffer):
-        buffer.fill()
+    def fill(budget_ns: int | None) -> None:
+        buffer.fill(budget_ns)
+        take_follow_ups()
+
+    def take_follow_ups() -> None:
+        for position, request in buffer.take_follow_ups():
+            wake_by(thinking.add(position, request))
+
+    def wake_by(due_ns: int | None) -> None:
+        if due_ns is not None:
+            alarm.wake_by(due_ns)
+
+    def next_due_ns() -> int:
+        due_ns = t0_ns + buffer.next_offset_ns() if len(buffer) else clock() + _MAX_SLEEP_NS
+        think_ns = thinking.next_due_ns()
+        return due_ns if think_ns is None else min(due_ns, think_ns)
+
+    thinking = ThinkTimeTurns()
     alarm = Alarm(loop)
     try:
-        while len(buffer) and not stop.stopping.is_set():
+        if len(buffer) or buffer.held:
+            take_follow_ups()  # (of a buffer filled before the run)
+        else:
+            fill(None)
+        while (len(buffer) or thinking or buffer.can_grow) and not stop.stopping.is_set():
             now = clock()
-            due_ns = t0_ns + buffer.next_offset_ns()
+            due_ns = next_due_ns()
             if due_ns > now:
                 budget_ns = _refill_budget(buffer, due_ns - now)
                 if budget_ns > 0:
-                    buffer.fill(budget_ns)
+                    fill(budget_ns)
                     await asyncio.sleep(0)  # let arriving chunks be read between slices
                 else:
                     await alarm.until(min(due_ns, now + _MAX_SLEEP_NS))
                 continue
+            for due_ns, position, request in thinking.pop_due(now):
+                buffer.held -= 1
+                start(position, replace(request, offset_ns=due_ns - t0_ns))
             while len(buffer) and t0_ns + buffer.next_offset_ns() <= now:
                 position, request = buffer.pop()
                 if request.after in open_turns:
@@ -224,8 +316,8 @@ async def dispatch(requests: Lookahead | Iterable[PreparedRequest], client: Clie
                     parked.setdefault(request.after, []).append((position, request))
                 else:
                     start(position, request)
-            if not len(buffer) and not buffer.exhausted:
-                buffer.fill(_REFILL_SLICE_NS)
+            if not len(buffer) and buffer.can_grow:
+                fill(_REFILL_SLICE_NS)
     finally:
         alarm.close()
     sending = False

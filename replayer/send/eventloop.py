@@ -51,6 +51,7 @@ class Alarm:
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self._loop = loop
         self._waiter: asyncio.Future | None = None
+        self._when_ns = 0
         self._spec = _TimerSpec()
         self._spec_ref = ctypes.byref(self._spec)
         api = _libc_timerfd()
@@ -61,15 +62,25 @@ class Alarm:
 
     def until(self, when_ns: int) -> asyncio.Future:
         """A future done at `when_ns` (perf_counter_ns), or a little before it without a timerfd."""
-        waiter = self._waiter = self._loop.create_future()
+        self._waiter = self._loop.create_future()
+        self._arm(when_ns)
+        return self._waiter
+
+    def wake_by(self, when_ns: int) -> None:
+        """Bring the pending wake-up forward to `when_ns` if that is earlier."""
+        if self._waiter is not None and not self._waiter.done() and when_ns < self._when_ns:
+            self._arm(when_ns)
+
+    def _arm(self, when_ns: int) -> None:
+        self._when_ns = when_ns
         if self._fd < 0:
+            assert self._waiter is not None
             delay_s = (when_ns - time.perf_counter_ns()) / 1e9
-            self._loop.call_later(max(0.0, delay_s), _set_unless_done, waiter)
+            self._loop.call_later(max(0.0, delay_s), _set_unless_done, self._waiter)
         else:
             value = self._spec.it_value
             value.tv_sec, value.tv_nsec = divmod(max(when_ns, 1), 1_000_000_000)
             self._settime(self._fd, _TFD_TIMER_ABSTIME, self._spec_ref, None)
-        return waiter
 
     def _fired(self) -> None:
         try:

@@ -1,6 +1,6 @@
 """Reading trace files in blocks: CSV through Arrow's multithreaded C reader, or in blocks split at
 C speed where the rows are plain, JSON lines in chunks of rows, each with its line numbers, and the
-checks every reader applies to a column.
+checks and conversions (times, datetimes, durations) every reader applies to a column.
 
 Arrow reads a whole CSV into columns without line numbers. Whatever it refuses, and any check that
 fails on what it read, sends the reader back to the block path (`LinesNeeded`), which finds the
@@ -291,3 +291,51 @@ class CategoryBuilder:
     def build(self) -> Categorical:
         codes = np.concatenate(self._codes) if self._codes else np.zeros(0, np.int32)
         return Categorical(codes, tuple(cell_text(label).strip() for label in self._index))
+
+
+TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+TIME_UNIT_CHOICES = (*TIME_UNITS, "datetime")
+"""Units a time column can be in (`datetime`: ISO wall-clock times)."""
+
+
+def datetimes_ns(values: list, lines: np.ndarray | None, source: str, name: str) -> np.ndarray:
+    """ISO-like wall-clock times (`2023-11-16 18:15:46.6805900`, optionally `+00:00`) → epoch ns (UTC)."""
+    try:
+        text = np.asarray(values).astype(str)
+        utc = np.char.endswith(text, "+00:00")
+        if utc.any():
+            text = np.where(utc, np.char.replace(text, "+00:00", ""), text)
+        return text.astype("datetime64[ns]").astype(np.int64)
+    except ValueError:  # (a byte that is not ASCII, too)
+        if lines is None:
+            raise LinesNeeded(name) from None
+        for value, line in zip(values, lines):
+            shown = cell_text(value)
+            try:
+                np.datetime64(shown.removesuffix("+00:00"), "ns")
+            except ValueError:
+                raise InputError(source, f"not a timestamp: {shown!r}", line=int(line), field=name) from None
+        raise InputError(source, "timestamps not readable", field=name) from None
+
+
+def times_s(values: list, lines: np.ndarray | None, source: str, name: str,
+             unit: str) -> tuple[np.ndarray, float | None]:
+    """A time column in seconds, and the epoch base when the times are wall-clock datetimes."""
+    if unit == "datetime":
+        epoch_ns = datetimes_ns(values, lines, source, name)
+        return epoch_ns.astype(np.float64), 0.0
+    chunk = Chunk({name: values}, lines)
+    times = numbers(chunk, name, source, np.float64)
+    check_times(times, chunk, name, source)
+    return times * TIME_UNITS[unit], None
+
+
+def durations_s(chunk: Chunk, name: str, source: str, scale: float) -> np.ndarray:
+    """A recorded-duration column in seconds (`scale` per unit); a negative one is an error naming its line."""
+    values = numbers(chunk, name, source, np.float64)
+    bad = np.flatnonzero(~(values >= 0))
+    if bad.size:
+        if chunk.lines is None:
+            raise LinesNeeded(name)
+        raise InputError(source, f"not a duration: {values[bad[0]]}", line=int(chunk.lines[bad[0]]), field=name)
+    return values * scale

@@ -10,7 +10,7 @@ import csv
 import json
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
@@ -21,15 +21,18 @@ from replayer.traces.chunks import (
     CategoryBuilder,
     Chunk,
     LinesNeeded,
-    cell_text,
     check_times,
     check_token_counts,
     csv_chunks,
+    datetimes_ns,
+    durations_s,
     header_names,
     jsonl_chunks,
     numbers,
     open_binary,
+    times_s,
 )
+from replayer.traces.mapped import ColumnMap, chat_tree, read_generic_csv, read_generic_jsonl
 from replayer.traces.model import Categorical, Trace, assemble
 
 SAMPLES = {
@@ -65,21 +68,25 @@ def resolve_path(spec: str) -> Path:
 
 
 BURSTGPT_COLUMNS = ("Timestamp", "Request tokens", "Response tokens")
+BURSTGPT_ELAPSED = "Elapsed time"
+"""BurstGPT v3: seconds from submission to the final response on the production system."""
 
 
 def read_burstgpt(path: Path, fast: bool = True) -> Trace:
     """BurstGPT v1/v2 (`Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type`) and v3
-    (adds `Session ID,Elapsed time`); columns are matched by name. Times are seconds. `fast` lets
-    Arrow read the columns (see `replayer.traces.chunks`)."""
+    (adds `Session ID,Elapsed time`, the production end-to-end seconds); columns are matched by name.
+    Times are seconds. `fast` lets Arrow read the columns (see `replayer.traces.chunks`)."""
     source = str(path)
     kinds: dict[str, type] | None = {"Timestamp": np.float64, "Request tokens": np.int64, "Response tokens": np.int64,
-                                     "Model": str, "Log Type": str, "Session ID": str} if fast else None
+                                     "Model": str, "Log Type": str, "Session ID": str,
+                                     BURSTGPT_ELAPSED: np.float64} if fast else None
     times: list[np.ndarray] = []
     inputs: list[np.ndarray] = []
     outputs: list[np.ndarray] = []
+    elapsed: list[np.ndarray] = []
     models, log_types, sessions = CategoryBuilder(), CategoryBuilder(), CategoryBuilder()
     has: set[str] = set()
-    for chunk in csv_chunks(path, BURSTGPT_COLUMNS, ("Model", "Log Type", "Session ID"), kinds):
+    for chunk in csv_chunks(path, BURSTGPT_COLUMNS, ("Model", "Log Type", "Session ID", BURSTGPT_ELAPSED), kinds):
         chunk_times = numbers(chunk, "Timestamp", source, np.float64)
         check_times(chunk_times, chunk, "Timestamp", source)
         times.append(chunk_times)
@@ -87,6 +94,8 @@ def read_burstgpt(path: Path, fast: bool = True) -> Trace:
             values = numbers(chunk, name, source, np.int64)
             check_token_counts(values, chunk, name, source)
             out.append(values)
+        if BURSTGPT_ELAPSED in chunk.columns:
+            elapsed.append(durations_s(chunk, BURSTGPT_ELAPSED, source, 1.0))
         for name, builder in (("Model", models), ("Log Type", log_types), ("Session ID", sessions)):
             if name in chunk.columns:
                 has.add(name)
@@ -95,6 +104,7 @@ def read_burstgpt(path: Path, fast: bool = True) -> Trace:
         raise InputError(source, "no data rows")
     return assemble(
         source, "burstgpt", np.concatenate(times), np.concatenate(inputs), np.concatenate(outputs),
+        durations_s=np.concatenate(elapsed) if elapsed else None,
         models=models.build() if "Model" in has else None,
         log_types=log_types.build() if "Log Type" in has else None,
         sessions=sessions.build() if "Session ID" in has else None,
@@ -102,26 +112,6 @@ def read_burstgpt(path: Path, fast: bool = True) -> Trace:
 
 
 AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
-
-
-def _datetimes_ns(values: list, lines: np.ndarray | None, source: str, name: str) -> np.ndarray:
-    """ISO-like wall-clock times (`2023-11-16 18:15:46.6805900`, optionally `+00:00`) → epoch ns (UTC)."""
-    try:
-        text = np.asarray(values).astype(str)
-        utc = np.char.endswith(text, "+00:00")
-        if utc.any():
-            text = np.where(utc, np.char.replace(text, "+00:00", ""), text)
-        return text.astype("datetime64[ns]").astype(np.int64)
-    except ValueError:  # (a byte that is not ASCII, too)
-        if lines is None:
-            raise LinesNeeded(name) from None
-        for value, line in zip(values, lines):
-            shown = cell_text(value)
-            try:
-                np.datetime64(shown.removesuffix("+00:00"), "ns")
-            except ValueError:
-                raise InputError(source, f"not a timestamp: {shown!r}", line=int(line), field=name) from None
-        raise InputError(source, "timestamps not readable", field=name) from None
 
 
 def read_azure(path: Path, fast: bool = True) -> Trace:
@@ -133,7 +123,7 @@ def read_azure(path: Path, fast: bool = True) -> Trace:
     inputs: list[np.ndarray] = []
     outputs: list[np.ndarray] = []
     for chunk in csv_chunks(path, AZURE_COLUMNS, (), kinds):
-        stamps.append(_datetimes_ns(chunk.columns["TIMESTAMP"], chunk.lines, source, "TIMESTAMP"))
+        stamps.append(datetimes_ns(chunk.columns["TIMESTAMP"], chunk.lines, source, "TIMESTAMP"))
         for name, out in (("ContextTokens", inputs), ("GeneratedTokens", outputs)):
             values = numbers(chunk, name, source, np.int64)
             check_token_counts(values, chunk, name, source)
@@ -145,97 +135,6 @@ def read_azure(path: Path, fast: bool = True) -> Trace:
     first_ns = int(epoch_ns.min())
     return assemble(source, "azure", (epoch_ns - first_ns) / 1e9, np.concatenate(inputs),
                      np.concatenate(outputs), epoch_base_s=first_ns / 1e9)
-
-
-TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
-TIME_UNIT_CHOICES = (*TIME_UNITS, "datetime")
-"""Units a mapped time column can be in (`datetime`: ISO wall-clock times)."""
-
-
-@dataclass(frozen=True)
-class ColumnMap:
-    """Which source columns hold the time, input and output lengths (and optional session/model)."""
-
-    time: str = "timestamp"
-    input: str = "input_tokens"
-    output: str = "output_tokens"
-    session: str | None = None
-    model: str | None = None
-    time_unit: str = "s"
-
-    @staticmethod
-    def parse(text: str, time_unit: str = "s") -> ColumnMap:
-        """`time=ts,input=prompt_len,output=gen_len[,session=conv,model=m]` → ColumnMap."""
-        fields = {}
-        for part in filter(None, (p.strip() for p in text.split(","))):
-            key, sep, value = part.partition("=")
-            if not sep or key.strip() not in ("time", "input", "output", "session", "model") or not value.strip():
-                raise InputError("--columns", f"expected ROLE=COLUMN with ROLE in time, input, output, session, "
-                                              f"model; got {part!r}")
-            fields[key.strip()] = value.strip()
-        if time_unit not in (*TIME_UNITS, "datetime"):
-            raise InputError("--time-unit", f"expected one of {', '.join(TIME_UNITS)}, datetime; got {time_unit!r}")
-        return ColumnMap(**fields, time_unit=time_unit)
-
-
-def _times_s(values: list, lines: np.ndarray | None, source: str, name: str,
-             unit: str) -> tuple[np.ndarray, float | None]:
-    """A time column in seconds, and the epoch base when the times are wall-clock datetimes."""
-    if unit == "datetime":
-        epoch_ns = _datetimes_ns(values, lines, source, name)
-        return epoch_ns.astype(np.float64), 0.0
-    chunk = Chunk({name: values}, lines)
-    times = numbers(chunk, name, source, np.float64)
-    check_times(times, chunk, name, source)
-    return times * TIME_UNITS[unit], None
-
-
-def _generic(source: str, fmt: str, chunks: Iterator[Chunk], columns: ColumnMap) -> Trace:
-    """Assemble a trace from chunks of mapped columns (shared by the generic CSV and JSONL readers)."""
-    times: list[np.ndarray] = []
-    inputs: list[np.ndarray] = []
-    outputs: list[np.ndarray] = []
-    epoch = None
-    builders = {role: CategoryBuilder() for role in ("session", "model") if getattr(columns, role)}
-    for chunk in chunks:
-        chunk_times, epoch = _times_s(chunk.columns[columns.time], chunk.lines, source, columns.time,
-                                      columns.time_unit)
-        times.append(chunk_times)
-        for name, out in ((columns.input, inputs), (columns.output, outputs)):
-            values = numbers(chunk, name, source, np.int64)
-            check_token_counts(values, chunk, name, source)
-            out.append(values)
-        for role, builder in builders.items():
-            builder.add(chunk.columns[getattr(columns, role)])
-    if not times:
-        raise InputError(source, "no data rows")
-    all_times = np.concatenate(times)
-    epoch_base = None
-    if epoch is not None:  # datetimes came as epoch ns: count from the first, in integers
-        first_ns = float(all_times.min())
-        all_times, epoch_base = (all_times - first_ns) / 1e9, first_ns / 1e9
-    return assemble(source, fmt, all_times, np.concatenate(inputs), np.concatenate(outputs),
-                     epoch_base_s=epoch_base,
-                     sessions=builders["session"].build() if "session" in builders else None,
-                     models=builders["model"].build() if "model" in builders else None)
-
-
-def read_generic_csv(path: Path, columns: ColumnMap, fast: bool = True) -> Trace:
-    """Any CSV with a header, its columns named by `columns`."""
-    optional = [c for c in (columns.session, columns.model) if c]
-    required = (columns.time, columns.input, columns.output, *optional)
-    kinds: dict[str, type] | None = None
-    if fast:
-        kinds = {columns.time: bytes if columns.time_unit == "datetime" else np.float64, columns.input: np.int64,
-                 columns.output: np.int64, **{name: str for name in optional}}
-    return _generic(str(path), "csv", csv_chunks(path, required, (), kinds), columns)
-
-
-def read_generic_jsonl(path: Path, columns: ColumnMap, fast: bool = True) -> Trace:
-    """Any JSON-lines file, its fields named by `columns` (read with line numbers whatever `fast` says)."""
-    optional = [c for c in (columns.session, columns.model) if c]
-    names = (columns.time, columns.input, columns.output, *optional)
-    return _generic(str(path), "jsonl", jsonl_chunks(path, names, names), columns)
 
 
 MOONCAKE_FIELDS = ("timestamp", "input_length", "output_length")
@@ -250,7 +149,7 @@ def read_mooncake(path: Path, fast: bool = True) -> Trace:
     outputs: list[np.ndarray] = []
     blocks: list = []
     for chunk in jsonl_chunks(path, (*MOONCAKE_FIELDS, "hash_ids"), MOONCAKE_FIELDS):
-        chunk_times, _ = _times_s(chunk.columns["timestamp"], chunk.lines, source, "timestamp", "ms")
+        chunk_times, _ = times_s(chunk.columns["timestamp"], chunk.lines, source, "timestamp", "ms")
         times.append(chunk_times)
         for name, out in (("input_length", inputs), ("output_length", outputs)):
             values = numbers(chunk, name, source, np.int64)
@@ -299,7 +198,7 @@ def read_qwen_bailian(path: Path, fast: bool = True) -> Trace:
     blocks: list[np.ndarray] = []
     types = CategoryBuilder()
     for chunk in jsonl_chunks(path, (*QWEN_BAILIAN_FIELDS, "type", "hash_ids"), QWEN_BAILIAN_FIELDS):
-        times.append(_times_s(chunk.columns["timestamp"], chunk.lines, source, "timestamp", "s")[0])
+        times.append(times_s(chunk.columns["timestamp"], chunk.lines, source, "timestamp", "s")[0])
         for name, out in (("input_length", inputs), ("output_length", outputs)):
             values = numbers(chunk, name, source, np.int64)
             check_token_counts(values, chunk, name, source)
@@ -321,35 +220,6 @@ def read_qwen_bailian(path: Path, fast: bool = True) -> Trace:
                      prefix_blocks=_object_column(blocks), block_tokens=QWEN_BAILIAN_BLOCK_TOKENS,
                      parents=parent_rows, warnings=warnings, request_types=types.build(),
                      sessions=Categorical(session_codes.astype(np.int32), tuple(map(str, chat_ids[root_rows]))))
-
-
-def chat_tree(chats: np.ndarray, parents: np.ndarray, lines: np.ndarray,
-              source: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """Per row (file order), from each row's chat id and its parent's (negative for a root): the row
-    of its parent (-1 for a root, or a parent not in the file), the row of its tree's root, and how
-    many rows named a parent not in the file. A repeated chat id or a cycle is an error naming a line."""
-    order = np.argsort(chats, kind="stable")
-    ordered = chats[order]
-    repeated = np.flatnonzero(ordered[1:] == ordered[:-1])
-    if repeated.size:
-        line = int(lines[order[repeated[0] + 1]])
-        raise InputError(source, f"chat_id {int(ordered[repeated[0]])} appears twice", line=line, field="chat_id")
-    where = np.minimum(np.searchsorted(ordered, parents), len(chats) - 1)
-    found = (parents >= 0) & (ordered[where] == parents)
-    parent_rows = np.where(found, order[where], -1)
-    rows = np.arange(len(chats))
-    if (loops := np.flatnonzero(parent_rows == rows)).size:
-        raise InputError(source, "a chat follows up itself", line=int(lines[loops[0]]), field="parent_chat_id")
-    roots = np.where(parent_rows >= 0, parent_rows, rows)
-    for _ in range(64):  # pointer jumping: a tree of depth 2**64 settles within 64 passes
-        above = roots[roots]
-        if np.array_equal(above, roots):
-            break
-        roots = above
-    if (cyclic := np.flatnonzero(parent_rows[roots] >= 0)).size:  # (a cycle settles on a row with a parent, or never)
-        raise InputError(source, "the parent_chat_id links form a cycle", line=int(lines[cyclic[0]]),
-                         field="parent_chat_id")
-    return parent_rows, roots, int(np.count_nonzero((parents >= 0) & ~found))
 
 
 READERS: dict[str, Callable[[Path, bool], Trace]] = {

@@ -56,6 +56,13 @@ class Trace:
     parents: np.ndarray | None = None
     """Per row, the row id of the request it follows up (Qwen-Bailian `parent_chat_id`), -1 for none:
     its session is then a tree, and each turn waits for its parent, not for the session's previous row."""
+    turns: np.ndarray | None = None
+    """Per row, its turn number within its session as the trace recorded it (a mapped `turn` column):
+    the order of a session's turns, where it differs from their time order."""
+    durations_s: np.ndarray | None = None
+    """Per row, how long the request took on the recording's system, submission to final response, in
+    seconds (BurstGPT v3 `Elapsed time`, a mapped `duration` column): what think times are measured
+    from, and what the served end-to-end latency is compared with."""
     prefix_blocks: np.ndarray | None = None
     """Per row, an int64 array of prefix-block ids (Mooncake and Qwen-Bailian `hash_ids`)."""
     block_tokens: int = 512
@@ -89,16 +96,18 @@ class Trace:
             sessions=pick(self.sessions),
             request_types=pick(self.request_types),
             parents=None if self.parents is None else self.parents[index],
+            turns=None if self.turns is None else self.turns[index],
+            durations_s=None if self.durations_s is None else self.durations_s[index],
             prefix_blocks=None if self.prefix_blocks is None else self.prefix_blocks[index],
             block_tokens=self.block_tokens,
             warnings=self.warnings,
         )
 
 
-
 def assemble(source: str, fmt: str, times_s: np.ndarray, inputs: np.ndarray, outputs: np.ndarray,
               *, epoch_base_s: float | None = None, prefix_blocks: np.ndarray | None = None,
-              parents: np.ndarray | None = None, block_tokens: int = 512, warnings: tuple[str, ...] = (),
+              parents: np.ndarray | None = None, turns: np.ndarray | None = None,
+              durations_s: np.ndarray | None = None, block_tokens: int = 512, warnings: tuple[str, ...] = (),
               **categoricals: Categorical | None) -> Trace:
     """Sort rows by time (stably, with a warning when the file was out of order) and make times relative.
 
@@ -113,17 +122,16 @@ def assemble(source: str, fmt: str, times_s: np.ndarray, inputs: np.ndarray, out
         order = np.argsort(times_s, kind="stable")
         times_s, inputs, outputs, row_ids = times_s[order], inputs[order], outputs[order], row_ids[order]
         categoricals = {k: None if v is None else v.take(order) for k, v in categoricals.items()}
-        prefix_blocks = None if prefix_blocks is None else prefix_blocks[order]
-        parents = None if parents is None else parents[order]
+        prefix_blocks, parents, turns, durations_s = (None if column is None else column[order]
+                                                      for column in (prefix_blocks, parents, turns, durations_s))
         warnings = (*warnings,
                     f"{source}: rows were not in time order ({unsorted} steps backwards); sorted by timestamp")
     first = float(times_s[0])
     return Trace(source=source, format=fmt, row_ids=row_ids, arrival_s=times_s - first,
                  input_tokens=inputs, output_tokens=outputs, origin_s=first + (epoch_base_s or 0.0),
                  origin_is_epoch=epoch_base_s is not None, prefix_blocks=prefix_blocks, parents=parents,
+                 turns=turns, durations_s=durations_s,
                  block_tokens=block_tokens, warnings=warnings, **categoricals)
-
-
 
 
 def parent_positions(row_ids: np.ndarray, parent_ids: np.ndarray) -> np.ndarray:

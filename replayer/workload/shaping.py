@@ -4,14 +4,18 @@ Shaping is applied in one documented order, so a run's metadata says exactly wha
 
 1. filters: model, log type, input and output token ranges;
 2. rows with zero request or response tokens (BurstGPT's marker of a failed request) are skipped,
-   unless `include_failed`;
+   unless `include_failed`: then they are sent with their recorded input, asking for one output
+   token (the least a server accepts), and form the breakdown group `recorded: failed`;
 3. `max_input_tokens`: rows with longer prompts are dropped, or clamped to the limit;
 4. time window: `busiest_s` (the window of that length holding the most of the rows kept so far,
    so "the busiest hour of GPT-4 traffic" is GPT-4's own), or an absolute `from_time`/`until_time`
    in the trace's own clock, or `start_s`/`duration_s` in seconds from the first arrival;
 5. `sample_fraction` keeps a random fraction of rows (seeded), thinning the rate but keeping the shape;
+   `sample_sessions` keeps a random fraction of whole sessions instead (rows outside sessions are
+   drawn one by one);
 6. `max_requests` keeps the first N of what is left;
-7. time scaling: `speedup` divides every gap, or `rate` picks the speedup that gives that mean rate.
+7. `max_idle_gap_s` shortens every silence between consecutive arrivals longer than that to it;
+8. time scaling: `speedup` divides every gap, or `rate` picks the speedup that gives that mean rate.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from replayer.errors import ConfigError
 from replayer.records import LABEL_KINDS
 from replayer.traces.model import Categorical, Trace
 from replayer.traces.stats import max_overlap
+
+SESSION_TIMINGS = ("recorded", "think-time")
 
 
 @dataclass(frozen=True)
@@ -43,8 +49,15 @@ class Shaping:
     max_input_tokens: int | None = None
     over_limit: str = "drop"
     sample_fraction: float | None = None
+    sample_sessions: float | None = None
     sample_seed: int = 0
     max_requests: int | None = None
+    session_timing: str = "recorded"
+    """When a session turn leaves: at its timestamp (`recorded`) or its think time after the turn it
+    follows finished (`think-time`); see `replayer.prompts.sessions.think_times_ns`."""
+    max_idle_gap_s: float | None = None
+    """Trace seconds: no silence between arrivals (nor, with think-time sessions, no think time) is
+    replayed longer than this."""
     speedup: float | None = None
     rate: float | None = None
 
@@ -70,8 +83,16 @@ class Shaping:
             raise ConfigError(f"--max-input-tokens must be > 0, got {self.max_input_tokens}")
         if self.over_limit not in ("drop", "clamp"):
             raise ConfigError(f"--over-limit must be drop or clamp, got {self.over_limit!r}")
-        if self.sample_fraction is not None and not 0 < self.sample_fraction <= 1:
-            raise ConfigError(f"--sample must be a fraction in (0, 1], got {self.sample_fraction}")
+        for flag, fraction in (("--sample", self.sample_fraction), ("--sample-sessions", self.sample_sessions)):
+            if fraction is not None and not 0 < fraction <= 1:
+                raise ConfigError(f"{flag} must be a fraction in (0, 1], got {fraction}")
+        if self.sample_fraction is not None and self.sample_sessions is not None:
+            raise ConfigError("--sample and --sample-sessions are exclusive: choose one")
+        if self.session_timing not in SESSION_TIMINGS:
+            raise ConfigError(f"--session-timing must be one of {', '.join(SESSION_TIMINGS)}, "
+                              f"got {self.session_timing!r}")
+        if self.max_idle_gap_s is not None and not self.max_idle_gap_s > 0:
+            raise ConfigError(f"--max-idle-gap must be > 0 seconds, got {self.max_idle_gap_s}")
 
 
 @dataclass(frozen=True)
@@ -85,13 +106,18 @@ class Workload:
     skipped: dict[str, int] = field(default_factory=dict)
     clamped: int = 0
     window_s: tuple[float, float] | None = None
+    recorded_failed: np.ndarray | None = None
+    """With `include_failed`, per row in send order, whether the recording's system failed it (None
+    when no row was)."""
 
     def __len__(self) -> int:
         return len(self.offsets_ns)
 
     def take(self, positions: np.ndarray) -> Workload:
         """The rows at `positions` (in send order), with their ids and send offsets unchanged."""
-        return replace(self, trace=self.trace.take(positions), offsets_ns=self.offsets_ns[positions])
+        failed = None if self.recorded_failed is None else self.recorded_failed[positions]
+        return replace(self, trace=self.trace.take(positions), offsets_ns=self.offsets_ns[positions],
+                       recorded_failed=failed)
 
     @property
     def span_s(self) -> float:
@@ -103,7 +129,10 @@ class Workload:
         records carry for the summary's breakdowns: only columns with more than one label, one shared
         dict per combination (None when no column qualifies)."""
         trace = self.trace
-        labelled = zip(LABEL_KINDS, (trace.models, trace.log_types, trace.request_types))
+        outcome = None
+        if self.recorded_failed is not None:
+            outcome = Categorical(self.recorded_failed.astype(np.int32), ("answered", "failed"))
+        labelled = zip(LABEL_KINDS, (trace.models, trace.log_types, trace.request_types, outcome))
         columns = {kind: column for kind, column in labelled if column is not None and len(np.unique(column.codes)) > 1}
         if not columns:
             return [None] * len(self)
@@ -229,8 +258,8 @@ def shape(trace: Trace, shaping: Shaping) -> Workload:
     inside = (trace.arrival_s >= start) & (trace.arrival_s < end)
     skipped["outside_window"] = int(np.count_nonzero(keep & ~inside))
     keep &= inside
-    if shaping.sample_fraction is not None:
-        chosen = np.random.default_rng(shaping.sample_seed).random(len(trace)) < shaping.sample_fraction
+    chosen = _sampled(trace, shaping)
+    if chosen is not None:
         skipped["sampled_out"] = int(np.count_nonzero(keep & ~chosen))
         keep &= chosen
     index = np.flatnonzero(keep)
@@ -244,11 +273,42 @@ def shape(trace: Trace, shaping: Shaping) -> Workload:
     if shaping.max_input_tokens is not None and shaping.over_limit == "clamp":
         clamped = int(np.count_nonzero(kept.input_tokens > shaping.max_input_tokens))
         kept = replace(kept, input_tokens=np.minimum(kept.input_tokens, shaping.max_input_tokens))
-    speedup = _speedup(kept.arrival_s, shaping)
-    relative_s = kept.arrival_s - kept.arrival_s[0]
+    relative_s = idle_gaps_capped(kept.arrival_s - kept.arrival_s[0], shaping.max_idle_gap_s)
+    speedup = _speedup(relative_s, shaping)
     offsets_ns = np.rint(relative_s * (1e9 / speedup)).astype(np.int64)
     window = (float(start), float(end)) if np.isfinite(end) else (float(start), float(trace.span_s))
-    return Workload(kept, offsets_ns, speedup, shaping, _nonzero(skipped), clamped, window)
+    failed = (kept.input_tokens == 0) | (kept.output_tokens == 0)
+    recorded_failed = None
+    if shaping.include_failed and failed.any():
+        recorded_failed = failed
+        kept = replace(kept, output_tokens=np.maximum(kept.output_tokens, 1))
+    return Workload(kept, offsets_ns, speedup, shaping, _nonzero(skipped), clamped, window, recorded_failed)
+
+
+def _sampled(trace: Trace, shaping: Shaping) -> np.ndarray | None:
+    """The rows the seeded sample keeps: each row on its own, or each session whole; None without one."""
+    rng = np.random.default_rng(shaping.sample_seed)
+    if shaping.sample_fraction is not None:
+        return rng.random(len(trace)) < shaping.sample_fraction
+    if shaping.sample_sessions is None:
+        return None
+    sessions = trace.sessions
+    if sessions is None:
+        raise ConfigError(f"--sample-sessions: {trace.source} has no sessions (use --sample to sample rows)")
+    chosen = (rng.random(len(sessions.labels)) < shaping.sample_sessions)[sessions.codes]
+    alone = sessions.code_of("")
+    if alone is not None:  # rows outside any session are drawn one by one
+        single = sessions.codes == alone
+        chosen[single] = rng.random(int(np.count_nonzero(single))) < shaping.sample_sessions
+    return chosen
+
+
+def idle_gaps_capped(relative_s: np.ndarray, max_gap_s: float | None) -> np.ndarray:
+    """Arrival times (from 0) with every gap between consecutive ones longer than `max_gap_s` shortened to it."""
+    if max_gap_s is None or len(relative_s) < 2:
+        return relative_s
+    gaps = np.minimum(np.diff(relative_s), max_gap_s)
+    return np.concatenate(([0.0], np.cumsum(gaps)))
 
 
 def _speedup(arrival_s: np.ndarray, shaping: Shaping) -> float:

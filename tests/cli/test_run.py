@@ -33,6 +33,9 @@ def test_burstgpt3_replay_sends_every_non_failed_row_with_exact_token_counts(tmp
         assert summary[key] > 0
     for key in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "schedule_lag_ms"):
         assert set(summary[key]) >= {"mean", "p50", "p90", "p95", "p99", "p999", "max"}
+    report = replayer("report", str(out))
+    assert report.returncode == 0, report.stderr
+    assert "E2E vs the recording's system, request by request (served / recorded): p50" in report.stdout
 
 
 @pytest.mark.parametrize("api", ["chat", "completions"])

@@ -1,6 +1,8 @@
+from dataclasses import replace
+
 import numpy as np
 
-from replayer.prompts.sessions import Conversations, link_sessions
+from replayer.prompts.sessions import Conversations, link_sessions, think_times_ns
 from replayer.prompts.synthesis import TemplateOverhead
 from replayer.traces.formats import read_trace
 from replayer.traces.model import Categorical, Trace
@@ -21,6 +23,24 @@ def test_links_chain_each_session_in_send_order():
     assert links.previous.tolist() == [-1, -1, -1, 0, 3, 2, -1]
     assert links.turn.tolist() == [1, 0, 1, 2, 3, 2, 0]
     assert links.follow_ups.tolist() == [1, 0, 1, 1, 0, 0, 0]
+
+
+def test_a_recorded_turn_column_orders_a_sessions_turns():
+    workload = _workload(["a", "a", "a", "b"], [5] * 4)
+    workload = replace(workload, trace=replace(workload.trace, turns=np.array([1, 3, 2, 1])))
+    links = link_sessions(workload)
+    assert links.previous.tolist() == [-1, -1, 0, -1]  # turn 3 was sent before turn 2: it cannot follow it
+    assert links.turn.tolist() == [1, 1, 2, 1]
+
+
+def test_think_times_are_the_recorded_gap_less_the_recorded_duration_capped_and_scaled():
+    workload = _workload(["a", "a", "a", "b", "b"], [5] * 5)  # arrivals 0, 1, 2, 3, 4 s
+    durations = np.array([0.25, 1.5, 0.0, 0.5, 0.0])
+    workload = replace(workload, trace=replace(workload.trace, durations_s=durations))
+    previous = link_sessions(workload).previous
+    assert think_times_ns(workload, previous).tolist() == [-1, 750_000_000, 0, -1, 500_000_000]
+    faster = replace(workload, speedup=2.0, shaping=Shaping(max_idle_gap_s=0.6))
+    assert think_times_ns(faster, previous).tolist() == [-1, 300_000_000, 0, -1, 250_000_000]
 
 
 def _tree(parents: list[int], inputs: list[int]) -> Workload:

@@ -6,6 +6,7 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from replayer.cli.options import EXIT_OUTPUT_FAILED
@@ -169,6 +170,89 @@ def test_burstgpt3_sessions_are_replayed_as_growing_histories_in_order(tmp_path,
         last[sessions[i]] = (request_id, messages)
     assert grown > 150
     assert result.summary["token_mismatch"]["input"]["mismatched"] == 0
+
+
+def _session_trace(path: Path, sessions: int = 4, turns: int = 3) -> Path:
+    """Sessions whose turns were recorded 1 s apart, each turn having taken 0.6 s: a 0.4 s think time."""
+    rows = ["ts,input,output,conversation,took"]
+    for session in range(sessions):
+        rows += [f"{session * 0.05 + turn:.2f},{100 + 60 * turn},40,s{session},0.6" for turn in range(turns)]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def _think_time_run(trace: Path, out: Path, decode_ms: float) -> dict[int, object]:
+    config = RunConfig(
+        workload=WorkloadSource(trace=str(trace), format="csv",
+                                columns="time=ts,input=input,output=output,session=conversation,duration=took"),
+        shaping=Shaping(session_timing="think-time"),
+        output=OutputConfig(out_dir=out, quiet=True),
+        simulator=SimulatorConfig(engine=EngineModel(decode_base_ms=decode_ms, decode_ms_per_seq=0.0)),
+    )
+    result = execute(config)
+    assert run_exit_code(result) == 0 and result.summary["failed"] == 0
+    return {r.id: r for r in read_records(out / "records.jsonl").records}
+
+
+def test_think_time_turns_leave_their_think_time_after_the_previous_turn_so_a_faster_server_gets_them_sooner(
+        tmp_path):
+    trace = _session_trace(tmp_path / "sessions.csv")
+    slow = _think_time_run(trace, tmp_path / "slow", decode_ms=10.0)
+    fast = _think_time_run(trace, tmp_path / "fast", decode_ms=5.0)  # twice as fast to decode
+    think_ns = 400_000_000
+    for records in (slow, fast):
+        for request_id, record in records.items():
+            if record.turn == 1:
+                continue
+            previous = records[request_id - 1]  # (one session's turns are consecutive rows)
+            assert record.session_wait_ns == 0
+            assert record.intended_ns == previous.end_ns + think_ns  # its think time after the answer was whole
+            assert 0 <= record.sent_ns - record.intended_ns < 20_000_000
+    saved_total = 0.0
+    for request_id, record in slow.items():
+        if record.turn != 3:
+            continue
+        earlier = (request_id - 2, request_id - 1)
+        saved_ns = sum((slow[i].end_ns - slow[i].sent_ns) - (fast[i].end_ns - fast[i].sent_ns) for i in earlier)
+        sooner_ns = record.sent_ns - fast[request_id].sent_ns
+        assert saved_ns > 250_000_000  # (40 tokens at 10 vs 5 ms, twice)
+        assert abs(sooner_ns - saved_ns) < 30_000_000  # it left earlier by the latency the fast server saved
+        saved_total += saved_ns
+    assert saved_total > 0
+
+
+def test_think_time_needs_recorded_durations(tmp_path):
+    trace = _session_trace(tmp_path / "sessions.csv")
+    config = RunConfig(
+        workload=WorkloadSource(trace=str(trace), format="csv",
+                                columns="time=ts,input=input,output=output,session=conversation"),
+        shaping=Shaping(session_timing="think-time"),
+        output=OutputConfig(out_dir=tmp_path / "run", quiet=True),
+    )
+    with pytest.raises(ConfigError, match="records no request durations"):
+        execute(config)
+
+
+def test_burstgpt3_runs_report_e2e_against_production_and_recorded_failures_as_their_own_group(tmp_path):
+    config = RunConfig(
+        workload=WorkloadSource(trace="sample:burstgpt-3"),
+        shaping=Shaping(speedup=20_000, include_failed=True),
+        output=OutputConfig(out_dir=tmp_path / "run", quiet=True),
+        simulator=SimulatorConfig(engine=FAST_ENGINE),
+    )
+    summary = execute(config).summary
+    records = read_records(tmp_path / "run" / "records.jsonl").records
+    trace = read_trace("sample:burstgpt-3")
+    elapsed_ms = dict(zip(trace.row_ids.tolist(), (trace.durations_s * 1000).tolist()))
+    assert all(r.recorded_e2e_ms == elapsed_ms[r.id] for r in records)
+    ratios = [(r.end_ns - r.sent_ns) / 1e6 / r.recorded_e2e_ms for r in records if r.ok and r.recorded_e2e_ms]
+    assert summary["e2e_vs_recorded"]["count"] == len(ratios) > 300
+    assert summary["e2e_vs_recorded"]["p50"] == pytest.approx(float(np.percentile(ratios, 50)))
+    groups = summary["breakdowns"]["recorded"]
+    assert groups["failed"]["requests"] == 1 and groups["answered"]["requests"] == 399  # (the sample's one failure)
+    failed = next(r for r in records if r.labels and r.labels.get("recorded") == "failed")
+    assert failed.input_tokens == 0 and failed.output_tokens == 1  # its recorded input, the least output asked
+    assert "e2e_vs_recorded" in groups["answered"]
 
 
 QWEN_FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "traces" / "qwen_bailian_format.jsonl"

@@ -18,11 +18,11 @@ from replayer.traces.formats import (
     MOONCAKE_FIELDS,
     QWEN_BAILIAN_FIELDS,
     READERS,
-    ColumnMap,
     read_trace,
     resolve_path,
     sniff_format,
 )
+from replayer.traces.mapped import ColumnMap
 
 BURSTGPT_V1_HEADER = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
 
@@ -71,6 +71,18 @@ def test_burstgpt_v3_keeps_sessions_parsed_by_name():
     assert len(set(with_session)) == 135
     assert trace.origin_s == 19_440_110.0
     assert int(trace.input_tokens[0]) == 906
+
+
+def test_burstgpt_v3_keeps_the_production_elapsed_time_and_v1_has_none():
+    trace = read_trace("sample:burstgpt-3")
+    assert trace.durations_s[:4].tolist() == [43.0, 2.0, 8.0, 3.0]  # (the file's first rows)
+    assert read_trace("sample:burstgpt-1").durations_s is None
+
+
+def test_a_negative_elapsed_time_names_its_line(write_file):
+    path = write_file("b.csv", "Timestamp,Elapsed time,Request tokens,Response tokens\n1,2,3,4\n2,-1,3,4\n")
+    with pytest.raises(InputError, match=r":3: Elapsed time: not a duration"):
+        read_trace(str(path), "burstgpt")
 
 
 def test_azure_timestamps_keep_sub_millisecond_precision():
@@ -237,7 +249,7 @@ def test_qwen_bailian_bad_records_name_line_and_field(write_file):
                            "output_length": 2, "type": "text", "turn": 1, "hash_ids": [1, 2], **extra})
 
     for body, line, field, message in [
-        ([row(1, -1), row(2, 1), row(2, 1)], 3, "chat_id", "chat_id 2 appears twice"),
+        ([row(1, -1), row(2, 1), row(2, 1)], 3, "chat_id", "repeats the id of an earlier row"),
         ([row(1, -1), row(2, 3), row(3, 2)], 2, "parent_chat_id", "form a cycle"),
         ([row(1, -1), row(2, 2)], 2, "parent_chat_id", "follows up itself"),
         ([row(1, -1), row(2, "one")], 2, "parent_chat_id", "not an integer"),
@@ -270,7 +282,50 @@ def test_generic_jsonl_with_datetimes(write_file):
     assert trace.origin_is_epoch
 
 
+GRAPH_MAP = "time=t,input=in,output=out,id=call,parent=caller,turn=step,duration=took"
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_generic_csv_maps_ids_parents_turns_and_durations_into_session_trees(write_file, fast):
+    path = write_file("agent.csv", "t,in,out,call,caller,step,took\n"
+                                   "0.0,10,5,root-a,,1,0.5\n"
+                                   "0.1,10,5,root-b,-1,1,0.5\n"
+                                   "1.0,20,5,tool-1,root-a,2,0.25\n"
+                                   "1.2,20,5,tool-2,root-a,2,0.25\n"
+                                   "2.0,30,5,answer,tool-1,3,1.5\n"
+                                   "2.5,30,5,lost,gone,2,1\n")
+    columns = ColumnMap.parse(GRAPH_MAP)
+    trace = GENERIC_READERS["csv"](path, columns, fast) if fast else read_trace(str(path), "csv", columns)
+    assert trace.parents.tolist() == [-1, -1, 0, 0, 2, -1]  # rows follow up the row their caller names
+    sessions = trace.sessions.values().tolist()
+    assert sessions == ["root-a", "root-b", "root-a", "root-a", "root-a", "lost"]  # a tree per root
+    assert trace.turns.tolist() == [1, 1, 2, 2, 3, 2]
+    assert trace.durations_s.tolist() == [0.5, 0.5, 0.25, 0.25, 1.5, 1.0]
+    assert any("1 rows follow up an id that is not in the file" in w for w in trace.warnings)
+
+
+def test_generic_jsonl_ids_may_be_numbers_and_durations_follow_the_time_unit(write_file):
+    path = write_file("a.jsonl", '{"t": 0, "in": 1, "out": 2, "call": 7, "caller": null, "step": 1, "took": 500}\n'
+                                 '{"t": 900, "in": 1, "out": 2, "call": 8, "caller": 7, "step": 2, "took": 250}\n')
+    trace = read_trace(str(path), "jsonl", ColumnMap.parse(GRAPH_MAP, time_unit="ms"))
+    assert trace.parents.tolist() == [-1, 0] and trace.durations_s.tolist() == [0.5, 0.25]
+
+
+@pytest.mark.parametrize(("rows", "line", "fragment"), [
+    ("0,1,1,a,,1,1\n1,1,1,a,,1,1\n", 3, "call: repeats the id of an earlier row"),
+    ("0,1,1,a,b,1,1\n1,1,1,b,a,1,1\n", 2, "caller: the parent links form a cycle"),
+    ("0,1,1,,,1,1\n", 2, "call: a row without an id"),
+    ("0,1,1,a,,1,x\n", 2, "took: not a number"),
+])
+def test_generic_graph_errors_name_line_and_field(write_file, rows, line, fragment):
+    path = write_file("bad.csv", "t,in,out,call,caller,step,took\n" + rows)
+    with pytest.raises(InputError, match=f":{line}: {fragment}"):
+        read_trace(str(path), "csv", ColumnMap.parse(GRAPH_MAP))
+
+
 def test_column_mapping_errors_are_clear(write_file):
+    with pytest.raises(InputError, match="go together"):
+        ColumnMap.parse("time=ts,parent=p")
     with pytest.raises(InputError, match="ROLE=COLUMN"):
         ColumnMap.parse("time:ts")
     with pytest.raises(InputError, match="--time-unit"):
@@ -361,6 +416,30 @@ def _read_any(content: str | bytes, suffix: str, fmt: str) -> None:
 @given(content=CSV_FILES | st.binary(max_size=200), fmt=st.sampled_from(["auto", "burstgpt", "azure", "csv"]))
 def test_any_csv_trace_is_read_or_refused_in_one_line(content, fmt):
     _read_any(content, ".csv", fmt)
+
+
+GRAPH_FIELDS = ("t", "in", "out", "call", "caller", "step", "took")
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=st.lists(st.lists(st.sampled_from(["", "0", "1", "2", "-1", "a", "b", "x", "1.5", "-3"]),
+                              min_size=7, max_size=7), max_size=6),
+       as_json=st.booleans())
+def test_any_session_graph_is_read_or_refused_in_one_line(rows, as_json):
+    if as_json:
+        content = "\n".join(json.dumps(dict(zip(GRAPH_FIELDS, row))) for row in rows)
+    else:
+        content = "\n".join([",".join(GRAPH_FIELDS), *(",".join(row) for row in rows)])
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / ("t.jsonl" if as_json else "t.csv")
+        path.write_text(content)
+        try:
+            trace = read_trace(str(path), "jsonl" if as_json else "csv", ColumnMap.parse(GRAPH_MAP))
+        except ReplayerError as exc:
+            assert "\n" not in str(exc) and str(path) in str(exc)
+            return
+        assert len(trace.parents) == len(trace.durations_s) == len(trace) > 0
+        assert (trace.parents < len(trace)).all() and (trace.durations_s >= 0).all()
 
 
 @settings(max_examples=200, deadline=None)

@@ -131,9 +131,30 @@ def test_sampling_keeps_a_seeded_fraction_at_the_original_times():
     assert a.trace.arrival_s.tolist() == a.trace.row_ids.astype(float).tolist()
 
 
+def test_session_sampling_keeps_whole_sessions_and_draws_lone_rows_one_by_one():
+    sessions = [f"s{i // 4}" if i % 5 else "" for i in range(8_000)]  # sessions of 3-4 rows, and lone rows
+    labels = tuple(dict.fromkeys(sessions))
+    trace = replace(make_trace(list(range(8_000))),
+                    sessions=Categorical(np.array([labels.index(s) for s in sessions], np.int32), labels))
+    kept = shape(trace, Shaping(sample_sessions=0.5, sample_seed=1))
+    names = kept.trace.sessions.values()
+    whole = {name: sessions.count(name) for name in set(sessions) if name}
+    assert all(list(names).count(name) in (0, whole[name]) for name in set(names) if name)
+    assert 0.4 < len(set(names) - {""}) / len(whole) < 0.6
+    assert 0.4 < list(names).count("") / sessions.count("") < 0.6
+    with pytest.raises(ConfigError, match="has no sessions"):
+        shape(make_trace([0, 1]), Shaping(sample_sessions=0.5))
+
+
+def test_max_idle_gap_shortens_only_the_long_silences_before_the_speedup():
+    workload = shape(make_trace([0, 1, 3601, 3602, 7000]), Shaping(max_idle_gap_s=60, speedup=2))
+    assert workload.offsets_ns.tolist() == [0, 500_000_000, 30_500_000_000, 31_000_000_000, 61_000_000_000]
+
+
 @pytest.mark.parametrize("kwargs", [
     {"busiest_s": 10, "start_s": 5}, {"input_range": (5, 1)}, {"sample_fraction": 0}, {"sample_fraction": 1.5},
-    {"over_limit": "truncate"}, {"max_input_tokens": 0},
+    {"over_limit": "truncate"}, {"max_input_tokens": 0}, {"sample_sessions": 0},
+    {"sample_sessions": 0.5, "sample_fraction": 0.5}, {"max_idle_gap_s": 0}, {"session_timing": "closed"},
 ])
 def test_invalid_new_shaping_is_refused(kwargs):
     with pytest.raises(ConfigError):
