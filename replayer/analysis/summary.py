@@ -155,9 +155,13 @@ def latency_samples(records: Sequence[RequestRecord], streamed: bool = True) -> 
 
 def request_latencies(r: RequestRecord, streamed: bool = True) -> dict[str, float | None] | None:
     """One successful request's TTFT, TPOT (None with fewer than 2 tokens, or unstreamed), E2E and their
-    user views, in ms; None for a request that failed or never answered."""
-    if not r.ok or r.sent_ns is None or r.first_token_ns is None or r.end_ns is None:
+    user views, in ms; None for a request that failed or never answered. An answer without output
+    tokens (embeddings) has only its end-to-end times."""
+    if not r.ok or r.sent_ns is None or r.end_ns is None:
         return None
+    if r.first_token_ns is None:
+        return {"ttft_ms": None, "tpot_ms": None, "e2e_ms": _ms(r.end_ns - r.sent_ns), "user_ttft_ms": None,
+                "user_e2e_ms": _ms(r.end_ns - r.intended_ns)}
     n_out = r.served_output_tokens or 0
     return {
         "ttft_ms": _ms(r.first_token_ns - r.sent_ns),

@@ -26,10 +26,11 @@ def latency_table(summary: Summary) -> Table:
     columns = ("mean", *(name for name, _ in PERCENTILES), "max")
     for name in columns:
         table.add_column(name.replace("p999", "p99.9"), justify="right", no_wrap=True)
+    answered = bool((summary_entry(summary, "e2e_ms") or {}).get("count"))
     for label, key in LATENCY_ROWS:
         dist = summary_entry(summary, key) or {}
-        if key in ("session_wait_ms", "cap_wait_ms") and not dist.get("count"):
-            continue
+        if not dist.get("count") and (answered or key in ("session_wait_ms", "cap_wait_ms")):
+            continue  # (a metric this run has no samples of while it has answers: it does not apply)
         digits = 2 if key in ("schedule_lag_ms", "session_wait_ms", "cap_wait_ms", "itl_ms", "tpot_ms") else 1
         table.add_row(label, *(fmt(dist.get(name), digits, grouping="") for name in columns))
     return table

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import IO
 
 from replayer.send.eventloop import new_event_loop, raise_fd_limit, reserve_fd_table, settle_heap
-from replayer.sim.server import DEFAULT_MODEL, BadRequest, Frames, Simulator, SimulatorConfig, truth_line
+from replayer.sim.frames import Frames
+from replayer.sim.server import DEFAULT_MODEL, BadRequest, Simulator, SimulatorConfig, truth_line
 
 EMISSIONS = ("step", "spread")
 """How the server times its writes: all streams in one engine step, or each stream on its own timer."""
@@ -109,7 +110,8 @@ class StreamServer:
         frames = Frames(api, str(self._counter), DEFAULT_MODEL)
         include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
         stream = _Stream(connection, frames, request_id, received_ns, prompt_tokens, target, include_usage)
-        connection.respond(_SSE_HEAD + _frame(frames.role()) if api == "chat" else _SSE_HEAD)
+        opening = frames.opening(prompt_tokens)
+        connection.respond(_SSE_HEAD + _frame(opening) if opening else _SSE_HEAD)
         if self.emission == "spread":
             if not self.due:  # the ticks had stopped
                 self._last_tick = time.perf_counter_ns() // _TICK_NS
@@ -164,11 +166,8 @@ class StreamServer:
         if stream.written < stream.target:
             connection.write(_frame(data))
             return True
-        tail = [data, frames.finish("length")]
-        if stream.include_usage:
-            tail.append(frames.usage(stream.prompt_tokens, stream.target))
-        tail.append(b"data: [DONE]\n\n")
-        connection.write(_frame(b"".join(tail)) + _LAST_FRAME)
+        tail = frames.closing("length", stream.prompt_tokens, stream.target, stream.include_usage)
+        connection.write(_frame(data + tail) + _LAST_FRAME)
         connection.answered()
         if self.truth is not None:
             request_id = stream.request_id.decode("latin-1") if stream.request_id else None

@@ -31,6 +31,7 @@ from replayer.cli.options import (
 from replayer.errors import ConfigError
 from replayer.experiments.trials import run_trials
 from replayer.prompts.backends import BACKENDS
+from replayer.prompts.bodies import API_PATHS
 from replayer.prompts.sessions import HISTORY_MODES
 from replayer.run.config import OutputConfig, PromptConfig, RunConfig, ScaleConfig, TargetConfig, WorkloadSource
 from replayer.run.pipeline import RunResult
@@ -124,9 +125,15 @@ def add_run_options(parser: argparse.ArgumentParser, single_run: bool) -> None:
     target = parser.add_argument_group("target")
     target.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000 "
                                            "(default: start the built-in simulator on a free loopback port)")
-    target.add_argument("--api", choices=["chat", "completions", "tgi-generate"], default="chat",
-                        help="/v1/chat/completions, /v1/completions, or TGI's native /generate_stream (/generate "
-                             "without --stream) with its token counts from details (default %(default)s)")
+    target.add_argument("--api", choices=list(API_PATHS), default="chat",
+                        help="/v1/chat/completions, /v1/completions, OpenAI's Responses API /v1/responses, "
+                             "Anthropic's Messages API /v1/messages (vLLM serves both), or TGI's native "
+                             "/generate_stream (/generate without --stream) with its token counts from details, "
+                             "or /v1/embeddings (never streamed; latency and throughput only) "
+                             "(default %(default)s)")
+    target.add_argument("--embedding-batch", type=positive_int, default=1, metavar="N",
+                        help="with --api embeddings: N inputs per request, each of the row's input length "
+                             "(default %(default)s)")
     target.add_argument("--backend", choices=["auto", *BACKENDS], default="auto",
                         help="serving engine dialect: the field that forces exact output lengths (ignore_eos for "
                              "vllm, sglang, llamacpp; min_tokens for llama-cpp-python; none for tgi, openai), usage "
@@ -314,6 +321,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
             ignore_eos=args.ignore_eos,
             retry_429=args.retry_429,
             verify_tls=not args.insecure,
+            embedding_batch=args.embedding_batch,
             headers=tuple(parse_header(text) for text in args.header),
             timeouts=Timeouts(
                 connect_s=args.connect_timeout,

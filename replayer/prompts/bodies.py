@@ -19,8 +19,13 @@ from replayer.prompts.sessions import Conversations, link_sessions, think_times_
 from replayer.prompts.synthesis import PromptSynthesizer, TemplateOverhead
 from replayer.workload.shaping import Workload
 
-API_PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions", "tgi-generate": "/generate_stream"}
+API_PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions", "responses": "/v1/responses",
+             "messages": "/v1/messages", "embeddings": "/v1/embeddings", "tgi-generate": "/generate_stream"}
 """Endpoint path of each supported API (streaming), relative to the server root."""
+MESSAGE_APIS = ("chat", "responses", "messages")
+"""The APIs whose prompt is a list of chat messages (so sessions can be sent as conversations)."""
+_LENGTH_FIELDS = {"responses": "max_output_tokens", "messages": "max_tokens"}
+"""The output cap of the APIs whose field does not depend on the backend."""
 _WHOLE_PATHS = {"tgi-generate": "/generate"}
 """Where an API has another path for non-streamed answers (TGI's native API)."""
 
@@ -45,23 +50,31 @@ class RequestOptions:
     """Ask for a usage chunk at the end of a stream (`stream_options.include_usage`)."""
     length_field: str = "max_tokens"
     """The field that caps the output: OpenAI's chat API calls it `max_completion_tokens`."""
+    embedding_batch: int = 1
+    """Inputs per `/v1/embeddings` request (`--embedding-batch`), each of the row's input length."""
 
     def __post_init__(self) -> None:
         if self.api not in API_PATHS:
             raise ValueError(f"unknown api {self.api!r}")
 
 
-def build_body(options: RequestOptions, content: str | list[dict], max_tokens: int) -> bytes:
-    """The JSON request body for a prompt (or, for chat, a list of messages), serialized once."""
+def build_body(options: RequestOptions, content: str | list, max_tokens: int) -> bytes:
+    """The JSON request body for a prompt (for the message APIs, a list of messages; for embeddings,
+    a list of inputs), serialized once."""
+    if options.api == "embeddings":
+        return json.dumps({"model": options.model, "input": content}, separators=(",", ":")).encode()
     if options.api == "tgi-generate":  # TGI's native API: no model, no messages, details carry the counts
         body: dict = {"inputs": content, "parameters": {"max_new_tokens": max_tokens, "details": True}}
         return json.dumps(body, separators=(",", ":")).encode()
-    body = {"model": options.model, options.length_field: max_tokens, "stream": options.stream}
-    if options.api == "chat":
-        body["messages"] = [{"role": "user", "content": content}] if isinstance(content, str) else content
+    api = options.api
+    body = {"model": options.model, _LENGTH_FIELDS.get(api, options.length_field): max_tokens,
+            "stream": options.stream}
+    if api in MESSAGE_APIS:
+        messages = [{"role": "user", "content": content}] if isinstance(content, str) else content
+        body["input" if api == "responses" else "messages"] = messages
     else:
         body["prompt"] = content
-    if options.stream and options.stream_usage:
+    if options.stream and options.stream_usage and api not in _LENGTH_FIELDS:  # (the others always report usage)
         body["stream_options"] = {"include_usage": True}
     if options.ignore_eos:
         if options.force_with == "min_tokens":
@@ -101,7 +114,7 @@ class RequestPlan:
 
     Rows with prefix blocks (Mooncake or Qwen-Bailian `hash_ids`) share text where they share blocks,
     unless `prefix_cache` is off. Rows of a session (BurstGPT `Session ID`, Qwen-Bailian chat trees;
-    chat API only) become growing conversations; `history` says whose replies fill them (see
+    chat, responses and messages APIs) become growing conversations; `history` says whose replies fill them (see
     `replayer.prompts.sessions`). Iterating twice gives the same bodies (given the synthesizer's seed)."""
 
     def __init__(self, workload: Workload, synthesizer: PromptSynthesizer, options: RequestOptions, *,
@@ -114,8 +127,9 @@ class RequestPlan:
         self.template = template
         self.links = link_sessions(workload) if history != "off" else None
         self.notes: list[str] = []
-        if self.links is not None and options.api != "chat":
-            self.notes.append("sessions need the chat API: with --api completions every turn is sent on its own")
+        if self.links is not None and options.api not in MESSAGE_APIS:
+            self.notes.append(f"sessions need a messages API (chat, responses, messages): with --api {options.api} "
+                              "every turn is sent on its own")
             self.links = None
         self.think_ns: np.ndarray | None = None
         if workload.shaping.session_timing == "think-time":
@@ -154,6 +168,9 @@ class RequestPlan:
         columns = zip(trace.row_ids.tolist(), self.workload.offsets_ns.tolist(), trace.input_tokens.tolist(),
                       trace.output_tokens.tolist(), self.workload.row_labels(), recorded)
         for position, (request_id, offset, n_in, n_out, labels, e2e_ms) in enumerate(columns):
+            if self.options.api == "embeddings":
+                yield self._embedding(request_id, offset, n_in, labels, e2e_ms)
+                continue
             if links is None or not links.turn[position]:
                 body = build_body(self.options, self._prompt(position, request_id, n_in, blocks), n_out)
                 yield PreparedRequest(request_id, offset, n_in, n_out, body, labels=labels, recorded_e2e_ms=e2e_ms)
@@ -165,6 +182,15 @@ class RequestPlan:
             request = PreparedRequest(request_id, offset, n_in, n_out, None, after, int(links.turn[position]), labels,
                                       think, follow_ups, e2e_ms)
             yield request if late and after >= 0 else replace(request, body=self.body(position, request))
+
+    def _embedding(self, request_id: int, offset: int, n_in: int, labels: dict[str, str] | None,
+                   e2e_ms: float | None) -> PreparedRequest:
+        """A `/v1/embeddings` request: `embedding_batch` distinct inputs of the row's input length, and
+        no output to plan."""
+        batch = self.options.embedding_batch
+        texts = [self.synthesizer.prompt(request_id * batch + k, n_in) for k in range(batch)]
+        return PreparedRequest(request_id, offset, n_in * batch, 0, build_body(self.options, texts, 0),
+                               labels=labels, recorded_e2e_ms=e2e_ms)
 
     def _prompt(self, position: int, request_id: int, n_tokens: int, blocks: np.ndarray | None) -> str:
         n_content = self.template.content_tokens(n_tokens)

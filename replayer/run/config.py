@@ -74,9 +74,15 @@ class TargetConfig:
     retry_429: int = 0
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     verify_tls: bool = True
+    embedding_batch: int = 1
+    """Inputs per request with `api="embeddings"` (which is never streamed: `stream` is set off)."""
 
     def __post_init__(self) -> None:
         _choose("--backend", self.backend, ("auto", *BACKENDS))
+        if self.embedding_batch < 1:
+            raise ConfigError(f"--embedding-batch must be >= 1, got {self.embedding_batch}")
+        if self.api == "embeddings" and self.stream:
+            object.__setattr__(self, "stream", False)  # (an embedding is one answer: nothing to stream)
         self.client(self.base_url or "http://127.0.0.1")  # checks the URL, the API and the retries now
 
     def client(self, base_url: str) -> ClientConfig:

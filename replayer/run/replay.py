@@ -169,7 +169,9 @@ def describe_plan(console: Console, plan: RequestPlan, target: Target) -> None:
     options = plan.options
     console.print(f"target {redact_url(target.base_url)} model {target.model} (backend {target.backend}, from "
                   f"{target.backend_source}), api {options.api}, "
-                  f"{'streaming' if options.stream else 'not streaming'}, ignore_eos {options.ignore_eos}")
+                  f"{'streaming' if options.stream else 'not streaming'}, " +
+                  (f"{options.embedding_batch} inputs a request" if options.api == "embeddings" else
+                   f"ignore_eos {options.ignore_eos}"))
     if plan.template != TemplateOverhead():
         console.print(f"template overhead measured: {plan.template.base} + {plan.template.per_message} per message "
                       "tokens, subtracted from each prompt")

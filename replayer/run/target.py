@@ -81,7 +81,8 @@ def request_options(target: TargetConfig, model: str, backend: str) -> RequestOp
     ignore_eos = target.ignore_eos if target.ignore_eos is not None else dialect.forces_length
     return RequestOptions(api=target.api, model=model, stream=target.stream, ignore_eos=ignore_eos,
                           force_with=dialect.force_with or "ignore_eos", stream_usage=dialect.stream_usage,
-                          length_field=dialect.chat_length_field if target.api == "chat" else "max_tokens")
+                          length_field=dialect.chat_length_field if target.api == "chat" else "max_tokens",
+                          embedding_batch=target.embedding_batch)
 
 
 async def _model_and_backend(target: TargetConfig, client: ClientConfig) -> tuple[str, str, str]:

@@ -37,7 +37,7 @@ from replayer.records import (
 )
 from replayer.send.addressing import request_id_prefix, root_url
 from replayer.send.http import ConnectError, ConnectionPool, Response, StreamError
-from replayer.send.stream import StreamState, apply_usage, error_message, usage_of
+from replayer.send.stream import EVENT_APIS, StreamState, apply_usage, error_message, usage_of
 
 _DEFAULT_RETRY_WAIT_S = 1.0
 """The wait before a 429 retry when the answer carries no usable Retry-After (doubled per retry)."""
@@ -242,7 +242,7 @@ class Client:
         record.sent_ns = start_ns - t0
         header = b"X-Request-Id: %s%012x\r\n" % (self._id_prefix, record.id)
         while True:
-            state = StreamState(keep_reply) if self.config.stream else None
+            state = StreamState(keep_reply, self.config.api in EVENT_APIS) if self.config.stream else None
             try:
                 response = await self._pool.request(body, state, header,
                                                     _Watchdog(self.config.timeouts, state, start_ns))
@@ -328,13 +328,12 @@ class Client:
 
     def _take_whole(self, record: RequestRecord, raw: bytes, keep_reply: bool) -> str | None:
         now = time.perf_counter_ns() - self.t0_ns
+        if self.config.api == "embeddings":
+            _take_embeddings(record, raw, now)
+            return None
         try:
             data = json.loads(raw)
-            if "generated_text" in data:  # TGI's native /generate
-                text = data["generated_text"] or ""
-            else:
-                choice = data["choices"][0]
-                text = choice.get("text") or (choice.get("message") or {}).get("content") or ""
+            text = answer_text(data)
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             record.fail(STREAM, "malformed response body: " + error_message(raw), now)
             return None
@@ -344,3 +343,35 @@ class Client:
         if not text:
             record.fail(EMPTY, "the response carried no output text", now)
         return text if keep_reply else None
+
+
+def _take_embeddings(record: RequestRecord, raw: bytes, now_ns: int) -> None:
+    """Settle an embeddings answer: one vector per input, the input tokens from `usage`, no output
+    (so no first token: the record has its end-to-end time only)."""
+    try:
+        data = json.loads(raw)
+        vectors = data["data"]
+        if not isinstance(vectors, list) or not all(isinstance(v.get("embedding"), (list, str)) for v in vectors):
+            raise TypeError
+    except (ValueError, KeyError, TypeError, AttributeError):
+        record.fail(STREAM, "malformed embeddings body: " + error_message(raw), now_ns)
+        return
+    record.end_ns = now_ns
+    record.served_input_tokens = usage_of(data).get("prompt_tokens")
+    record.served_output_tokens = 0
+    if not vectors:
+        record.fail(EMPTY, "the answer carried no embedding", now_ns)
+
+
+def answer_text(data: dict) -> str:
+    """The output text of a whole (unstreamed) answer, in each API's shape."""
+    if "generated_text" in data:  # TGI's native /generate
+        return data["generated_text"] or ""
+    if "choices" in data:  # chat and completions
+        choice = data["choices"][0]
+        return choice.get("text") or (choice.get("message") or {}).get("content") or ""
+    if data.get("type") == "message":  # Anthropic Messages: content blocks
+        return "".join(block.get("text") or "" for block in data["content"] if block.get("type") == "text")
+    # OpenAI Responses: output items, the messages among them holding output_text parts
+    return "".join(part.get("text") or "" for item in data["output"] if item.get("type") == "message"
+                   for part in item["content"] if part.get("type") == "output_text")

@@ -22,6 +22,9 @@ from replayer.send.sse import SSEError, SSEParser
 
 _DONE = b"[DONE]"
 _ERROR_TEXT_LIMIT = 300
+_TYPED_ENDS = frozenset(("response.completed", "response.incomplete", "message_stop"))
+"""Events that end a Responses or Messages stream whole (`incomplete`: it reached max_output_tokens)."""
+_TYPED_ERRORS = frozenset(("error", "response.failed"))
 
 
 class _Delta(msgspec.Struct, gc=False):
@@ -53,6 +56,21 @@ class _Details(msgspec.Struct, gc=False):
     generated_tokens: int | None = None
 
 
+class _BlockDelta(msgspec.Struct, gc=False):
+    """An Anthropic Messages `delta`: a content block's text or thinking, or the message's stop reason."""
+
+    text: str | None = None
+    thinking: str | None = None
+    stop_reason: str | None = None
+
+
+class _Envelope(msgspec.Struct, gc=False):
+    """The message of Anthropic's `message_start`, or the response of an OpenAI Responses event."""
+
+    usage: dict[str, Any] | None = None
+    error: Any = None
+
+
 class _Chunk(msgspec.Struct, gc=False):
     """The fields of a streamed chunk that a measurement reads, in OpenAI's and TGI's shapes."""
 
@@ -63,7 +81,25 @@ class _Chunk(msgspec.Struct, gc=False):
     error: Any = None
 
 
+class _Event(msgspec.Struct, gc=False):
+    """The fields a measurement reads of an event of OpenAI's Responses API or Anthropic's Messages
+    API, which name their events in `type` (a decoder of their own, so chat chunks pay nothing)."""
+
+    type: str | None = None
+    delta: str | _BlockDelta | None = None
+    """A Responses text delta (a string), or a Messages delta (an object)."""
+    message: str | _Envelope | None = None
+    """Anthropic's `message_start` message, or the text of a Responses `error` event."""
+    response: _Envelope | None = None
+    usage: dict[str, Any] | None = None
+    """Anthropic's `message_delta` counts."""
+    error: Any = None
+
+
 _decode_chunk = msgspec.json.Decoder(_Chunk).decode
+_decode_event = msgspec.json.Decoder(_Event).decode
+EVENT_APIS = ("responses", "messages")
+"""The APIs whose streams are typed events (`StreamState(events=True)`)."""
 
 
 def error_message(body: bytes | str) -> str:
@@ -98,9 +134,12 @@ class StreamState:
     timed by the read that completed it; only the per-read work shrinks to what a raw socket needs.
     """
 
-    __slots__ = ("parser", "arrivals", "usage", "finished", "done", "error", "outputs", "_pieces", "_piece_ns")
+    __slots__ = ("parser", "arrivals", "usage", "finished", "done", "error", "outputs", "_pieces", "_piece_ns",
+                 "_events")
 
-    def __init__(self, keep_outputs: bool = False) -> None:
+    def __init__(self, keep_outputs: bool = False, events: bool = False) -> None:
+        self._events = events
+        """The stream is typed events (Responses or Messages, `EVENT_APIS`), not chunks."""
         self.parser: SSEParser | None = SSEParser()
         """None once the stream proved unparsable."""
         self.arrivals = array("q")
@@ -164,12 +203,16 @@ class StreamState:
         """Account for one event's data, received at `now_ns`. Data that is not a JSON object shaped
         like a chunk marks the stream malformed (its timings so far are kept)."""
         try:
-            chunk = _decode_chunk(payload)
+            chunk = _decode_event(payload) if self._events else _decode_chunk(payload)
         except msgspec.DecodeError as exc:  # (a ValidationError too)
             if payload == _DONE:
                 self.done = True
             elif self.error is None:
                 self.error = f"malformed event ({exc}): {payload[:80].decode('utf-8', 'replace')!r}"
+            return
+        if isinstance(chunk, _Event):
+            if self._take_event(chunk, payload):
+                self.arrivals.append(now_ns)
             return
         has_output = False
         for choice in chunk.choices or ():
@@ -184,6 +227,32 @@ class StreamState:
             has_output = self._take_rare(chunk, payload) or has_output
         if has_output:
             self.arrivals.append(now_ns)
+
+    def _take_event(self, chunk: _Event, payload: bytes) -> bool:
+        """An event of OpenAI's Responses API or Anthropic's Messages API (named by its `type`); True
+        when it carries output text."""
+        kind, delta = chunk.type, chunk.delta
+        visible = reasoning = None
+        if isinstance(delta, str):
+            if kind == "response.output_text.delta":
+                visible = delta
+            elif kind == "response.reasoning_text.delta":
+                reasoning = delta
+        elif delta is not None:
+            visible, reasoning = delta.text, delta.thinking
+            if delta.stop_reason is not None:
+                self.finished = True
+        for usage in (chunk.usage, *(e.usage for e in (chunk.message, chunk.response) if isinstance(e, _Envelope))):
+            if usage:
+                self.usage = openai_usage(usage, self.usage)
+        if kind in _TYPED_ENDS:
+            self.finished = self.done = True
+        elif kind in _TYPED_ERRORS or chunk.error is not None:
+            failed = chunk.response.error if chunk.response is not None else None
+            self.error = error_message(payload if failed is None else json.dumps({"error": failed}))
+        if visible and self.outputs is not None:
+            self.outputs.append(visible)
+        return bool(visible or reasoning)
 
     def _take_rare(self, chunk: _Chunk, payload: bytes) -> bool:
         """The fields of the last chunk or of TGI's native shapes: usage, details, errors and tokens;
@@ -217,6 +286,21 @@ class StreamState:
         return "".join(self.outputs or ())
 
 
+def openai_usage(usage: dict[str, Any], earlier: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Token counts in OpenAI's chat terms (`prompt_tokens`, `completion_tokens`). The Responses and
+    Messages APIs say `input_tokens` and `output_tokens`, and Anthropic's stream gives them in two
+    events (the input in `message_start`, the final output count in `message_delta`), so the
+    counts are merged over what `earlier` events gave."""
+    if "input_tokens" not in usage and "output_tokens" not in usage:
+        return usage
+    merged = dict(earlier or {})
+    if isinstance(usage.get("input_tokens"), int):
+        merged["prompt_tokens"] = usage["input_tokens"]
+    if isinstance(usage.get("output_tokens"), int):
+        merged["completion_tokens"] = usage["output_tokens"]
+    return merged
+
+
 def usage_of(data: object) -> dict:
     """The token counts of a response or chunk, in OpenAI's `usage` terms: its `usage`, or the
     `details.generated_tokens` of TGI's native API."""
@@ -224,7 +308,7 @@ def usage_of(data: object) -> dict:
         return {}
     usage = data.get("usage")
     if isinstance(usage, dict):
-        return usage
+        return openai_usage(usage)
     details = data.get("details")
     if isinstance(details, dict) and isinstance(details.get("generated_tokens"), int):
         return {"completion_tokens": details["generated_tokens"]}

@@ -1,7 +1,9 @@
 """The built-in OpenAI-compatible server's HTTP face, on top of the simulated engine
-(`replayer.sim.engine`), whose steps set every response's timing.
+(`replayer.sim.engine`), whose steps set every response's timing. It serves chat, completions,
+OpenAI's Responses API and Anthropic's Messages API (their bytes: `replayer.sim.frames`), and
+embeddings.
 
-Prompt tokens are counted with the same tokenizer the client uses; `max_tokens`, `ignore_eos`,
+Prompt tokens are counted with the same tokenizer the client uses; `max_tokens` (`max_output_tokens`), `ignore_eos`,
 `min_tokens` and `stream_options.include_usage` are honoured. `Faults` inject HTTP errors, refused
 connections, stalls and broken streams of every kind a client must survive.
 
@@ -26,14 +28,18 @@ from typing import IO
 
 from aiohttp import web
 
+from replayer.prompts.bodies import MESSAGE_APIS
 from replayer.prompts.synthesis import PromptSynthesizer, TemplateOverhead
 from replayer.prompts.tokenizer import DEFAULT_TOKENIZER, Tokenizer, load_tokenizer
 from replayer.send.eventloop import settle_heap
 from replayer.sim.engine import Engine, EngineModel, Sequence
 from replayer.sim.faults import STREAM_FAULTS, Faults
+from replayer.sim.frames import Framing, frames_for
 
 DEFAULT_MODEL = "replayer-sim"
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+EMBEDDING_SIZE = 8
+"""Dimensions of the simulator's (all-zero) embedding vectors: a load test measures time, not meaning."""
 SHUTDOWN_TIMEOUT_S = 1.0
 """On shutdown, in-flight responses get this long before they are cut (a stalled one never ends)."""
 
@@ -57,10 +63,13 @@ class BadRequest(Exception):
 def _prompt_parts(api: str, body: dict) -> list[str]:
     """The texts the prompt is made of: one per chat message (a chat template keeps messages apart, so
     each is tokenized on its own), or the completion prompt."""
-    if api == "chat":
-        messages = body.get("messages")
+    if api in MESSAGE_APIS:
+        field = "input" if api == "responses" else "messages"
+        messages = body.get(field)
+        if api == "responses" and isinstance(messages, str):
+            return [messages]
         if not isinstance(messages, list) or not messages:
-            raise BadRequest("'messages' must be a non-empty list")
+            raise BadRequest(f"'{field}' must be a non-empty list")
         parts = []
         for message in messages:
             content = message.get("content") if isinstance(message, dict) else None
@@ -108,6 +117,9 @@ class Simulator:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._completions)
+        app.router.add_post("/v1/responses", self._responses)
+        app.router.add_post("/v1/messages", self._messages)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         app.on_startup.append(self._start_engine)
         app.on_cleanup.append(self._stop_engine)
         return app
@@ -130,6 +142,33 @@ class Simulator:
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         return await self._complete(request, "completions")
+
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        return await self._complete(request, "responses")
+
+    async def _messages(self, request: web.Request) -> web.StreamResponse:
+        return await self._complete(request, "messages")
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        """One vector per input, after the engine has prefilled them all (one step of it)."""
+        self.requests_received += 1
+        try:
+            body = await request.json()
+            inputs = body.get("input") if isinstance(body, dict) else None
+            inputs = [inputs] if isinstance(inputs, str) else inputs
+            if not isinstance(inputs, list) or not inputs or not all(isinstance(text, str) for text in inputs):
+                raise BadRequest("'input' must be a string or a non-empty list of strings")
+        except (ValueError, BadRequest) as exc:
+            return _error(400, str(exc) if isinstance(exc, BadRequest) else "the body is not valid JSON")
+        prompt_tokens = sum(self.tokenizer.count(text) for text in inputs)
+        sequence = Sequence(prompt_tokens, 1)
+        assert self.engine is not None
+        self.engine.submit(sequence)
+        await sequence.made(1)
+        vectors = [{"object": "embedding", "index": i, "embedding": [0.0] * EMBEDDING_SIZE}
+                   for i in range(len(inputs))]
+        return web.json_response({"object": "list", "data": vectors, "model": self.config.model,
+                                  "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}})
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [
@@ -166,7 +205,7 @@ class Simulator:
             if not isinstance(body, dict):
                 raise BadRequest("the body must be a JSON object")
             prompt_tokens = self.prompt_tokens(api, body)
-            max_tokens = _positive_int(body, "max_completion_tokens", "max_tokens", default=256)
+            max_tokens = _positive_int(body, "max_completion_tokens", "max_tokens", "max_output_tokens", default=256)
             min_tokens = _positive_int(body, "min_tokens", default=0)
             if prompt_tokens + max_tokens > self.config.engine.max_model_len:
                 raise BadRequest(f"This model's maximum context length is {self.config.engine.max_model_len} tokens. "
@@ -188,7 +227,7 @@ class Simulator:
             assert self.engine is not None
             self.engine.submit(sequence)
         self._counter += 1
-        frames = Frames(api, f"{self._counter}", self.config.model)
+        frames = frames_for(api, f"{self._counter}", self.config.model)
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             if fault in STREAM_FAULTS:
@@ -206,7 +245,7 @@ class Simulator:
         """The prompt's token count as a server would report it (chat template overhead included)."""
         parts = _prompt_parts(api, body)
         template = self.config.template
-        overhead = template.of(len(parts)) if api == "chat" else template.base
+        overhead = template.of(len(parts)) if api in MESSAGE_APIS else template.base
         return overhead + sum(self.tokenizer.count(part) for part in parts)
 
     def reply_text(self, n_tokens: int) -> str:
@@ -221,16 +260,16 @@ class Simulator:
         assert self._truth is not None, "truth is written only with a truth log"
         self._truth.write(truth_line(request_id, received_ns, chunk_ns))
 
-    async def _stream(self, request: web.Request, sequence: Sequence, frames: Frames, include_usage: bool,
+    async def _stream(self, request: web.Request, sequence: Sequence, frames: Framing, include_usage: bool,
                       stall_s: float, chunk_ns: array | None = None) -> web.StreamResponse:
         """Stream the tokens as the engine makes them; `chunk_ns`, if given, gets each token chunk's write time."""
         response = web.StreamResponse(headers=_SSE_HEADERS)
         await response.prepare(request)
         assert self.engine is not None
         try:
-            role = frames.role()
-            if role:
-                await response.write(role)
+            opening = frames.opening(sequence.prompt_tokens)
+            if opening:
+                await response.write(opening)
             if stall_s:
                 await asyncio.sleep(stall_s)
             if sequence.target_tokens:
@@ -247,15 +286,11 @@ class Simulator:
         finally:
             sequence.on_token = None  # no sequence-writer cycle left for the collector (its passes stall the loop)
         reason = "length" if sequence.generated >= sequence.target_tokens else "stop"
-        tail = [frames.finish(reason)]
-        if include_usage:
-            tail.append(frames.usage(sequence.prompt_tokens, sequence.generated))
-        tail.append(b"data: [DONE]\n\n")
-        await response.write(b"".join(tail))
+        await response.write(frames.closing(reason, sequence.prompt_tokens, sequence.generated, include_usage))
         await response.write_eof()
         return response
 
-    async def _faulty_stream(self, request: web.Request, sequence: Sequence, frames: Frames,
+    async def _faulty_stream(self, request: web.Request, sequence: Sequence, frames: Framing,
                              fault: str) -> web.StreamResponse:
         """A stream that misbehaves half way: `reset` cuts the connection, `truncate` ends the body
         without a finish_reason or `[DONE]`, `malformed` sends a chunk cut inside its JSON, `huge` one
@@ -264,6 +299,7 @@ class Simulator:
         faults = self.config.faults
         response = web.StreamResponse(headers=_SSE_HEADERS)
         await response.prepare(request)
+        await response.write(frames.opening(sequence.prompt_tokens))
         half = max(1, sequence.target_tokens // 2)
         try:
             for index in range(sequence.target_tokens):
@@ -285,11 +321,11 @@ class Simulator:
             return response  # the client gave up (a timeout): nothing to log
         finally:
             self.engine.abort(sequence)
-        await response.write(frames.finish("length") + b"data: [DONE]\n\n")
+        await response.write(frames.closing("length", sequence.prompt_tokens, sequence.target_tokens, False))
         await response.write_eof()
         return response
 
-    async def _whole(self, sequence: Sequence, frames: Frames, stall_s: float) -> web.Response:
+    async def _whole(self, sequence: Sequence, frames: Framing, stall_s: float) -> web.Response:
         await sequence.made(sequence.target_tokens)
         if stall_s:
             await asyncio.sleep(stall_s)
@@ -305,7 +341,7 @@ class _TokenWriter:
 
     __slots__ = ("transport", "engine", "sequence", "frames", "piece", "chunk_ns", "written", "ended")
 
-    def __init__(self, transport: asyncio.Transport | None, engine: Engine, sequence: Sequence, frames: Frames,
+    def __init__(self, transport: asyncio.Transport | None, engine: Engine, sequence: Sequence, frames: Framing,
                  piece: Callable[[int], bytes], chunk_ns: array | None):
         self.transport = transport
         self.engine = engine
@@ -353,72 +389,3 @@ def _refuse(request: web.Request) -> web.Response:
     if request.transport is not None:
         request.transport.abort()
     return web.Response()
-
-
-class Frames:
-    """SSE frames of one response, in the exact shapes vLLM sends (compact JSON)."""
-
-    def __init__(self, api: str, number: str, model: str):
-        self.api = api
-        self.created = int(time.time())
-        if api == "chat":
-            self.id, obj = f"chatcmpl-{number}", "chat.completion.chunk"
-        else:
-            self.id, obj = f"cmpl-{number}", "text_completion"
-        self._head = (f'data: {{"id":"{self.id}","object":"{obj}","created":{self.created},'
-                      f'"model":{json.dumps(model)},"choices":').encode()
-        self.model = model
-        if api == "chat":
-            self._token_open = self._head + b'[{"index":0,"delta":{"content":'
-            self._token_close = b'},"logprobs":null,"finish_reason":null}]}\n\n'
-        else:
-            self._token_open = self._head + b'[{"index":0,"text":'
-            self._token_close = b',"logprobs":null,"finish_reason":null}]}\n\n'
-
-    def role(self) -> bytes:
-        """The first, output-free chunk vLLM sends on chat streams (nothing on completions)."""
-        if self.api != "chat":
-            return b""
-        return (self._head + b'[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,'
-                b'"finish_reason":null}]}\n\n')
-
-    def token(self, piece_json: bytes) -> bytes:
-        return self._token_open + piece_json + self._token_close
-
-    def cut(self) -> bytes:
-        """A token chunk whose JSON breaks off inside the string (what a crashing proxy may forward)."""
-        return self._token_open + b'"cut of\n\n'
-
-    def finish(self, reason: str) -> bytes:
-        empty = b'"delta":{}' if self.api == "chat" else b'"text":""'
-        return (
-            self._head + b'[{"index":0,' + empty + b',"logprobs":null,"finish_reason":"' + reason.encode() + b'"}]}\n\n'
-        )
-
-    def usage(self, prompt_tokens: int, completion_tokens: int) -> bytes:
-        usage = {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        }
-        return self._head + b'[],"usage":' + json.dumps(usage, separators=(",", ":")).encode() + b"}\n\n"
-
-    def whole(self, text: str, prompt_tokens: int, completion_tokens: int) -> dict:
-        if self.api == "chat":
-            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}
-            obj = "chat.completion"
-        else:
-            choice = {"index": 0, "text": text, "finish_reason": "length"}
-            obj = "text_completion"
-        return {
-            "id": self.id,
-            "object": obj,
-            "created": self.created,
-            "model": self.model,
-            "choices": [choice],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
-        }

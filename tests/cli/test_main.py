@@ -9,7 +9,7 @@ import pytest
     ["run", "--rate", "nan"],
     ["run", "--max-requests", "1.5"],
     ["run", "--speedup", "2", "--rate", "3"],
-    ["run", "--api", "embeddings"],
+    ["run", "--api", "rerank"],
     ["run", "--base-url", "localhost:8000"],
     ["run", "--trace", "sample:nope"],
     ["run", "--format", "csv", "--columns", "time"],

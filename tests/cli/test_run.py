@@ -38,7 +38,7 @@ def test_burstgpt3_replay_sends_every_non_failed_row_with_exact_token_counts(tmp
     assert "E2E vs the recording's system, request by request (served / recorded): p50" in report.stdout
 
 
-@pytest.mark.parametrize("api", ["chat", "completions"])
+@pytest.mark.parametrize("api", ["chat", "completions", "responses", "messages"])
 @pytest.mark.parametrize("stream", ["--stream", "--no-stream"])
 def test_run_against_a_separately_started_simulator(simulate_process, tmp_path, api, stream, replayer):
     out = tmp_path / "run"
@@ -54,6 +54,25 @@ def test_run_against_a_separately_started_simulator(simulate_process, tmp_path, 
     assert "sk-canary-0123456789" not in result.stdout + result.stderr
     for path in out.iterdir():  # records, summary, time series, server metrics, report.html
         assert "sk-canary-0123456789" not in path.read_text()
+
+
+def test_embeddings_replay_token_exact_batches_and_report_latency_and_throughput_only(tmp_path, replayer,
+                                                                                      fast_engine):
+    out = tmp_path / "run"
+    result = replayer("run", "--trace", "sample:burstgpt-1", "--max-requests", "20", "--speedup", "5000",
+                      "--api", "embeddings", "--embedding-batch", "3", "--out", str(out), *fast_engine)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["requests_sent"], summary["completed"]) == (20, 20)
+    records = read_records(out / "records.jsonl").records
+    trace = read_trace("sample:burstgpt-1")
+    planned = dict(zip(trace.row_ids.tolist(), trace.input_tokens.tolist()))
+    assert all(r.input_tokens == r.served_input_tokens == 3 * planned[r.id] for r in records)  # exact, 3 a batch
+    assert summary["token_mismatch"]["input"]["mismatched"] == 0 and summary["total_output_tokens"] == 0
+    assert summary["ttft_ms"]["count"] == summary["itl_ms"]["count"] == 0 and summary["e2e_ms"]["count"] == 20
+    assert summary["input_throughput"] > 0
+    assert read_records(out / "records.jsonl").header["target"]["stream"] is False
+    assert "E2E" in result.stdout
 
 
 def test_no_secret_from_a_key_file_a_header_or_the_url_reaches_any_output(simulate_process, tmp_path, replayer):

@@ -78,7 +78,7 @@ def test_command_line_options_override_the_scenario():
     ("[shaping]\nbusiest = 'soon'\n", "busiest: "),
     ("[shaping]\nbogus = 1\n", "bogus: not a `replayer run` option"),
     ("[target]\napi-key = 'sk-x'\n", "api-key: a key in a file"),
-    ("[target]\napi = 'embeddings'\n", "api: 'embeddings' is not one of chat, completions"),
+    ("[target]\napi = 'rerank'\n", "api: 'rerank' is not one of chat, completions"),
     ("[output]\nquiet = 'yes'\n", "quiet: expected true or false"),
     ("[extras]\nx = 1\n", "unknown entry 'extras'"),
     ("[shaping\n", "not valid TOML"),

@@ -26,8 +26,8 @@ CHUNK = b'{"id":"x","choices":[{"index":0,"delta":{"content":" hi"},"finish_reas
 FINISH = b'{"id":"x","choices":[{"index":0,"delta":{},"finish_reason":"length"}]}'
 
 
-def state_after(*payloads: bytes) -> StreamState:
-    state = StreamState()
+def state_after(*payloads: bytes, events: bool = False) -> StreamState:
+    state = StreamState(events=events)
     for i, payload in enumerate(payloads):
         state.take(payload, i)
     return state
@@ -68,6 +68,32 @@ def test_error_object_mid_stream_is_recorded():
     assert state.error == "engine died"
 
 
+@pytest.mark.parametrize(("event", "message"), [
+    (b'{"type":"error","code":"server_error","message":"engine died","param":null,"sequence_number":3}',
+     "engine died"),  # OpenAI Responses
+    (b'{"type":"response.failed","sequence_number":4,"response":{"status":"failed","error":'
+     b'{"code":"server_error","message":"engine died"},"usage":null}}', "engine died"),
+    (b'{"type":"error","error":{"type":"overloaded_error","message":"engine died"}}', "engine died"),  # Anthropic
+])
+def test_typed_error_events_fail_the_stream_with_their_message(event, message):
+    delta = b'{"type":"response.output_text.delta","item_id":"m","output_index":0,"content_index":0,"delta":"a"}'
+    state = state_after(delta, event, events=True)
+    assert state.error == message and len(state.arrivals) == 1
+
+
+def test_a_responses_stream_cut_at_max_output_tokens_is_whole_and_reasoning_counts_as_output():
+    state = state_after(
+        b'{"type":"response.reasoning_text.delta","item_id":"r","output_index":0,"content_index":0,"delta":"hm"}',
+        b'{"type":"response.output_text.delta","item_id":"m","output_index":1,"content_index":0,"delta":""}',
+        b'{"type":"response.output_text.delta","item_id":"m","output_index":1,"content_index":0,"delta":"Hi"}',
+        b'{"type":"response.incomplete","response":{"status":"incomplete","incomplete_details":'
+        b'{"reason":"max_output_tokens"},"usage":{"input_tokens":5,"output_tokens":2,"total_tokens":7}}}',
+        events=True,
+    )
+    assert list(state.arrivals) == [0, 2] and state.finished and state.error is None
+    assert state.usage == {"prompt_tokens": 5, "completion_tokens": 2}
+
+
 @pytest.mark.parametrize(("body", "message"), [
     (b'{"error":{"message":"too long","code":400}}', "too long"),
     (b'{"object":"error","message":"bad model","code":404}', "bad model"),
@@ -83,7 +109,7 @@ def test_config_validates_url_and_api():
     with pytest.raises(ConfigError, match="--base-url"):
         ClientConfig("localhost:8000")
     with pytest.raises(ConfigError, match="--api"):
-        ClientConfig("http://h:1", api="embeddings")
+        ClientConfig("http://h:1", api="rerank")
     assert root_url("http://h:1/v1/") == "http://h:1"
     assert ClientConfig("http://h:1/v1", api="completions").url == "http://h:1/v1/completions"
     assert ClientConfig("http://h:1", api_key="k").headers()["Authorization"] == "Bearer k"
@@ -446,6 +472,8 @@ def test_tls_certificates_are_verified_unless_insecure(tmp_path):
 
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sse"
+EVENT_FIXTURES = ("openai-responses.sse", "anthropic-messages.sse")
+"""The fixtures of the APIs whose streams are typed events (`StreamState(events=True)`)."""
 DIALECTS = {  # fixture: (output-bearing chunks, served output tokens, prompt tokens, tokens counted from chunks)
     "vllm-chat.sse": (3, 4, 12, False),  # ", friend" is one chunk of two tokens: ITL per chunk, TPOT per token
     "vllm-reasoning.sse": (3, 6, 9, False),  # reasoning_content deltas are output
@@ -456,6 +484,8 @@ DIALECTS = {  # fixture: (output-bearing chunks, served output tokens, prompt to
     "llamacpp-server-chat.sse": (2, 2, 10, False),  # a null content delta is not output
     "llama-cpp-python-chat.sse": (5, 5, None, True),  # recorded from the real server: no usage in its streams
     "llama-cpp-python-completions.sse": (5, 5, None, True),
+    "openai-responses.sse": (3, 3, 12, False),  # usage from response.completed, in input/output_tokens terms
+    "anthropic-messages.sse": (3, 7, 25, False),  # input from message_start, output from message_delta
 }
 
 
@@ -464,7 +494,7 @@ def test_each_dialect_fixture_parses_to_its_chunks_and_token_counts(name):
     raw = (FIXTURES / name).read_bytes()
     states = []
     for pieces in ([raw], [raw[i : i + 1] for i in range(len(raw))], [raw[i : i + 7] for i in range(0, len(raw), 7)]):
-        state = StreamState()
+        state = StreamState(events=name in EVENT_FIXTURES)
         for n, piece in enumerate(pieces):
             state(piece, n)
         state.close(len(pieces))

@@ -7,7 +7,8 @@ import pytest
 from replayer.errors import ConfigError
 from replayer.prompts.tokenizer import load_tokenizer
 from replayer.run.target import list_models
-from replayer.send.client import ClientConfig
+from replayer.send.client import ClientConfig, answer_text
+from replayer.send.stream import StreamState, usage_of
 from replayer.sim.engine import EngineModel
 from replayer.sim.faults import Faults
 
@@ -44,6 +45,40 @@ def test_chat_stream_has_role_chunk_one_token_per_chunk_usage_and_done(simulator
     assert chunks[6]["choices"][0]["finish_reason"] == "length"
     assert chunks[7]["usage"] == {"prompt_tokens": load_tokenizer().count(prompt), "completion_tokens": 5,
                                   "total_tokens": load_tokenizer().count(prompt) + 5}
+
+
+@pytest.mark.parametrize(("path", "body", "ending"), [
+    ("/v1/responses", {"input": [{"role": "user", "content": "The harbor town wakes."}], "max_output_tokens": 6},
+     b"response.incomplete"),  # (cut at its cap, as OpenAI's are)
+    ("/v1/messages", {"messages": [{"role": "user", "content": "The harbor town wakes."}], "max_tokens": 6},
+     b"message_stop"),
+])
+def test_responses_and_messages_streams_parse_whole_and_split_at_every_byte(simulator, path, body, ending):
+    prompt_tokens = load_tokenizer("cl100k_base").count("The harbor town wakes.")
+    with simulator() as sim:
+        status, raw = asyncio.run(post(sim.base_url, path, {"model": "m", "stream": True, "ignore_eos": True, **body}))
+        whole_status, whole = asyncio.run(post(sim.base_url, path, {"model": "m", "ignore_eos": True, **body}))
+    assert status == whole_status == 200 and ending in raw and b"[DONE]" not in raw
+    for pieces in ([raw], [raw[i:i + 1] for i in range(len(raw))]):
+        state = StreamState(keep_outputs=True, events=True)
+        for n, piece in enumerate(pieces):
+            state(piece, n)
+        state.close(len(pieces))
+        assert state.error is None and state.finished and len(state.arrivals) == 6
+        assert state.usage == {"prompt_tokens": prompt_tokens, "completion_tokens": 6}
+    answer = json.loads(whole)
+    assert usage_of(answer) == {"prompt_tokens": prompt_tokens, "completion_tokens": 6}
+    assert answer_text(answer) == state.reply() != ""
+
+
+def test_embeddings_give_one_vector_per_input_and_the_inputs_token_count(simulator):
+    texts = ["The harbor town wakes.", "Gulls circle the pier."]
+    with simulator() as sim:
+        status, raw = asyncio.run(post(sim.base_url, "/v1/embeddings", {"model": "m", "input": texts}))
+        bad, _ = asyncio.run(post(sim.base_url, "/v1/embeddings", {"model": "m", "input": [1, 2]}))
+    answer = json.loads(raw)
+    assert status == 200 and bad == 400 and [v["index"] for v in answer["data"]] == [0, 1]
+    assert answer["usage"]["prompt_tokens"] == sum(load_tokenizer("cl100k_base").count(t) for t in texts)
 
 
 def test_usage_chunk_only_when_asked_and_completions_shape(simulator):
