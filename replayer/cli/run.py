@@ -73,6 +73,9 @@ examples:
   replayer run --trace burstgpt:3 --session-timing think-time --sample-sessions 0.5 --max-idle-gap 60 \\
       --include-failed --base-url http://127.0.0.1:8000
 
+  # a closed loop of 32 users sending the Azure trace's requests back to back (the peers' concurrency mode)
+  replayer run --trace sample:azure-2023-conv --max-requests 2000 --concurrency 32 --base-url http://127.0.0.1:8000
+
   # the Azure trace with at most 64 requests in flight (due requests queue for a slot)
   replayer run --trace sample:azure-2023-conv --busiest 600 --max-concurrency 64 --base-url http://127.0.0.1:8000
 
@@ -173,9 +176,15 @@ def add_run_options(parser: argparse.ArgumentParser, single_run: bool) -> None:
                              "in flight waits for a slot, keeps its intended time, and reports the wait as cap wait "
                              "(in its lag and user-view latencies, not counted against the client)")
     if single_run:
+        target.add_argument("--concurrency", type=positive_int, metavar="N",
+                            help="closed loop, as the peers' concurrency benchmarks: N virtual users send the "
+                                 "trace's requests in order, each as soon as its previous one has finished "
+                                 "(the trace's timestamps are not used; a request's intended time is when its "
+                                 "user took it)")
         _add_scale_options(target, parser.add_argument_group("scale-out over machines"))
     else:
-        parser.set_defaults(speedup=None, rate=None, workers=1, ray=None, shard=None, start_at=None)
+        parser.set_defaults(speedup=None, rate=None, concurrency=None, workers=1, ray=None, shard=None,
+                            start_at=None)
     prompts = parser.add_argument_group("prompts")
     add_tokenizer_option(prompts)
     prompts.add_argument("--prefix-cache", choices=["on", "off"], default="on",
@@ -352,7 +361,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
             save_requests=args.save_requests,
         ),
         scale=ScaleConfig(workers=args.workers, ray=args.ray, shard=args.shard, start_at_ns=args.start_at,
-                          max_concurrency=args.max_concurrency),
+                          max_concurrency=args.max_concurrency, concurrency=args.concurrency),
         simulator=simulator_config(args),
     )
 

@@ -178,10 +178,18 @@ class ScaleConfig:
     """The wall-clock instant (epoch ns) of t0 (`--start-at`), shared by shards on several machines."""
     max_concurrency: int | None = None
     """At most this many requests in flight (`--max-concurrency`); a due request waits for a slot."""
+    concurrency: int | None = None
+    """A closed loop of this many virtual users (`--concurrency`) instead of the trace's clock."""
 
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise ConfigError(f"--workers must be >= 1, got {self.workers}")
+        if self.concurrency is not None:
+            if self.concurrency < 1:
+                raise ConfigError(f"--concurrency must be >= 1, got {self.concurrency}")
+            if self.max_concurrency is not None or self.workers > 1 or self.ray is not None or self.shard is not None:
+                raise ConfigError("--concurrency is a closed loop of one sending process; it does not combine "
+                                  "with --max-concurrency, --workers, --ray or --shard")
         if self.max_concurrency is not None and self.max_concurrency < 1:
             raise ConfigError(f"--max-concurrency must be >= 1, got {self.max_concurrency}")
         if self.max_concurrency is not None and (self.workers > 1 or self.ray is not None or self.shard is not None):
@@ -208,6 +216,13 @@ class RunConfig:
         if watched and (self.scale.workers > 1 or self.scale.ray is not None):
             raise ConfigError("--stop-early and --max-time watch the run from its one sending process; "
                               "they do not combine with --workers or --ray")
+        if self.scale.concurrency is not None:
+            if self.shaping.speedup is not None or self.shaping.rate is not None:
+                raise ConfigError("--concurrency sends each request when its user's previous one is done: the "
+                                  "server sets the pace, so --speedup and --rate do not apply")
+            if self.shaping.session_timing == "think-time":
+                raise ConfigError("--session-timing think-time paces sessions on the trace's clock; --concurrency "
+                                  "is a closed loop without one")
 
     @property
     def builtin_simulator(self) -> bool:

@@ -126,7 +126,7 @@ def _prologue(config: RunConfig, workload: Workload, base_url: str, out_dir: Pat
         describe_plan(console, plan, target)
     output = config.output
     job = ShardJob(target, config.prompts, workload, output.drain_timeout_s, int(output.warmup_s * 1e9),
-                   config.scale.max_concurrency)
+                   config.scale.max_concurrency, config.scale.concurrency)
     return Replay(job, plan, out_dir, run_header(config, workload, target, plan), config.scale, output.lag_limit_ms,
                   output.quiet, output.slos if output.stop_early else (), output.time_limit_s)
 

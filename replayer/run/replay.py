@@ -60,6 +60,8 @@ class ShardJob:
     """Requests due before this offset from t0 are recorded as `warmup`."""
     max_concurrency: int | None = None
     """At most this many requests in flight (None: the open loop is never capped)."""
+    concurrency: int | None = None
+    """A closed loop of this many virtual users instead of the trace's clock (None: the open loop)."""
 
     def shard(self, workload: Workload) -> ShardJob:
         """The same job for one shard of the workload."""
@@ -261,7 +263,8 @@ async def send_plan(job: ShardJob, plan: RequestPlan, buffer: Lookahead, t0_ns: 
         async with Client(job.target.client, t0_ns=t0_ns) as client:
             await dispatch(buffer, client, on_record, t0_ns, total=len(plan),
                            sessions=plan if plan.has_sessions else None, stop=stop,
-                           drain_timeout_s=job.drain_timeout_s, progress=progress, max_in_flight=job.max_concurrency)
+                           drain_timeout_s=job.drain_timeout_s, progress=progress, max_in_flight=job.max_concurrency,
+                           users=job.concurrency)
     finally:
         cpu_s = time.process_time() - cpu_at_t0
         with contextlib.suppress(OSError):  # a full disk was reported as the stop reason

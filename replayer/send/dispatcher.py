@@ -197,10 +197,12 @@ async def dispatch(requests: Lookahead | Iterable[PreparedRequest], client: Clie
                    on_record: Callable[[RequestRecord], None], t0_ns: int, *, total: int | None = None,
                    sessions: SessionHooks | None = None, stop: StopControl | None = None,
                    drain_timeout_s: float = 30.0, progress: Progress | None = None,
-                   max_in_flight: int | None = None) -> Progress:
+                   max_in_flight: int | None = None, users: int | None = None) -> Progress:
     """Send every request at its instant (a session turn also after the turn it follows has finished;
     with `max_in_flight`, also once fewer than that many are in flight); return when all have
-    finished (or the stop has been handled)."""
+    finished (or the stop has been handled). With `users`, a closed loop instead: that many virtual
+    users send the requests in plan order, each as soon as its previous one has finished, and a
+    request's intended time is the instant its user took it."""
     stop = stop or StopControl()
     progress = progress or Progress()
     buffer = requests if isinstance(requests, Lookahead) else Lookahead(requests)
@@ -262,8 +264,30 @@ async def dispatch(requests: Lookahead | Iterable[PreparedRequest], client: Clie
                 ended_ns = clock() if record.end_ns is None else t0_ns + record.end_ns  # (when its answer was whole)
                 turn_done(position, request, reply if record.ok else None, ended_ns)
 
+    async def user() -> None:
+        """One virtual user of the closed loop: the next request, as soon as its previous one is done."""
+        while not stop.stopping.is_set():
+            if not len(buffer):
+                if not buffer.can_grow:
+                    return
+                buffer.fill(_REFILL_SLICE_NS)
+                continue
+            position, request = buffer.pop()
+            taken_ns = clock()
+            if request.turn:
+                open_turns.add(position)
+                if request.after in open_turns:  # (a session's earlier turn, another user's in flight)
+                    await turn_ended.setdefault(request.after, loop.create_future())
+            progress.sent += 1
+            await one(position, replace(request, offset_ns=taken_ns - t0_ns), clock() - taken_ns, 0)
+
+    turn_ended: dict[int, asyncio.Future] = {}
+    """Closed loop: futures that users wait on for a session's earlier turn, by its position."""
+
     def turn_done(position: int, request: PreparedRequest, reply: str | None, ended_ns: int) -> None:
         open_turns.discard(position)
+        if (ended := turn_ended.pop(position, None)) is not None:
+            ended.set_result(None)
         if sessions is not None:
             sessions.finished(position, request, reply)
         for waiting in parked.pop(position, ()):
@@ -288,6 +312,16 @@ async def dispatch(requests: Lookahead | Iterable[PreparedRequest], client: Clie
         think_ns = thinking.next_due_ns()
         return due_ns if think_ns is None else min(due_ns, think_ns)
 
+    if users is not None:
+        if not len(buffer):
+            buffer.fill()
+        await _until(loop, t0_ns)  # (the users start at t0, as the open loop's first request does)
+        for task in [loop.create_task(user()) for _ in range(users)]:
+            tasks.add(task)
+            task.add_done_callback(forget)
+        sending = False
+        await _drain(tasks, idle, stop, drain_timeout_s)
+        return progress
     thinking = ThinkTimeTurns()
     alarm = Alarm(loop)
     try:
@@ -321,14 +355,30 @@ async def dispatch(requests: Lookahead | Iterable[PreparedRequest], client: Clie
     finally:
         alarm.close()
     sending = False
+    await _drain(tasks, idle, stop, drain_timeout_s)
+    return progress
+
+
+async def _until(loop: asyncio.AbstractEventLoop, when_ns: int) -> None:
+    """Return at `when_ns` (perf_counter_ns)."""
+    alarm = Alarm(loop)
+    try:
+        while time.perf_counter_ns() < when_ns:
+            await alarm.until(when_ns)
+    finally:
+        alarm.close()
+
+
+async def _drain(tasks: set[asyncio.Task], idle: asyncio.Event, stop: StopControl, drain_timeout_s: float) -> None:
+    """Wait for the tasks in flight to finish; once a stop is asked, for `drain_timeout_s` at most (or
+    until it is asked again), then cancel what is left."""
     if tasks:
         await _first(idle, stop.stopping)
     if tasks:
         await _first(idle, stop.aborting, timeout_s=drain_timeout_s)
-    for task in tasks:
+    for task in list(tasks):
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    return progress
 
 
 def _refill_budget(buffer: Lookahead, wait_ns: int) -> int:

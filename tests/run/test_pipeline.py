@@ -320,6 +320,22 @@ def test_a_capped_run_reports_the_cap_wait_apart_from_the_clients_lag(tmp_path):
         ScaleConfig(max_concurrency=2, workers=2)
 
 
+def test_a_closed_loop_run_sends_everything_back_to_back_and_refuses_an_open_loops_pace(tmp_path):
+    workload = WorkloadSource(synthetic="arrivals=poisson,rate=2,duration=10,input=fixed:20,output=fixed:10,seed=2")
+    config = RunConfig(workload=workload, scale=ScaleConfig(concurrency=4),
+                       output=OutputConfig(out_dir=tmp_path / "run", quiet=True),
+                       simulator=SimulatorConfig(engine=FAST_ENGINE))
+    summary = execute(config).summary
+    assert summary["failed"] == 0 and summary["completed"] >= 10
+    assert summary["duration_s"] < 5  # (the trace spans about 10 s: its clock was not followed)
+    for bad, message in ((dict(shaping=Shaping(speedup=2)), "--speedup and --rate do not apply"),
+                         (dict(shaping=Shaping(session_timing="think-time")), "closed loop without one")):
+        with pytest.raises(ConfigError, match=message):
+            RunConfig(workload=workload, scale=ScaleConfig(concurrency=4), **bad)
+    with pytest.raises(ConfigError, match="--concurrency is a closed loop"):
+        ScaleConfig(concurrency=4, max_concurrency=2)
+
+
 @pytest.mark.parametrize("count_template", [False, True])
 def test_count_template_subtracts_the_measured_template(tmp_path, count_template):
     config = RunConfig(

@@ -166,3 +166,29 @@ def test_a_concurrency_cap_holds_in_flight_requests_to_it_and_records_each_wait(
     ends = sorted(r.end_ns for r in records)
     for r in waited:  # a waiting request left when an earlier one ended, not on a timer
         assert min(abs(r.sent_ns - end) for end in ends) < SECOND // 50
+
+
+def test_a_closed_loop_keeps_each_user_busy_in_plan_order_whatever_the_timestamps(simulator):
+    requests = requests_at([i * SECOND for i in range(24)])  # a second apart: the closed loop ignores that
+    with simulator(faults=Faults(stall_rate=1.0, stall_s=0.1)) as sim:
+        records, progress = replay(sim.base_url, requests, users=3)
+    assert sorted(r.id for r in records) == list(range(24)) and all(r.ok for r in records) and progress.sent == 24
+    by_send = sorted(records, key=lambda r: r.sent_ns)
+    assert [r.id for r in by_send[:3]] == [0, 1, 2] and by_send[-1].end_ns < 3 * SECOND  # back to back
+    edges = sorted([(r.sent_ns, 1) for r in records] + [(r.end_ns, -1) for r in records], key=lambda e: (e[0], e[1]))
+    assert max(np.cumsum([step for _, step in edges])) == 3  # three users, never more in flight
+    assert all(0 <= r.sent_ns - r.intended_ns < SECOND // 100 for r in records)  # intended: when its user took it
+    assert min(r.intended_ns for r in records) >= 0  # (the users start at t0)
+    ends = sorted(r.end_ns for r in records)
+    for r in by_send[3:]:  # every later request left as an earlier one ended
+        assert min(abs(r.sent_ns - end) for end in ends) < SECOND // 100
+
+
+def test_a_closed_loop_still_waits_for_a_sessions_earlier_turn(simulator):
+    plan = _session_plan([0.0, 0.0, 0.0], ["a", "a", "b"], outputs=20)
+    with simulator(engine=EngineModel(decode_base_ms=5)) as sim:
+        records, _ = replay(sim.base_url, plan, sessions=plan, users=3)
+    by_id = {r.id: r for r in records}
+    assert all(r.ok for r in records)
+    assert by_id[1].sent_ns >= by_id[0].end_ns and by_id[1].session_wait_ns > 0  # its user waited for turn 1
+    assert by_id[2].sent_ns < by_id[0].end_ns  # b's user did not
