@@ -205,7 +205,8 @@ def sweep_table(result: dict) -> Table:
         table.add_column(name, justify="left" if name == "load" else "right", no_wrap=True)
     for index, point in enumerate(result["points"]):
         m = point["metrics"]
-        load = f"{point['value']:.4g}x" if point["load"] == "speedup" else f"{point['value']:.4g}/s"
+        load = {"speedup": f"{point['value']:.4g}x", "rate": f"{point['value']:.4g}/s"}.get(
+            point["load"], f"{point['value']:.0f} users")
         load += " *" if knee.get("point") == index else ""
         table.add_row(load, fmt(m["sent_rate"], 2), fmt(m["ttft_p50"]),
                       fmt(m["ttft_p99"]), fmt(m["tpot_p99"]), fmt(m["e2e_p99"]), fmt(m.get("goodput"), 2),

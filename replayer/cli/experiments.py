@@ -36,6 +36,7 @@ SWEEP_EXAMPLES = """\
 examples:
   replayer sweep --trace sample:azure-2023-conv --duration 120 --speedups 1,2,4,8 --slo ttft<=1s
   replayer sweep --synthetic "rate=1,duration=60" --rates 2:32:5 --base-url http://127.0.0.1:8000
+  replayer sweep --trace sample:azure-2023-conv --max-requests 500 --concurrencies 1,4,16,64 --slo ttft<=1s
 """
 
 
@@ -69,7 +70,8 @@ def add_capacity(commands: argparse._SubParsersAction) -> None:
 def add_sweep(commands: argparse._SubParsersAction) -> None:
     sweep_parser = commands.add_parser(
         "sweep", help="replay a workload at several loads: latency and goodput versus load, knee marked",
-        description="Replay the same workload at each of --speedups (or --rates), one run directory per point "
+        description="Replay the same workload at each of --speedups (or --rates, or closed loops of "
+                    "--concurrencies users), one run directory per point "
                     "under OUT/points/, and write OUT/sweep.json (each point's metrics, with goodput and attainment "
                     "under --slo) and OUT/report.html with latency-versus-load and goodput-versus-load curves. The "
                     "knee is the first point where TTFT p99 grows faster than the load.",
@@ -82,8 +84,16 @@ def add_sweep(commands: argparse._SubParsersAction) -> None:
     loads.add_argument("--rates", type=argument_type(lambda text: parse_loads(text, "--rates"), "--rates"),
                        metavar="LIST", help="mean rates in requests/s, each point rescaled to it (shape kept): 2,4,8 "
                                             "or START:STOP:N")
+    loads.add_argument("--concurrencies", type=argument_type(_users, "--concurrencies"), metavar="LIST",
+                       help="closed loops of this many virtual users (run --concurrency), as the peers' "
+                            "concurrency sweeps: 1,4,16 or START:STOP:N")
     add_run_options(sweep_parser, single_run=False)
     sweep_parser.set_defaults(handler=_cmd_sweep, run_parser=sweep_parser)
+
+
+def _users(text: str) -> tuple[int, ...]:
+    """`--concurrencies`: whole numbers of users, as `parse_loads` reads loads (rounded, each once)."""
+    return tuple(sorted({max(1, round(load)) for load in parse_loads(text, "--concurrencies")}))
 
 
 def _add_scenario(parser: argparse.ArgumentParser) -> None:
@@ -112,7 +122,7 @@ def _cmd_capacity(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     args = with_scenario(args) if args.scenario else args
     config = run_config(args)
-    plan = Sweep(args.speedups or (), args.rates or (), tuple(args.slo), args.trials)
+    plan = Sweep(args.speedups or (), args.rates or (), tuple(args.slo), args.trials, args.concurrencies or ())
     out_dir = _experiment_dir(config.output.out_dir, args.overwrite)
     result = sweep(config, plan, out_dir)
     _print_result(args, result, out_dir)

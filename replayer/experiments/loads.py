@@ -40,6 +40,13 @@ def at_rate(config: RunConfig, rate: float) -> RunConfig:
     return at_speedup(config, rate / mean_rate(source.synthetic, fit))
 
 
+def at_concurrency(config: RunConfig, users: float) -> RunConfig:
+    """`config` as a closed loop of `users` virtual users (`--concurrency`)."""
+    if config.shaping.speedup is not None or config.shaping.rate is not None:
+        raise ConfigError("an experiment sets the pace itself: drop --speedup and --rate")
+    return replace(config, scale=replace(config.scale, concurrency=int(users)))
+
+
 def _fit_trace(source: WorkloadSource) -> Trace | None:
     columns = ColumnMap.parse(source.columns, source.time_unit) if source.columns else None
     return read_trace(source.fit, source.format, columns) if source.fit else None

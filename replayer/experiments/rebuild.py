@@ -40,7 +40,8 @@ def _capacity(out_dir: Path, old: dict[str, Any]) -> dict[str, Any]:
 
 
 def _sweep(out_dir: Path, old: dict[str, Any]) -> dict[str, Any]:
-    plan = Sweep(tuple(old["speedups"]), tuple(old["rates"]), tuple(old["slos"]), old["trials"])
+    plan = Sweep(tuple(old["speedups"]), tuple(old["rates"]), tuple(old["slos"]), old["trials"],
+                 tuple(old.get("concurrencies") or ()))
     points = [sweep_point(out_dir, p["load"], p["value"], p["runs"], plan.slos) for p in old["points"]]
     return sweep_result(old["config"], plan, points, old["stopped"], old["elapsed_s"])
 

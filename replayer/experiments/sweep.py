@@ -3,6 +3,7 @@ falls off: latency-versus-load and goodput-versus-load curves with the knee mark
 
 The knee is the first point at which TTFT p99 grows faster than the load (its ratio to the
 previous point's exceeds the ratio of their sent rates): from there on, extra load buys queueing.
+The loads are speedups or mean rates of the open loop, or the users of a closed loop.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from rich.console import Console
 
 from replayer.analysis.slo import parse_slos
 from replayer.errors import ConfigError
-from replayer.experiments.loads import at_rate, at_speedup
+from replayer.experiments.loads import at_concurrency, at_rate, at_speedup
 from replayer.experiments.outputs import write_experiment
 from replayer.experiments.points import point_entry, run_point
 from replayer.experiments.status import Status
@@ -44,25 +45,30 @@ def parse_loads(text: str, flag: str) -> tuple[float, ...]:
 
 @dataclass(frozen=True)
 class Sweep:
-    """The loads of a sweep (speedups, or mean rates in requests/s), its SLOs and its trials per point."""
+    """The loads of a sweep (speedups, mean rates in requests/s, or closed-loop users), its SLOs and its
+    trials per point."""
 
     speedups: tuple[float, ...] = ()
     rates: tuple[float, ...] = ()
     slos: tuple[str, ...] = ()
     """Per-request SLOs give each point its goodput and attainment; aggregate ones a verdict."""
     trials: int = 1
+    concurrencies: tuple[int, ...] = ()
+    """Closed-loop users per point (`--concurrencies`), as the peers' concurrency sweeps run."""
 
     def __post_init__(self) -> None:
-        if bool(self.speedups) == bool(self.rates):
-            raise ConfigError("a sweep needs its loads: --speedups 1,2,4,8 or --rates 2,4,8 (one of them)")
+        if sum(map(bool, (self.speedups, self.rates, self.concurrencies))) != 1:
+            raise ConfigError("a sweep needs its loads: --speedups 1,2,4,8, --rates 2,4,8 or --concurrencies "
+                              "1,4,16 (one of them)")
         parse_slos(self.slos)
         if self.trials < 1:
             raise ConfigError(f"--trials must be >= 1, got {self.trials}")
 
     @property
     def points(self) -> list[tuple[str, float]]:
-        """("speedup" or "rate", value) per point, in increasing load."""
-        return [("speedup", s) for s in self.speedups] + [("rate", r) for r in self.rates]
+        """("speedup", "rate" or "concurrency", value) per point, in increasing load."""
+        return ([("speedup", s) for s in self.speedups] + [("rate", r) for r in self.rates] +
+                [("concurrency", float(n)) for n in self.concurrencies])
 
 
 def sweep(config: RunConfig, plan: Sweep, out_dir: Path, console: Console | None = None) -> dict[str, Any]:
@@ -76,7 +82,7 @@ def sweep(config: RunConfig, plan: Sweep, out_dir: Path, console: Console | None
             for number, (kind, value) in enumerate(plan.points, start=1):
                 status.step(f"point {number}/{len(plan.points)}: {kind} {value:.4g}")
                 name = f"points/{number:02d}-{kind}-{value:.4g}"
-                loaded = at_speedup(config, value) if kind == "speedup" else at_rate(config, value)
+                loaded = _LOADS[kind](config, value)
                 output = replace(config.output, out_dir=out_dir / name, overwrite=True, slos=plan.slos, quiet=True)
                 point = run_point(replace(loaded, output=output), plan.trials, out_dir / name,
                                   Console(stderr=True, quiet=True))
@@ -94,6 +100,9 @@ def sweep(config: RunConfig, plan: Sweep, out_dir: Path, console: Console | None
     return result
 
 
+_LOADS = {"speedup": at_speedup, "rate": at_rate, "concurrency": at_concurrency}
+
+
 def sweep_point(out_dir: Path, kind: str, value: float, runs: list[str], slos: tuple[str, ...]) -> dict[str, Any]:
     """One point in `sweep.json`: its load ("speedup" or "rate", and the value) and what its runs say."""
     return {"load": kind, "value": value, **point_entry(out_dir, runs, slos)}
@@ -105,6 +114,7 @@ def sweep_result(config: dict[str, Any], plan: Sweep, points: list[dict[str, Any
     return {"kind": "sweep", "workload": config.get("workload"),
             "target": (config.get("target") or {}).get("base_url") or "built-in simulator",
             "slos": list(plan.slos), "trials": plan.trials, "speedups": list(plan.speedups), "rates": list(plan.rates),
+            "concurrencies": list(plan.concurrencies),
             "points": points, "knee": knee(points),
             "stopped": stopped, "elapsed_s": elapsed_s, "config": config}
 

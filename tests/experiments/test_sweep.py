@@ -37,3 +37,16 @@ def test_a_sweep_replays_each_point_and_report_rebuilds_it_from_the_records(tmp_
     saved = json.loads((out / "sweep.json").read_text())
     (out / "sweep.json").write_text(json.dumps({**saved, "points": [{**p, "metrics": {}} for p in saved["points"]]}))
     assert rebuild(out)["points"] == saved["points"]  # every figure comes back from the records
+
+
+def test_a_concurrency_sweep_runs_closed_loops_of_each_size_and_rebuilds(tmp_path, tiny_config):
+    out = tmp_path / "sweep"
+    result = sweep(tiny_config(rate=10, duration_s=2), Sweep(concurrencies=(1, 8)), out)  # 8 users on 4 slots
+    first, second = result["points"]
+    assert [(p["load"], p["value"]) for p in result["points"]] == [("concurrency", 1.0), ("concurrency", 8.0)]
+    assert second["metrics"]["sent_rate"] > 2 * first["metrics"]["sent_rate"]
+    assert second["metrics"]["ttft_p99"] > first["metrics"]["ttft_p99"] + 20  # half of them queue for a slot
+    saved = json.loads((out / "sweep.json").read_text())
+    assert saved["concurrencies"] == [1, 8] and rebuild(out)["points"] == saved["points"]
+    with pytest.raises(ConfigError, match="one of them"):
+        Sweep(speedups=(1,), concurrencies=(2,))
