@@ -286,10 +286,10 @@ async def dispatch(requests: Lookahead | Iterable[PreparedRequest], client: Clie
 
     def turn_done(position: int, request: PreparedRequest, reply: str | None, ended_ns: int) -> None:
         open_turns.discard(position)
-        if (ended := turn_ended.pop(position, None)) is not None:
-            ended.set_result(None)
         if sessions is not None:
             sessions.finished(position, request, reply)
+        if (ended := turn_ended.pop(position, None)) is not None:
+            ended.set_result(None)
         for waiting in parked.pop(position, ()):
             if not stop.stopping.is_set():
                 start(*waiting, waited_ns=clock() - t0_ns - waiting[1].offset_ns)
@@ -312,6 +312,7 @@ async def dispatch(requests: Lookahead | Iterable[PreparedRequest], client: Clie
         think_ns = thinking.next_due_ns()
         return due_ns if think_ns is None else min(due_ns, think_ns)
 
+    thinking = ThinkTimeTurns()
     if users is not None:
         if not len(buffer):
             buffer.fill()
@@ -322,7 +323,6 @@ async def dispatch(requests: Lookahead | Iterable[PreparedRequest], client: Clie
         sending = False
         await _drain(tasks, idle, stop, drain_timeout_s)
         return progress
-    thinking = ThinkTimeTurns()
     alarm = Alarm(loop)
     try:
         if len(buffer) or buffer.held:

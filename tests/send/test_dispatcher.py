@@ -184,6 +184,13 @@ def test_a_closed_loop_keeps_each_user_busy_in_plan_order_whatever_the_timestamp
         assert min(abs(r.sent_ns - end) for end in ends) < SECOND // 100
 
 
+def test_a_closed_loop_user_goes_on_after_a_session_turn(simulator):
+    plan = _session_plan([0.0, 0.0, 0.0, 0.0], ["a", "a", "a", "b"], outputs=5)
+    with simulator() as sim:
+        records, progress = replay(sim.base_url, plan, sessions=plan, users=1)  # one user sends all four
+    assert sorted(r.id for r in records) == [0, 1, 2, 3] and all(r.ok for r in records) and progress.sent == 4
+
+
 def test_a_closed_loop_still_waits_for_a_sessions_earlier_turn(simulator):
     plan = _session_plan([0.0, 0.0, 0.0], ["a", "a", "b"], outputs=20)
     with simulator(engine=EngineModel(decode_base_ms=5)) as sim:
