@@ -32,8 +32,8 @@ from replayer.traces.chunks import (
     open_binary,
     times_s,
 )
-from replayer.traces.mapped import ColumnMap, chat_tree, read_generic_csv, read_generic_jsonl
-from replayer.traces.model import Categorical, Trace, assemble
+from replayer.traces.mapped import ColumnMap, chat_tree, read_generic_csv, read_generic_jsonl, root_sessions
+from replayer.traces.model import Trace, assemble
 
 SAMPLES = {
     "burstgpt-1": "BurstGPT_1_first400.csv",
@@ -213,13 +213,12 @@ def read_qwen_bailian(path: Path, fast: bool = True) -> Trace:
         raise InputError(source, "no data rows")
     chat_ids = np.concatenate(chats)
     parent_rows, roots, orphans = chat_tree(chat_ids, np.concatenate(parents), np.concatenate(lines), source)
-    root_rows, session_codes = np.unique(roots, return_inverse=True)
     warnings = (f"{source}: {orphans:,} rows follow up a chat that is not in the file; they start their "
                 "sessions",) if orphans else ()
     return assemble(source, "qwen-bailian", np.concatenate(times), np.concatenate(inputs), np.concatenate(outputs),
                      prefix_blocks=_object_column(blocks), block_tokens=QWEN_BAILIAN_BLOCK_TOKENS,
                      parents=parent_rows, warnings=warnings, request_types=types.build(),
-                     sessions=Categorical(session_codes.astype(np.int32), tuple(map(str, chat_ids[root_rows]))))
+                     sessions=root_sessions(roots, chat_ids))
 
 
 READERS: dict[str, Callable[[Path, bool], Trace]] = {

@@ -110,7 +110,7 @@ def _generic(source: str, fmt: str, chunks: Iterator[Chunk], columns: ColumnMap)
     warnings: tuple[str, ...] = ()
     if columns.id and columns.parent:
         parents, roots, warnings = _id_tree(links["id"], links["parent"], np.concatenate(lines), source, columns)
-        sessions = sessions or _root_sessions(roots, np.asarray(links["id"], dtype=object))
+        sessions = sessions or root_sessions(roots, np.asarray(links["id"], dtype=object))
     return assemble(source, fmt, all_times, np.concatenate(inputs), np.concatenate(outputs),
                     epoch_base_s=epoch_base, parents=parents, warnings=warnings,
                     turns=np.concatenate(turns) if turns else None,
@@ -142,8 +142,8 @@ def _id_tree(ids: list[str], parents: list[str], lines: np.ndarray, source: str,
     return parent_rows, roots, warnings
 
 
-def _root_sessions(roots: np.ndarray, ids: np.ndarray) -> Categorical:
-    """Sessions named by their root's id: every row of a tree shares one."""
+def root_sessions(roots: np.ndarray, ids: np.ndarray) -> Categorical:
+    """Sessions named by their root's id (`roots` from `chat_tree`): every row of a tree shares one."""
     root_rows, codes = np.unique(roots, return_inverse=True)
     return Categorical(codes.astype(np.int32), tuple(str(name) for name in ids[root_rows]))
 
