@@ -196,7 +196,9 @@ def _template_tokens(text: str) -> TemplateOverhead:
 def add_format_options(group: ArgumentGroup) -> None:
     """--format, --columns, --time-unit and --block-tokens: how to read a trace (shared by run and inspect)."""
     group.add_argument("--format", default="auto", choices=FORMATS,
-                       help="trace format (default: sniffed from the header or first record)")
+                       help="trace format (default: sniffed from the header or first record): burstgpt, azure "
+                            "(2023-2025, NumImages too), mooncake, qwen-bailian, copilot (Copilot coding-agent "
+                            "sessions), or csv/jsonl with --columns")
     group.add_argument("--columns", metavar="MAP",
                        help="for --format csv/jsonl: time=COL,input=COL,output=COL, optionally session=COL (turns "
                             "of a conversation), turn=COL (their order), id=COL,parent=COL (a request follows up "
@@ -206,7 +208,7 @@ def add_format_options(group: ArgumentGroup) -> None:
                        help="unit of the mapped time column (default %(default)s; datetime = ISO wall clock)")
     group.add_argument("--block-tokens", type=positive_int, metavar="N",
                        help="tokens per prefix block of the trace's hash_ids (default: the format's own, 512 for "
-                            "Mooncake, 16 for Qwen-Bailian)")
+                            "Mooncake, 16 for Qwen-Bailian and Copilot)")
 
 
 def add_shaping_options(parser: argparse.ArgumentParser, single_run: bool) -> None:

@@ -217,12 +217,17 @@ def cell_text(value: bytes | str) -> str:
 
 
 def check_token_counts(values: np.ndarray, chunk: Chunk, name: str, source: str) -> None:
+    check_counts(values, chunk, name, source, "token count")
+
+
+def check_counts(values: np.ndarray, chunk: Chunk, name: str, source: str, what: str) -> None:
+    """A count column (`what`: token count, image count) has no negative value, else name its line."""
     bad = np.flatnonzero(values < 0)
     if bad.size:
         if chunk.lines is None:
             raise LinesNeeded(name)
         i = int(bad[0])
-        raise InputError(source, f"negative token count: {values[i]}", line=int(chunk.lines[i]), field=name)
+        raise InputError(source, f"negative {what}: {values[i]}", line=int(chunk.lines[i]), field=name)
 
 
 def check_times(values: np.ndarray, chunk: Chunk, name: str, source: str) -> None:
@@ -299,12 +304,14 @@ TIME_UNIT_CHOICES = (*TIME_UNITS, "datetime")
 
 
 def datetimes_ns(values: list, lines: np.ndarray | None, source: str, name: str) -> np.ndarray:
-    """ISO-like wall-clock times (`2023-11-16 18:15:46.6805900`, optionally `+00:00`) → epoch ns (UTC)."""
+    """ISO-like wall-clock times (`2023-11-16 18:15:46.6805900`, `2026-06-01T09:30:00Z`, optionally
+    `+00:00`) → epoch ns (UTC)."""
     try:
         text = np.asarray(values).astype(str)
-        utc = np.char.endswith(text, "+00:00")
-        if utc.any():
-            text = np.where(utc, np.char.replace(text, "+00:00", ""), text)
+        for suffix in UTC_SUFFIXES:
+            utc = np.char.endswith(text, suffix)
+            if utc.any():
+                text = np.where(utc, np.char.replace(text, suffix, ""), text)
         return text.astype("datetime64[ns]").astype(np.int64)
     except ValueError:  # (a byte that is not ASCII, too)
         if lines is None:
@@ -312,10 +319,20 @@ def datetimes_ns(values: list, lines: np.ndarray | None, source: str, name: str)
         for value, line in zip(values, lines):
             shown = cell_text(value)
             try:
-                np.datetime64(shown.removesuffix("+00:00"), "ns")
+                np.datetime64(_without_utc_suffix(shown), "ns")
             except ValueError:
                 raise InputError(source, f"not a timestamp: {shown!r}", line=int(line), field=name) from None
         raise InputError(source, "timestamps not readable", field=name) from None
+
+
+UTC_SUFFIXES = ("+00:00", "Z")
+"""How an ISO time says it is UTC; any other zone offset is refused (numpy reads naive times only)."""
+
+
+def _without_utc_suffix(text: str) -> str:
+    for suffix in UTC_SUFFIXES:
+        text = text.removesuffix(suffix)
+    return text
 
 
 def times_s(values: list, lines: np.ndarray | None, source: str, name: str,

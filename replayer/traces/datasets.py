@@ -75,6 +75,8 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
             sha256="a0cc9b969a9bbf0fd811802cbf4323edd3a209ace791e3799ad4f9207f213941"),
     Dataset("azure-2024:code", AZURE_2024 + "AzureLLMInferenceTrace_code_1week.csv",
             "Azure LLM inference 2024, coding, one week", CC_BY),
+    Dataset("azure-2025:multimodal", AZURE_2023 + "AzureLMMInferenceTrace_multimodal.csv.gz",
+            "Azure LMM inference 2025 (ModServe), multimodal, one week, image counts as request types", CC_BY),
     Dataset("mooncake:conversation", MOONCAKE + "conversation_trace.jsonl",
             "Mooncake FAST'25 conversation trace (Kimi), with prefix blocks", "Apache-2.0", size=3_029_533),
     Dataset("mooncake:toolagent", MOONCAKE + "toolagent_trace.jsonl",

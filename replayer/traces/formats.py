@@ -21,6 +21,7 @@ from replayer.traces.chunks import (
     CategoryBuilder,
     Chunk,
     LinesNeeded,
+    check_counts,
     check_times,
     check_token_counts,
     csv_chunks,
@@ -32,8 +33,9 @@ from replayer.traces.chunks import (
     open_binary,
     times_s,
 )
+from replayer.traces.copilot import COPILOT_FIELDS, read_copilot
 from replayer.traces.mapped import ColumnMap, chat_tree, read_generic_csv, read_generic_jsonl, root_sessions
-from replayer.traces.model import Trace, assemble
+from replayer.traces.model import Categorical, Trace, assemble
 
 SAMPLES = {
     "burstgpt-1": "BurstGPT_1_first400.csv",
@@ -112,29 +114,46 @@ def read_burstgpt(path: Path, fast: bool = True) -> Trace:
 
 
 AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
+AZURE_IMAGES = "NumImages"
+"""Azure LMM inference trace 2025 (ModServe, SoCC'25): the number of images beside the token counts."""
 
 
 def read_azure(path: Path, fast: bool = True) -> Trace:
-    """Azure LLM inference traces 2023/2024 (`TIMESTAMP,ContextTokens,GeneratedTokens`, UTC wall clock)."""
+    """Azure LLM inference traces 2023/2024 (`TIMESTAMP,ContextTokens,GeneratedTokens`, UTC wall clock)
+    and the multimodal 2025 one, whose `NumImages` becomes each request's type (`text`, `1 image`,
+    `3 images`): the images themselves are not sent, so the groups show what the text part costs."""
     source = str(path)
-    kinds: dict[str, type] | None = {"TIMESTAMP": bytes, "ContextTokens": np.int64,
-                                     "GeneratedTokens": np.int64} if fast else None
+    kinds: dict[str, type] | None = {"TIMESTAMP": bytes, "ContextTokens": np.int64, "GeneratedTokens": np.int64,
+                                     AZURE_IMAGES: np.int64} if fast else None
     stamps: list[np.ndarray] = []
     inputs: list[np.ndarray] = []
     outputs: list[np.ndarray] = []
-    for chunk in csv_chunks(path, AZURE_COLUMNS, (), kinds):
+    images: list[np.ndarray] = []
+    for chunk in csv_chunks(path, AZURE_COLUMNS, (AZURE_IMAGES,), kinds):
         stamps.append(datetimes_ns(chunk.columns["TIMESTAMP"], chunk.lines, source, "TIMESTAMP"))
         for name, out in (("ContextTokens", inputs), ("GeneratedTokens", outputs)):
             values = numbers(chunk, name, source, np.int64)
             check_token_counts(values, chunk, name, source)
             out.append(values)
+        if AZURE_IMAGES in chunk.columns:
+            counts = numbers(chunk, AZURE_IMAGES, source, np.int64)
+            check_counts(counts, chunk, AZURE_IMAGES, source, "image count")
+            images.append(counts)
     if not stamps:
         raise InputError(source, "no data rows")
     epoch_ns = np.concatenate(stamps)
     # Seconds relative to the first row are computed in integers, so 100 ns ticks survive float conversion.
     first_ns = int(epoch_ns.min())
     return assemble(source, "azure", (epoch_ns - first_ns) / 1e9, np.concatenate(inputs),
-                     np.concatenate(outputs), epoch_base_s=first_ns / 1e9)
+                     np.concatenate(outputs), epoch_base_s=first_ns / 1e9,
+                     request_types=_image_groups(np.concatenate(images)) if images else None)
+
+
+def _image_groups(counts: np.ndarray) -> Categorical:
+    """Per request, `text`, `1 image` or `N images`, as a breakdown group."""
+    values, codes = np.unique(counts, return_inverse=True)
+    labels = tuple("text" if n == 0 else "1 image" if n == 1 else f"{n} images" for n in values.tolist())
+    return Categorical(codes.astype(np.int32), labels)
 
 
 MOONCAKE_FIELDS = ("timestamp", "input_length", "output_length")
@@ -226,6 +245,7 @@ READERS: dict[str, Callable[[Path, bool], Trace]] = {
     "azure": read_azure,
     "mooncake": read_mooncake,
     "qwen-bailian": read_qwen_bailian,
+    "copilot": read_copilot,
 }
 """Readers of the known public formats, by name; `csv` and `jsonl` take a `ColumnMap` as well."""
 
@@ -252,6 +272,8 @@ def sniff_format(path: Path) -> str:
             keys = set(json.loads(first))
         except ValueError:
             raise InputError(str(path), "first line looks like JSON but does not parse", line=1) from None
+        if keys.issuperset(COPILOT_FIELDS):
+            return "copilot"
         if keys.issuperset(QWEN_BAILIAN_FIELDS):  # (before Mooncake: its fields are a subset)
             return "qwen-bailian"
         if keys.issuperset(MOONCAKE_FIELDS):

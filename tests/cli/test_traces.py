@@ -1,6 +1,7 @@
 """The command line as a user meets it: real subprocesses, real files, the built-in simulator."""
 
 import json
+from pathlib import Path
 
 from replayer.traces.formats import read_trace, resolve_path
 
@@ -12,6 +13,20 @@ def test_inspect_prints_statistics_and_json(replayer):
         assert fragment in text.stdout
     as_json = json.loads(replayer("inspect", "sample:azure-2023-conv", "--json").stdout)
     assert as_json["rate"]["peak_per_min"] == 507
+
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "traces"
+
+
+def test_inspect_shows_each_agentic_format_with_its_sessions_types_and_prefix_reuse(replayer):
+    for name, fragments in [("copilot_agent_format.jsonl", ("(copilot)", "5 sessions", "prefix reuse", "16-token",
+                                                             "By request type", "agent", "By model")),
+                            ("qwen_bailian_format.jsonl", ("(qwen-bailian)", "7 sessions", "trees up to",
+                                                            "prefix reuse", "search")),
+                            ("azure_lmm_2025_format.csv", ("(azure)", "By request type", "1 image", "4 images"))]:
+        text = replayer("inspect", str(FIXTURES / name))
+        assert text.returncode == 0, text.stderr
+        assert all(fragment in text.stdout for fragment in fragments), (name, text.stdout)
 
 
 def test_inspect_plot_writes_the_figure_and_refuses_other_formats(tmp_path, replayer):

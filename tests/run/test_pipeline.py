@@ -255,6 +255,37 @@ def test_burstgpt3_runs_report_e2e_against_production_and_recorded_failures_as_t
     assert "e2e_vs_recorded" in groups["answered"]
 
 
+COPILOT_FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "traces" / "copilot_agent_format.jsonl"
+
+
+def test_copilot_agent_calls_replay_in_order_each_its_recorded_tool_time_after_the_previous_call(tmp_path):
+    cap_s = 0.5  # (--max-idle-gap: the fixture's user pauses of 10-90 s shrink to this)
+    config = RunConfig(
+        workload=WorkloadSource(trace=str(COPILOT_FIXTURE)),
+        shaping=Shaping(session_timing="think-time", max_idle_gap_s=cap_s),
+        output=OutputConfig(out_dir=tmp_path / "run", quiet=True),
+        simulator=SimulatorConfig(engine=FAST_ENGINE),
+    )
+    result = execute(config)
+    assert run_exit_code(result) == 0 and result.summary["failed"] == 0
+    trace = read_trace(str(COPILOT_FIXTURE))
+    records = {r.id: r for r in read_records(tmp_path / "run" / "records.jsonl").records}
+    assert len(records) == len(trace)
+    position_of = {int(request_id): i for i, request_id in enumerate(trace.row_ids)}
+    sessions = trace.sessions.values()
+    chains: dict[str, list[int]] = {}
+    for request_id in sorted(records, key=lambda i: (sessions[position_of[i]], trace.turns[position_of[i]])):
+        chains.setdefault(sessions[position_of[request_id]], []).append(request_id)
+    for chain in chains.values():
+        assert [records[i].turn for i in chain] == list(range(1, len(chain) + 1))
+        for before, after in zip(chain, chain[1:]):
+            b, a = position_of[before], position_of[after]
+            think_s = min(max(trace.arrival_s[a] - trace.arrival_s[b] - trace.durations_s[b], 0.0), cap_s)
+            assert abs(records[after].intended_ns - records[before].end_ns - think_s * 1e9) < 1e4
+            assert records[after].sent_ns >= records[before].end_ns
+    assert set(result.summary["breakdowns"]["type"]) == {"user", "agent"}
+
+
 QWEN_FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "traces" / "qwen_bailian_format.jsonl"
 
 

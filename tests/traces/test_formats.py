@@ -1,6 +1,7 @@
 import gzip
 import hashlib
 import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -262,6 +263,90 @@ def test_qwen_bailian_bad_records_name_line_and_field(write_file):
             read_trace(str(path), "qwen-bailian")
 
 
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "traces"
+COPILOT_FIXTURE = FIXTURES / "copilot_agent_format.jsonl"
+
+
+def _copilot_calls() -> list[tuple[str, dict]]:
+    """Every LLM call of the fixture in file order, with its session id."""
+    sessions = [json.loads(line) for line in COPILOT_FIXTURE.read_text().splitlines()]
+    return [(s["session_id"], call) for s in sessions for turn in s["turns"] for call in turn["llm_calls"]]
+
+
+def test_copilot_sessions_become_chains_of_llm_calls_with_durations_and_cached_prefixes(write_file):
+    calls = _copilot_calls()
+    trace = read_trace(str(COPILOT_FIXTURE))
+    assert (trace.format, len(trace), trace.block_tokens, trace.warnings) == ("copilot", len(calls), 16, ())
+    assert np.all(np.diff(trace.arrival_s) >= 0)
+    stamps = np.array([c["timestamp"].removesuffix("Z") for _, c in calls], dtype="datetime64[ns]")
+    order = np.argsort(stamps, kind="stable")
+    seconds = (stamps[order] - stamps[order[0]]) / np.timedelta64(1, "s")
+    assert trace.arrival_s.tolist() == pytest.approx(seconds.tolist())
+    picked = [calls[i] for i in order]
+    assert trace.input_tokens.tolist() == [c["tokens"]["prompt"] for _, c in picked]
+    assert trace.output_tokens.tolist() == [c["tokens"]["completion"] for _, c in picked]
+    assert trace.durations_s.tolist() == pytest.approx([c["duration_ms"] / 1000 for _, c in picked])
+    assert trace.sessions.values().tolist() == [session for session, _ in picked]
+    assert trace.request_types.values().tolist() == [c["initiator_type"] for _, c in picked]
+    assert trace.models.values().tolist() == [c["model"] for _, c in picked]
+    blocks = {i: trace.prefix_blocks[position] for position, i in enumerate(order.tolist())}
+    for i, (session, call) in enumerate(calls):  # each call shares its cached whole blocks with the one before
+        assert len(blocks[i]) == -(-call["tokens"]["prompt"] // 16)
+        before = i - 1 if i and calls[i - 1][0] == session else None
+        shared = 0 if before is None else min(call["tokens"]["cached"] // 16, len(blocks[before]))
+        assert blocks[i][:shared].tolist() == ([] if before is None else blocks[before][:shared].tolist())
+        earlier = {b for j in range(i) for b in blocks[j].tolist()}
+        assert not earlier & set(blocks[i][shared:].tolist())
+    turns = {i: trace.turns[position] for position, i in enumerate(order.tolist())}
+    assert [turns[i] for i, (s, _) in enumerate(calls) if s == calls[0][0]] == list(range(sum(
+        s == calls[0][0] for s, _ in calls)))
+    gzipped = write_file("c.jsonl.gz", gzip.compress(COPILOT_FIXTURE.read_bytes()))
+    assert read_trace(str(gzipped)).input_tokens.tolist() == trace.input_tokens.tolist()
+
+
+def test_copilot_bad_records_name_line_and_field(write_file):
+    def session(**call):
+        good = {"timestamp": "2026-06-01T09:00:00Z", "duration_ms": 10.0, "initiator_type": "user",
+                "model": "Model A", "tokens": {"prompt": 40, "completion": 3, "cached": 0}}
+        return json.dumps({"session_id": "s", "turns": [{"llm_calls": [good, {**good, **call}]}]})
+
+    for body, field, message in [
+        (session(tokens={"prompt": -1, "completion": 3}), "turns[0].llm_calls[1].tokens.prompt", "not a token count"),
+        (session(tokens={"prompt": 4, "completion": 3, "cached": 9}), "turns[0].llm_calls[1].tokens.cached",
+         "9 cached tokens of a 4-token prompt"),
+        (session(tokens={"prompt": 4}), "turns[0].llm_calls[1].tokens.completion", "not a token count: None"),
+        (session(duration_ms=-5), "turns[0].llm_calls[1].duration_ms", "not a duration"),
+        (session(timestamp="yesterday"), "llm_calls[].timestamp", "not a timestamp: 'yesterday'"),
+        (json.dumps({"session_id": "s", "turns": {"a": 1}}), "turns", "expected a list of turns"),
+        (json.dumps({"session_id": "s", "turns": [{"llm_calls": 3}]}), "turns[0].llm_calls", "expected an"),
+    ]:
+        path = write_file("c.jsonl", json.dumps({"session_id": "ok", "turns": []}) + "\n" + body + "\n")
+        with pytest.raises(InputError, match=rf":2: {re.escape(field)}: .*{message}"):
+            read_trace(str(path), "copilot")
+
+
+AZURE_LMM_FIXTURE = FIXTURES / "azure_lmm_2025_format.csv"
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_azure_multimodal_image_counts_become_request_types(fast):
+    rows = AZURE_LMM_FIXTURE.read_text().splitlines()[1:]
+    trace = READERS["azure"](AZURE_LMM_FIXTURE, fast)
+    assert sniff_format(AZURE_LMM_FIXTURE) == "azure" and len(trace) == len(rows)
+    images = [int(row.split(",")[1]) for row in rows]
+    named = {0: "text", 1: "1 image"}
+    assert trace.request_types.values().tolist() == [named.get(images[i], f"{images[i]} images")
+                                                     for i in trace.row_ids]
+    assert read_trace("sample:azure-2023-conv").request_types is None
+
+
+def test_a_negative_image_count_names_its_line(write_file):
+    path = write_file("lmm.csv", "TIMESTAMP,NumImages,ContextTokens,GeneratedTokens\n"
+                                 "2024-10-15 00:00:00.1,1,10,2\n2024-10-15 00:00:00.2,-1,10,2\n")
+    with pytest.raises(InputError, match=r":3: NumImages: negative image count: -1"):
+        read_trace(str(path))
+
+
 def test_generic_csv_with_column_mapping_and_time_unit(write_file):
     path = write_file("g.csv", "ts_ms,prompt_len,gen_len,conv\n1500,10,5,a\n500,20,6,b\n")
     trace = read_trace(
@@ -386,12 +471,24 @@ JSON_VALUES = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
     max_leaves=6,
 )
+COUNTS = st.integers(-2, 40) | JSON_VALUES
+COPILOT_CALLS = st.fixed_dictionaries(
+    {"timestamp": st.sampled_from(["2026-06-01T09:00:00Z", "2026-06-01T09:00:01.5Z", "2026-06-01 09:00:02", "x"])
+     | JSON_VALUES, "duration_ms": st.floats(-1, 1e4) | JSON_VALUES,
+     "tokens": st.fixed_dictionaries({"prompt": COUNTS, "completion": COUNTS}, optional={"cached": COUNTS})
+     | JSON_VALUES},
+    optional={"initiator_type": JSON_VALUES, "model": JSON_VALUES})
+COPILOT_SESSIONS = st.fixed_dictionaries(
+    {"session_id": st.sampled_from(["a", "b"]) | JSON_VALUES,
+     "turns": st.lists(st.fixed_dictionaries({"llm_calls": st.lists(COPILOT_CALLS, max_size=3) | JSON_VALUES}),
+                       max_size=3) | JSON_VALUES})
 JSONL_ROWS = st.lists(
     st.fixed_dictionaries({name: JSON_VALUES for name in MOONCAKE_FIELDS}, optional={"hash_ids": JSON_VALUES}).map(
         json.dumps
     )
     | st.fixed_dictionaries({name: st.integers(-2, 4) | JSON_VALUES for name in QWEN_BAILIAN_FIELDS},
                             optional={"hash_ids": JSON_VALUES, "type": JSON_VALUES}).map(json.dumps)
+    | COPILOT_SESSIONS.map(json.dumps)
     | JSON_VALUES.map(json.dumps)
     | st.text(max_size=20),
     min_size=0,
@@ -444,7 +541,7 @@ def test_any_session_graph_is_read_or_refused_in_one_line(rows, as_json):
 
 @settings(max_examples=200, deadline=None)
 @given(content=JSONL_ROWS | st.binary(max_size=200),
-       fmt=st.sampled_from(["auto", "mooncake", "qwen-bailian", "jsonl"]))
+       fmt=st.sampled_from(["auto", "mooncake", "qwen-bailian", "copilot", "jsonl"]))
 def test_any_jsonl_trace_is_read_or_refused_in_one_line(content, fmt):
     _read_any(content, ".jsonl", fmt)
 
