@@ -39,11 +39,13 @@ def _settings(result: dict[str, Any], extra: list[tuple[str, str]]) -> str:
 
 
 def _capacity(result: dict[str, Any]) -> str:
-    probes = sorted((p for p in result["probes"] if not p.get("inconclusive")), key=lambda p: p["speedup"])
-    found = result["max_speedup"] is not None
+    load = result.get("load", "speedup")
+    probes = sorted((p for p in result["probes"] if not p.get("inconclusive")), key=lambda p: p[load])
+    found = result[f"max_{load}"] is not None
+    probed = (("speedups probed", f"{result['low']:g}x up to {result['high']:g}x") if load == "speedup" else
+              ("closed-loop users probed", f"{result['low']:g} up to {result['high']:g}"))
     parts = [f"<p class='{'pass' if found else 'fail'}'>{html.escape(result['verdict'])}</p>",
-             _settings(result, [("precision", f"{result['precision']:.0%}"),
-                                ("speedups probed", f"{result['low']:g}x up to {result['high']:g}x")])]
+             _settings(result, [("precision", f"{result['precision']:.0%}"), probed])]
     rates = [p["rate"] or 0.0 for p in probes]
     for slo_text in result["slos"]:
         slo = parse_slo(slo_text)
@@ -62,10 +64,12 @@ def _capacity(result: dict[str, Any]) -> str:
                    "<span class='pass'>pass</span>" if probe["passed"] else "<span class='fail'>fail</span>")
         shown = [number((probe["slo_values"].get(text) or {}).get("value")) for text in aggregate_slos(result["slos"])]
         why = str(probe.get("stopped_early") or probe.get("inconclusive") or "")
-        rows.append((str(number_), f"{probe['speedup']:.3g}x", number(probe["metrics"]["sent_rate"]),
+        shown_load = f"{probe[load]:.3g}x" if load == "speedup" else f"{probe[load]:.0f}"
+        rows.append((str(number_), shown_load, number(probe["metrics"]["sent_rate"]),
                      number(probe["planned_rate"]), verdict,
                      *shown, html.escape(why), _links(probe["runs"])))
-    parts.append(table(("#", "speedup", "sent req/s", "planned req/s", "verdict", *aggregate_slos(result["slos"]),
+    load_column = "speedup" if load == "speedup" else "users"
+    parts.append(table(("#", load_column, "sent req/s", "planned req/s", "verdict", *aggregate_slos(result["slos"]),
                         "stopped early", "runs"), rows, escape=False))
     return "".join(parts)
 

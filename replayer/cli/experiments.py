@@ -13,7 +13,7 @@ from replayer.analysis.text import sweep_table
 from replayer.cli.options import EXIT_FAILED_VERDICT, EXIT_OUTPUT_FAILED, argument_type, positive_float
 from replayer.cli.run import EXIT_SIGNALS, add_run_options, run_config, with_scenario
 from replayer.errors import ConfigError
-from replayer.experiments.capacity import Search, capacity
+from replayer.experiments.capacity import Search, capacity, found_capacity
 from replayer.experiments.sweep import Sweep, parse_loads, sweep
 from replayer.run.preflight import default_out_dir, prepare_out_dir
 from replayer.run.replay import OUTPUT_FAILED
@@ -30,6 +30,10 @@ examples:
   # a vLLM server, 95% of requests within TTFT 500 ms and TPOT 50 ms, three trials per probe
   replayer capacity --trace sample:burstgpt-3 --low 500 --base-url http://127.0.0.1:8000 \\
       --slo ttft<=500ms --slo tpot<=50ms --slo attainment>=95% --trials 3 --out runs/capacity
+
+  # how many closed-loop users (--concurrency) hold TTFT p99 under 1 s, 120 requests per probe
+  replayer capacity --trace sample:azure-2023-conv --max-requests 120 --vary concurrency --low 4 \\
+      --max-running 8 --decode-base-ms 2 --slo 'ttft_p99<=1s'
 """
 
 SWEEP_EXAMPLES = """\
@@ -47,15 +51,20 @@ def add_capacity(commands: argparse._SubParsersAction) -> None:
                     "which every --slo holds, keeping the trace's own shape: bracket by doubling from --low, then "
                     "bisect to --precision. Each probe is a run directory under OUT/probes/ and stops early once "
                     "its SLOs are out of reach. Writes OUT/capacity.json (max_speedup, max_rate, every probe, a "
-                    "one-sentence verdict) and OUT/report.html. Exit 0 when a capacity was found, 1 when even "
+                    "one-sentence verdict) and OUT/report.html. With --vary concurrency it searches the most "
+                    "closed-loop users instead (--concurrency N: each user sends the trace's next request as "
+                    "soon as its previous one is done; bound a probe with --max-requests), and writes "
+                    "max_concurrency. Exit 0 when a capacity was found, 1 when even "
                     "--low fails, 2 on bad input.",
         epilog=CAPACITY_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_scenario(capacity_parser)
     search = capacity_parser.add_argument_group("search")
+    search.add_argument("--vary", choices=["speedup", "concurrency"], default="speedup",
+                        help="the load searched: the trace's speedup (default), or the number of closed-loop users")
     search.add_argument("--low", type=positive_float, default=1.0, metavar="X",
-                        help="the first speedup probed (default %(default)s: the recorded pace)")
+                        help="the first speedup (or number of users) probed (default %(default)s: the recorded pace)")
     search.add_argument("--high", type=positive_float, default=1024.0, metavar="X",
-                        help="the largest speedup probed (default %(default)s)")
+                        help="the largest speedup (or number of users) probed (default %(default)s)")
     search.add_argument("--precision", type=argument_type(_percent, "--precision"), default=0.05, metavar="PCT",
                         help="stop when the failing speedup is within PCT above the passing one (default 5%%)")
     search.add_argument("--max-time", dest="search_time", type=positive_float, metavar="S",
@@ -112,11 +121,12 @@ def _cmd_capacity(args: argparse.Namespace) -> int:
     args = with_scenario(args) if args.scenario else args
     config = run_config(args)
     cooldown = args.cooldown if args.cooldown is not None else 0.0 if config.builtin_simulator else 5.0
-    search = Search(tuple(args.slo), args.low, args.high, args.precision, args.search_time, args.trials, cooldown)
+    search = Search(tuple(args.slo), args.low, args.high, args.precision, args.search_time, args.trials, cooldown,
+                    args.vary)
     out_dir = _experiment_dir(config.output.out_dir, args.overwrite)
     result = capacity(config, search, out_dir)
     _print_result(args, result, out_dir)
-    return _exit_code(result, found=result["max_speedup"] is not None)
+    return _exit_code(result, found=found_capacity(result))
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -139,7 +149,7 @@ def _print_result(args: argparse.Namespace, result: dict[str, Any], out_dir: Pat
     if args.quiet:
         return
     if result["kind"] == "capacity":
-        Console().print(result["verdict"], style="bold green" if result["max_speedup"] is not None else "bold red")
+        Console().print(result["verdict"], style="bold green" if found_capacity(result) else "bold red")
     else:
         knee = result["knee"]
         Console().print(sweep_table(result))

@@ -1,5 +1,6 @@
 """`replayer capacity`: the largest speedup of a workload at which every SLO holds, the trace's own
-shape kept (bursts come faster, never smoothed).
+shape kept (bursts come faster, never smoothed); or, with `load="concurrency"`, the most closed-loop
+users (`--concurrency`) it holds for, the number the peers' concurrency benchmarks report.
 
 The search brackets geometrically (doubling from `low` until a probe fails), then bisects
 geometrically until the bracket is within `precision`. Each probe is a complete run directory
@@ -28,14 +29,17 @@ from rich.console import Console
 from replayer.analysis.slo import aggregate_slos, parse_slo, parse_slos
 from replayer.analysis.wording import slo_value
 from replayer.errors import ConfigError
-from replayer.experiments.loads import at_speedup
+from replayer.experiments.loads import at_concurrency, at_speedup
 from replayer.experiments.outputs import write_experiment
 from replayer.experiments.points import point_entry, run_point
 from replayer.experiments.status import Status
 from replayer.run.config import RunConfig
 
 Probe = Callable[[float], "bool | None"]
-"""Runs the workload at a speedup: True if every SLO held, False if not, None if it could not say."""
+"""Runs the workload at a load: True if every SLO held, False if not, None if it could not say."""
+
+LOADS = {"speedup": at_speedup, "concurrency": at_concurrency}
+"""What a search can vary: the trace's pace, or the number of closed-loop users."""
 
 
 @dataclass(frozen=True)
@@ -44,15 +48,18 @@ class Search:
 
     slos: tuple[str, ...]
     low: float = 1.0
-    """The first speedup probed."""
+    """The first load probed."""
     high: float = 1024.0
-    """The largest speedup probed: a workload that passes there is reported as sustained up to it."""
+    """The largest load probed: a workload that passes there is reported as sustained up to it."""
     precision: float = 0.05
-    """The search stops when the failing speedup is within this fraction above the passing one."""
+    """The search stops when the failing load is within this fraction above the passing one (or, for
+    users, one user above it)."""
     max_time_s: float | None = None
     trials: int = 1
     cooldown_s: float = 0.0
     """Pause between probes, so a real server finishes what a stopped probe left."""
+    load: str = "speedup"
+    """What is varied: `speedup`, or `concurrency` (whole numbers of closed-loop users)."""
 
     def __post_init__(self) -> None:
         parse_slos(self.slos)  # (the set's own checks: goodput and attainment need a per-request SLO)
@@ -67,6 +74,20 @@ class Search:
             raise ConfigError(f"--max-time must be > 0 seconds, got {self.max_time_s:g}")
         if self.trials < 1:
             raise ConfigError(f"--trials must be >= 1, got {self.trials}")
+        if self.load not in LOADS:
+            raise ConfigError(f"--vary must be one of {', '.join(LOADS)}, got {self.load!r}")
+        if self.load == "concurrency" and not (float(self.low).is_integer() and float(self.high).is_integer()):
+            raise ConfigError(f"users are whole numbers: --low and --high must be, got {self.low:g} and {self.high:g}")
+
+    def between(self, passing: float, failing: float) -> float | None:
+        """The next load to probe inside the bracket, or None when the bracket is as narrow as it gets."""
+        if failing / passing <= 1 + self.precision:
+            return None
+        middle = math.sqrt(passing * failing)
+        if self.load == "speedup":
+            return middle
+        users = min(max(round(middle), int(passing) + 1), int(failing) - 1)
+        return float(users) if passing < users < failing else None
 
 
 def bracket_and_bisect(probe: Probe, search: Search) -> tuple[float | None, float | None]:
@@ -88,8 +109,7 @@ def bracket_and_bisect(probe: Probe, search: Search) -> tuple[float | None, floa
         speedup = min(speedup * 2, search.high)
     if passing is None:
         return None, failing
-    while failing / passing > 1 + search.precision:
-        middle = math.sqrt(passing * failing)
+    while (middle := search.between(passing, failing)) is not None:
         verdict = probe(middle)
         if verdict is None:
             break
@@ -107,25 +127,26 @@ def capacity(config: RunConfig, search: Search, out_dir: Path, console: Console 
     probes: list[dict[str, Any]] = []
     stopped: list[str] = []
     with Status(console, config.output.quiet) as status:
-        def probe(speedup: float) -> bool | None:
+        def probe(value: float) -> bool | None:
             remaining = None if search.max_time_s is None else search.max_time_s - status.elapsed_s
             if remaining is not None and remaining <= 1:
                 stopped.append("max time")
                 return None
             if probes and search.cooldown_s:
                 time.sleep(search.cooldown_s)
-            name = f"probes/{len(probes) + 1:02d}-speedup-{speedup:.4g}"
-            status.step(f"probe {len(probes) + 1}: speedup {speedup:.3g}x · bracket {_bracket_text(probes)}")
-            point = run_point(_probe_config(config, search, speedup, out_dir / name, remaining), search.trials,
+            name = f"probes/{len(probes) + 1:02d}-{search.load}-{value:.4g}"
+            status.step(f"probe {len(probes) + 1}: {load_text(search.load, value)} · bracket "
+                        f"{_bracket_text(probes, search.load)}")
+            point = run_point(_probe_config(config, search, value, out_dir / name, remaining), search.trials,
                               out_dir / name, Console(stderr=True, quiet=True), until_failure=True)
             runs = point.run_dirs(out_dir)
-            entry = probe_entry(out_dir, speedup, runs, search.slos)
+            entry = probe_entry(out_dir, search.load, value, runs, search.slos)
             probes.append(entry)
             if point.stop_reason:
                 entry["inconclusive"] = point.stop_reason
                 stopped.append(point.stop_reason)
             else:
-                status.note(probe_line(entry, len(probes)))
+                status.note(probe_line(entry, len(probes), search.load))
             write_experiment(out_dir, capacity_result(config.public(), search, probes, None, status.elapsed_s))
             return None if point.stop_reason else bool(entry["passed"])
 
@@ -138,17 +159,19 @@ def capacity(config: RunConfig, search: Search, out_dir: Path, console: Console 
     return result
 
 
-def probe_entry(out_dir: Path, speedup: float, runs: list[str], slos: tuple[str, ...]) -> dict[str, Any]:
-    """One probe in `capacity.json`: its speedup, the rate it ran at, and what its runs say."""
+def probe_entry(out_dir: Path, load: str, value: float, runs: list[str], slos: tuple[str, ...]) -> dict[str, Any]:
+    """One probe in `capacity.json`: its load (`speedup` or `concurrency`, by name), the rate it ran
+    at, and what its runs say."""
     entry = point_entry(out_dir, runs, slos)
-    return {"speedup": speedup, "rate": probe_rate(entry), **entry}
+    rate = entry["metrics"]["sent_rate"] if load == "concurrency" else probe_rate(entry)
+    return {load: value, "rate": rate, **entry}
 
 
-def _probe_config(config: RunConfig, search: Search, speedup: float, out_dir: Path,
+def _probe_config(config: RunConfig, search: Search, value: float, out_dir: Path,
                   remaining_s: float | None) -> RunConfig:
-    """A probe: the workload at `speedup`, watched so it stops once its SLOs are out of reach (or the
-    search's time is up), quiet, and not draining after a stop."""
-    probe = at_speedup(config, speedup)
+    """A probe: the workload at load `value`, watched so it stops once its SLOs are out of reach (or
+    the search's time is up), quiet, and not draining after a stop."""
+    probe = LOADS[search.load](config, value)
     output = replace(config.output, out_dir=out_dir, overwrite=True, slos=search.slos, stop_early=True,
                      time_limit_s=remaining_s, drain_timeout_s=0.0, quiet=True)
     return replace(probe, output=output)
@@ -156,14 +179,17 @@ def _probe_config(config: RunConfig, search: Search, speedup: float, out_dir: Pa
 
 def capacity_result(config: dict[str, Any], search: Search, probes: list[dict[str, Any]], stopped: str | None,
                     elapsed_s: float) -> dict[str, Any]:
-    """`capacity.json`: the search's settings, every probe, and the answer they give."""
+    """`capacity.json`: the search's settings, every probe, and the answer they give (`max_speedup`
+    and `failing_speedup`, or `max_concurrency` and `failing_concurrency`, after `load`)."""
+    load = search.load
     decided = [probe for probe in probes if not probe.get("inconclusive")]
-    failing = min((p for p in decided if not p["passed"]), key=lambda p: p["speedup"], default=None)
-    passing = max((p for p in decided if p["passed"] and (failing is None or p["speedup"] < failing["speedup"])),
-                  key=lambda p: p["speedup"], default=None)
+    failing = min((p for p in decided if not p["passed"]), key=lambda p: p[load], default=None)
+    passing = max((p for p in decided if p["passed"] and (failing is None or p[load] < failing[load])),
+                  key=lambda p: p[load], default=None)
     best_rate = passing["metrics"]["sent_rate"] if passing else None
     return {
         "kind": "capacity",
+        "load": load,
         "workload": config.get("workload"),
         "target": (config.get("target") or {}).get("base_url") or "built-in simulator",
         "slos": list(search.slos),
@@ -171,9 +197,9 @@ def capacity_result(config: dict[str, Any], search: Search, probes: list[dict[st
         "low": search.low,
         "high": search.high,
         "trials": search.trials,
-        "max_speedup": passing["speedup"] if passing else None,
+        f"max_{load}": passing[load] if passing else None,
         "max_rate": best_rate,
-        "failing_speedup": failing["speedup"] if failing else None,
+        f"failing_{load}": failing[load] if failing else None,
         "failing_rate": failing["rate"] if failing else None,
         "stopped": stopped,
         "elapsed_s": elapsed_s,
@@ -187,10 +213,10 @@ def capacity_verdict(passing: dict | None, failing: dict | None, search: Search,
     """One sentence: what the workload sustains under the SLOs and what fails just above it."""
     what = "this workload" if workload.get("synthetic") else "this trace"
     slos = ", ".join(search.slos)
-    failure = f"fails at {_load_text(failing)}: {failure_reason(failing)}" if failing else None
+    failure = f"fails at {_rate_and_load(failing, search.load)}: {failure_reason(failing)}" if failing else None
     if passing is None:
         return f"does not sustain {what} with {slos}: even the lowest probe " + (failure or "failed")
-    sustained = f"sustains {_load_text(passing)} of {what} with {slos}"
+    sustained = f"sustains {_rate_and_load(passing, search.load)} of {what} with {slos}"
     if failure is None:
         return f"{sustained}, the largest load probed"
     return f"{sustained}; {failure}"
@@ -216,15 +242,25 @@ def _value_text(check: dict) -> str:
     return slo_value(check)
 
 
-def probe_line(probe: dict, number: int) -> str:
+def probe_line(probe: dict, number: int, load: str = "speedup") -> str:
     """The line printed when a probe ends."""
     verdict = "[green]pass[/]" if probe["passed"] else "[red]fail[/]"
     why = "" if probe["passed"] else f" ({failure_reason(probe)})"
-    return f"probe {number}: speedup {probe['speedup']:.3g}x at {_rate(probe)}: {verdict}{why}"
+    return f"probe {number}: {load_text(load, probe[load])} at {_rate(probe)}: {verdict}{why}"
 
 
-def _load_text(probe: dict) -> str:
-    return f"{_rate(probe)} (speedup {probe['speedup']:.3g}x)"
+def load_text(load: str, value: float) -> str:
+    """`speedup 2x` or `8 users`."""
+    return f"speedup {value:.3g}x" if load == "speedup" else f"{value:.0f} user{'s' if value != 1 else ''}"
+
+
+def found_capacity(result: dict) -> bool:
+    """Whether a `capacity.json` names a load that held."""
+    return result[f"max_{result.get('load', 'speedup')}"] is not None
+
+
+def _rate_and_load(probe: dict, load: str) -> str:
+    return f"{_rate(probe)} ({load_text(load, probe[load])})"
 
 
 def probe_rate(probe: dict) -> float | None:
@@ -238,9 +274,10 @@ def _rate(probe: dict) -> str:
     return "? req/s" if rate is None else f"{rate:.3g} req/s"
 
 
-def _bracket_text(probes: list[dict[str, Any]]) -> str:
-    passed = [p["speedup"] for p in probes if p.get("passed") and not p.get("inconclusive")]
-    failed = [p["speedup"] for p in probes if p.get("passed") is False and not p.get("inconclusive")]
-    low = f"{max(passed):.3g}x" if passed else "?"
-    high = f"{min(failed):.3g}x" if failed else "?"
-    return f"{low}–{high}"
+def _bracket_text(probes: list[dict[str, Any]], load: str) -> str:
+    passed = [p[load] for p in probes if p.get("passed") and not p.get("inconclusive")]
+    failed = [p[load] for p in probes if p.get("passed") is False and not p.get("inconclusive")]
+    unit = "x" if load == "speedup" else ""
+    low = f"{max(passed):.3g}{unit}" if passed else "?"
+    high = f"{min(failed):.3g}{unit}" if failed else "?"
+    return f"{low}–{high}{'' if unit else ' users'}"

@@ -29,10 +29,11 @@ def rebuild(out_dir: Path) -> dict[str, Any]:
 
 
 def _capacity(out_dir: Path, old: dict[str, Any]) -> dict[str, Any]:
-    search = Search(tuple(old["slos"]), old["low"], old["high"], old["precision"], trials=old["trials"])
+    search = Search(tuple(old["slos"]), old["low"], old["high"], old["precision"], trials=old["trials"],
+                    load=old.get("load", "speedup"))
     probes = []
     for probe in old["probes"]:
-        entry = probe_entry(out_dir, probe["speedup"], probe["runs"], search.slos)
+        entry = probe_entry(out_dir, search.load, probe[search.load], probe["runs"], search.slos)
         if probe.get("inconclusive"):
             entry["inconclusive"] = probe["inconclusive"]
         probes.append(entry)

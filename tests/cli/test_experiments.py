@@ -16,8 +16,14 @@ def test_capacity_exits_0_with_a_capacity_1_when_even_low_fails_and_2_on_bad_inp
     assert {"speedup", "passed", "stopped_early", "runs", "slo_values"} <= set(result["probes"][0])
     failing = replayer("capacity", *TINY, "--slo", "ttft_p99<=1ms", "--out", str(tmp_path / "none"))
     assert failing.returncode == 1 and "does not sustain" in failing.stdout
+    users = replayer("capacity", *TINY, "--vary", "concurrency", "--low", "2", "--high", "4", "--slo", "ttft_p99<=5s",
+                     "--out", str(tmp_path / "users"))
+    assert users.returncode == 0, users.stderr
+    assert json.loads((tmp_path / "users" / "capacity.json").read_text())["max_concurrency"] == 4
+    assert "(4 users)" in users.stdout and "probe 1: 2 users" in users.stderr
     for bad in (("--slo", "ttft<=1s"), ("--slo", "ttft_p99<=1s", "--precision", "200%"),
-                ("--slo", "ttft_p99<=1s", "--speedup", "2")):
+                ("--slo", "ttft_p99<=1s", "--speedup", "2"), ("--slo", "ttft_p99<=1s", "--vary", "concurrency",
+                                                               "--low", "1.5")):
         try:
             code = main(["capacity", *TINY, *bad, "--out", str(tmp_path / "bad")])
         except SystemExit as exit:  # (argparse's own errors)

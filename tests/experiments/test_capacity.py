@@ -6,10 +6,11 @@ import pytest
 from replayer.errors import ConfigError
 from replayer.experiments.capacity import Search, bracket_and_bisect, capacity
 from replayer.experiments.loads import at_speedup
+from replayer.experiments.rebuild import rebuild
 from replayer.run.config import OutputConfig
 from replayer.run.pipeline import execute
 
-from .conftest import SATURATION_RATE
+from .conftest import SATURATION_RATE, SLOTS
 
 
 def probing(threshold: float, answers: dict[float, bool | None] | None = None):
@@ -42,9 +43,16 @@ def test_the_search_ends_at_the_low_end_the_high_end_or_a_probe_that_cannot_say(
     assert bracket_and_bisect(probe, Search(("ttft_p99<=1s",))) == (8.0, None) and asked[-1] == 16.0
 
 
+def test_a_search_of_users_probes_whole_numbers_and_ends_one_user_apart():
+    probe, asked = probing(5.5)
+    search = Search(("ttft_p99<=1s",), low=1.0, precision=0.05, load="concurrency")
+    assert bracket_and_bisect(probe, search) == (5, 6)
+    assert asked == [1, 2, 4, 8, 6, 5]  # (the geometric middles 5.66 and 4.90, rounded)
+
+
 @pytest.mark.parametrize(("settings", "message"), [
     ({"slos": ("ttft<=1s",)}, "aggregate"), ({"low": 4, "high": 2}, "--low"), ({"precision": 1.5}, "--precision"),
-    ({"trials": 0}, "--trials")])
+    ({"trials": 0}, "--trials"), ({"load": "rate"}, "--vary"), ({"load": "concurrency", "low": 1.5}, "whole")])
 def test_bad_search_settings_are_one_line_errors(settings, message):
     with pytest.raises(ConfigError, match=message):
         Search(**{"slos": ("ttft_p99<=1s",), **settings})
@@ -65,6 +73,19 @@ def test_the_capacity_found_lies_just_below_the_saturation_rate_and_holds_again(
         return execute(replace(at_speedup(config, speedup), output=output))
     assert again(result["max_speedup"], "again").slo_passed
     assert not again(1.25 * result["max_speedup"], "beyond").slo_passed
+
+
+def test_the_most_closed_loop_users_found_is_the_simulators_slot_count(tmp_path, tiny_config):
+    out = tmp_path / "cap"
+    search = Search(("ttft_p99<=50ms",), load="concurrency")  # a fifth user on 4 slots waits a whole request
+    result = capacity(tiny_config(rate=10, duration_s=2), search, out)
+    assert (result["load"], result["max_concurrency"], result["failing_concurrency"]) == ("concurrency", SLOTS,
+                                                                                         SLOTS + 1)
+    assert "max_speedup" not in result and [p["concurrency"] for p in result["probes"]] == [1, 2, 4, 8, 6, 5]
+    assert f"({SLOTS} users)" in result["verdict"] and result["verdict"].startswith("sustains")
+    assert sorted(path.name for path in (out / "probes").iterdir())[0] == "01-concurrency-1"
+    assert "closed-loop users probed" in (out / "report.html").read_text()
+    assert rebuild(out)["probes"] == result["probes"]
 
 
 def test_a_probe_stops_early_once_its_slos_are_out_of_reach(tmp_path, tiny_config):
