@@ -57,7 +57,7 @@ def check(run: Path | str, slos: Sequence[str] = ()) -> dict[str, Any]:
     verdict's `passed` is False when an aggregate SLO was violated."""
     summary = report(run, slos=slos)
     if "slo" not in summary:
-        raise ConfigError(f"{run}: the run was given no SLO; pass --slo METRIC<=VALUE")
+        raise ConfigError(f"{run}: the run was given no SLO; pass --slo 'METRIC<=VALUE'")
     return summary["slo"]
 
 
@@ -78,10 +78,11 @@ class Comparison:
 def compare(base: Path | str, new: Path | str, limits: Sequence[str] = ()) -> Comparison:
     """Compare the run `new` with the reference run `base` (either may be a `--trials` directory: its
     trials are pooled); `limits` are `METRIC=PCT` texts (the largest tolerated worsening of each),
-    else the default limits. A change is a regression only when its whole 95 % interval lies beyond."""
+    replacing the default limit of their metric; the other defaults stay. A change is a regression
+    only when its whole 95 % interval lies beyond; throughputs of different workloads are not judged."""
     parsed = dict(parse_limit(text) for text in limits)
     base_files = [read_runs(run) for run in trial_dirs(Path(base))]
     new_files = [read_runs(run) for run in trial_dirs(Path(new))]
-    deltas = compare_runs(base_files, new_files, parsed or None)
     workloads = {json.dumps(f.header.get("workload"), sort_keys=True) for f in (*base_files, *new_files)}
-    return Comparison(deltas, len(workloads) == 1)
+    same = len(workloads) == 1
+    return Comparison(compare_runs(base_files, new_files, parsed, rates_comparable=same), same)

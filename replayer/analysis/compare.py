@@ -20,7 +20,15 @@ import numpy as np
 
 from replayer.analysis.noise import RESAMPLES, Sample, Statistic, bootstrap_change
 from replayer.analysis.runs import run_settings, summarize_run
-from replayer.analysis.slo import FRACTIONS, higher_is_better, is_known_metric, latency_statistic, meets, parse_slos
+from replayer.analysis.slo import (
+    FRACTIONS,
+    RATES,
+    higher_is_better,
+    is_known_metric,
+    latency_statistic,
+    meets,
+    parse_slos,
+)
 from replayer.analysis.summary import PERCENTILES, latency_samples, measured
 from replayer.errors import ConfigError
 from replayer.records import RecordFile
@@ -30,7 +38,7 @@ SHOWN = ("ttft_p50", "ttft_p99", "tpot_p50", "tpot_p99", "itl_p99", "e2e_p50", "
 """The metrics a comparison shows (those a run has)."""
 DEFAULT_LIMITS = {"ttft_p50": 0.10, "ttft_p99": 0.10, "tpot_p50": 0.10, "tpot_p99": 0.10, "e2e_p99": 0.10,
                   "request_throughput": 0.10, "output_throughput": 0.10, "error_rate": 0.01}
-"""Used when no --max-regression is given."""
+"""The limits a comparison applies; each --max-regression replaces the one of its metric or adds one."""
 
 
 @dataclass(frozen=True)
@@ -72,10 +80,13 @@ def parse_limit(text: str) -> tuple[str, float]:
 
 
 def compare_runs(base: Sequence[RecordFile], new: Sequence[RecordFile], limits: dict[str, float] | None = None,
-                 resamples: int = RESAMPLES) -> list[Delta]:
+                 resamples: int = RESAMPLES, rates_comparable: bool = True) -> list[Delta]:
     """Every shown metric (plus any with a limit) that either side has, from the per-request records
-    of each side's runs (several: the trials of one point), with the bootstrap interval of its change."""
-    limits = DEFAULT_LIMITS if not limits else limits
+    of each side's runs (several: the trials of one point), with the bootstrap interval of its change.
+    `limits` override the default ones metric by metric. Where the two sides replayed different
+    workloads (`rates_comparable` False), throughputs and goodput differ by construction: they are
+    shown, with the verdict `not comparable`, and never regress."""
+    limits = {**DEFAULT_LIMITS, **(limits or {})}
     base_runs, new_runs = [_RunValues.of(f) for f in base], [_RunValues.of(f) for f in new]
     deltas = []
     for metric in dict.fromkeys((*SHOWN, *limits)):
@@ -92,8 +103,9 @@ def compare_runs(base: Sequence[RecordFile], new: Sequence[RecordFile], limits: 
                                                                 metric not in FRACTIONS, resamples)
         low, high = interval or (None, None)
         limit = limits.get(metric)
-        deltas.append(Delta(metric, before, after, change, low, high, limit,
-                            _verdict(metric, change, interval, limit)))
+        verdict = "not comparable" if metric in RATES and not rates_comparable else _verdict(metric, change, interval,
+                                                                                               limit)
+        deltas.append(Delta(metric, before, after, change, low, high, limit, verdict))
     return deltas
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from xml.etree import ElementTree
 
+from replayer.analysis.slo import parse_slo
 from replayer.analysis.summary import PERCENTILES, Summary, summary_entry
 from replayer.analysis.wording import (
     LATENCY_ROWS,
@@ -45,14 +46,29 @@ def markdown_report(summary: Summary, title: str) -> str:
 
 
 def junit_xml(slo: dict, run: str) -> str:
-    """The SLO verdict as JUnit XML: one test case per aggregate SLO, for CI systems' test reports."""
-    suite = ElementTree.Element("testsuite", name=f"replayer SLOs of {run}", tests=str(len(slo["checks"])),
-                                failures=str(sum(not check["passed"] for check in slo["checks"])))
+    """The SLO verdict as JUnit XML, for CI systems' test reports: one test case per SLO. A per-request
+    SLO's case says how many requests missed it; it fails when a goodput or attainment SLO over the
+    per-request ones failed and this one was missed (alone, per-request SLOs never fail a run)."""
+    gate_failed = any(not check["passed"] and parse_slo(check["slo"]).metric in ("goodput", "attainment")
+                      for check in slo["checks"])
+    cases: list[tuple[str, str | None, str]] = []
+    for text in slo["per_request"]:
+        missed = (slo.get("missed") or {}).get(text, 0)
+        detail = f"missed by {missed:,} requests; attainment of all per-request SLOs {_percent(slo['attainment'])}"
+        cases.append((f"{text} (per request)", detail if gate_failed and missed else None, detail))
     for check in slo["checks"]:
-        case = ElementTree.SubElement(suite, "testcase", classname="replayer.analysis.slo", name=check["slo"])
-        if not check["passed"]:
-            failure = ElementTree.SubElement(case, "failure", message=f"measured {slo_value(check)}")
-            failure.text = f"{check['slo']}: measured {slo_value(check)}"
+        detail = f"{check['slo']}: measured {slo_value(check)}"
+        cases.append((check["slo"], None if check["passed"] else detail, detail))
+    suite = ElementTree.Element("testsuite", name=f"replayer SLOs of {run}", tests=str(len(cases)),
+                                failures=str(sum(failure is not None for _, failure, _ in cases)))
+    for name, failure, detail in cases:
+        case = ElementTree.SubElement(suite, "testcase", classname="replayer.analysis.slo", name=name)
+        if failure is not None:
+            ElementTree.SubElement(case, "failure", message=failure).text = failure
+        else:
+            ElementTree.SubElement(case, "system-out").text = detail
     return ElementTree.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
 
+def _percent(fraction: float | None) -> str:
+    return "n/a" if fraction is None else f"{fraction * 100:.1f}%"

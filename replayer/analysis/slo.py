@@ -106,7 +106,7 @@ def parse_slos(texts: Sequence[str]) -> list[Slo]:
         for slo in slos:
             if slo.metric in ("goodput", "attainment"):
                 raise ConfigError(f"--slo {slo.text!r}: {slo.metric} counts requests that meet the per-request SLOs; "
-                                  "add at least one (e.g. --slo ttft<=500ms)")
+                                  "add at least one (e.g. --slo 'ttft<=500ms')")
     return slos
 
 
@@ -119,6 +119,8 @@ def evaluate(slos: Sequence[Slo], records: Sequence[RequestRecord], summary: Sum
     duration_s = summary["duration_s"]
     result: dict = {"per_request": [slo.text for slo in per_request]}
     if per_request:
+        result["missed"] = {slo.text: sum(1 for r in records if r.sent_ns is not None and not meets(r, [slo], streamed))
+                            for slo in per_request}
         result["good_requests"] = good
         result["goodput"] = good / duration_s if duration_s > 0 else None
         result["attainment"] = good / sent if sent else None

@@ -10,7 +10,8 @@ For a request, `sent` is when it left, `first` the arrival of the first output-b
 - schedule lag = sent − intended; for a session turn it includes the session wait (how long the
   turn waited past its instant for the previous turn of its session to finish), which the summary
   also reports on its own. Whether the client kept up is judged on the lag without that wait, per
-  window of intended send times: the run is `client_limited` if any window's p99 is over the limit;
+  window of intended send times: the run is `client_limited` if any window's p99 is over the limit
+  with at least `MIN_LATE_SENDS` of its sends over it;
 - duration = last completion − t0; throughputs are completed requests, and their served output and
   input tokens, per second of that duration; the sent rate is one over the mean gap between sends.
 
@@ -39,6 +40,9 @@ CLIENT_LIMITED_LAG_MS = 5.0
 LAG_WINDOW_S = 5.0
 """The client is judged window by window: a burst it could not keep up with must not hide inside a
 calm run's overall p99."""
+MIN_LATE_SENDS = 3
+"""A window counts as behind only with at least this many sends over the limit: in a sparse window
+(35 sends) the p99 is its worst send, and one hiccup is not a client that cannot keep up."""
 
 _NS_PER_MS = 1e6
 
@@ -262,7 +266,8 @@ def summarize(records: Sequence[RequestRecord], *, streamed: bool = True,
 
 def lagging_windows(intended_s: np.ndarray, lag_ms: np.ndarray, limit_ms: float,
                     window_s: float = LAG_WINDOW_S) -> list[dict]:
-    """The windows of intended send time (`window_s` long, from 0) whose lag p99 exceeds `limit_ms`."""
+    """The windows of intended send time (`window_s` long, from 0) whose lag p99 exceeds `limit_ms`,
+    with at least `MIN_LATE_SENDS` sends over it."""
     if not lag_ms.size:
         return []
     index = np.floor(intended_s / window_s).astype(np.int64)
@@ -271,9 +276,10 @@ def lagging_windows(intended_s: np.ndarray, lag_ms: np.ndarray, limit_ms: float,
     behind = []
     for window, lags in zip(windows, np.split(lag_ms[order], starts[1:])):
         p99 = float(np.percentile(lags, 99))
-        if p99 > limit_ms:
+        late = int(np.count_nonzero(lags > limit_ms))
+        if p99 > limit_ms and late >= MIN_LATE_SENDS:
             behind.append({"start_s": float(window * window_s), "end_s": float((window + 1) * window_s),
-                           "requests": int(lags.size), "lag_p99_ms": p99})
+                           "requests": int(lags.size), "late": late, "lag_p99_ms": p99})
     return behind
 
 

@@ -16,23 +16,32 @@ from replayer.analysis.wording import (
     slo_value,
     slo_verdict,
 )
+from replayer.traces.model import Trace
+from replayer.traces.stats import arrival_fits
+
+SECONDS_FROM_MS = 10_000.0
+"""A latency row whose largest value reaches this many ms is shown in seconds, so no cell is cut."""
 
 
 def latency_table(summary: Summary) -> Table:
-    """One row per latency distribution: mean and percentiles, in milliseconds."""
+    """One row per latency distribution: mean and percentiles, in milliseconds, or in seconds for a
+    row that reaches 10 s (its label says so)."""
     table = Table(title="Latency (ms)", title_justify="left", show_edge=False, pad_edge=False,
                   collapse_padding=True, caption=GLOSSARY, caption_justify="left")
-    table.add_column("metric", no_wrap=True)
+    table.add_column("metric", overflow="fold")
     columns = ("mean", *(name for name, _ in PERCENTILES), "max")
     for name in columns:
-        table.add_column(name.replace("p999", "p99.9"), justify="right", no_wrap=True)
+        table.add_column(name.replace("p999", "p99.9"), justify="right", overflow="fold")
     answered = bool((summary_entry(summary, "e2e_ms") or {}).get("count"))
     for label, key in LATENCY_ROWS:
         dist = summary_entry(summary, key) or {}
         if not dist.get("count") and (answered or key in ("session_wait_ms", "cap_wait_ms")):
             continue  # (a metric this run has no samples of while it has answers: it does not apply)
         digits = 2 if key in ("schedule_lag_ms", "session_wait_ms", "cap_wait_ms", "itl_ms", "tpot_ms") else 1
-        table.add_row(label, *(fmt(dist.get(name), digits, grouping="") for name in columns))
+        values = [dist.get(name) for name in columns]
+        if max((v for v in values if v is not None), default=0.0) >= SECONDS_FROM_MS:
+            label, digits, values = f"{label} (s)", 2, [None if v is None else v / 1000 for v in values]
+        table.add_row(label, *(fmt(value, digits, grouping="") for value in values))
     return table
 
 
@@ -117,7 +126,7 @@ def breakdown_table(summary: Summary) -> Table | None:
     recorded = any("e2e_vs_recorded" in stats for groups in kinds.values() for stats in groups.values())
     for name in ("group", "requests", "failed", "TTFT p50", "TTFT p99", "TPOT p99", "E2E p99",
                  *(("E2E/rec",) if recorded else ())):
-        table.add_column(name, justify="left" if name == "group" else "right", no_wrap=True)
+        table.add_column(name, justify="left" if name == "group" else "right", overflow="fold")
     for kind, groups in kinds.items():
         for name, stats in groups.items():
             ratio = (stats.get("e2e_vs_recorded") or {}).get("p50")
@@ -137,9 +146,9 @@ def breakdown_table(summary: Summary) -> Table | None:
 def slo_table(slo: dict) -> Table:
     """One row per aggregate SLO with its measured value; goodput and attainment above them."""
     table = Table(title="SLOs", title_justify="left", show_edge=False, pad_edge=False, collapse_padding=True)
-    columns: tuple[tuple[str, JustifyMethod], ...] = (("objective", "left"), ("measured", "right"), ("", "left"))
-    for name, justify in columns:
-        table.add_column(name, justify=justify, no_wrap=True)
+    table.add_column("objective", overflow="fold")
+    table.add_column("measured", justify="right", overflow="fold")
+    table.add_column("", no_wrap=True, min_width=4)  # (the verdict: never cut)
     if slo["per_request"]:
         table.add_row(
             f"per request: {', '.join(slo['per_request'])}",
@@ -254,6 +263,12 @@ def describe_fit(fit: dict) -> str:
         f"shape {fit['shape']:.3g}, scale {fit['scale']:.3g} s, CV {fit['cv']:.3g} "
         f"(KS distance {fit['ks_statistic']:.3f} over {fit['samples']:,} non-zero gaps)"
     )
+
+
+def fit_lines(trace: Trace) -> list[str]:
+    """The Gamma and Weibull fits of a trace's gaps, a line each, as `--fit` prints them."""
+    fits = arrival_fits(trace.arrival_s[1:] - trace.arrival_s[:-1])
+    return [f"{trace.source}: {name.capitalize()} fit {describe_fit(fit)}" for name, fit in fits.items() if fit]
 
 
 def render_trace_stats(stats: dict, console: Console) -> None:

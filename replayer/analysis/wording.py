@@ -58,7 +58,8 @@ def client_behind_warning(summary: Summary) -> str:
     windows = summary.get("client_behind_windows") or []
     worst = max(windows, key=lambda w: w["lag_p99_ms"], default=None)
     where = (f"in {len(windows)} window(s) of the schedule, worst {worst['start_s']:g}-{worst['end_s']:g} s "
-             f"with lag p99 {worst['lag_p99_ms']:.1f} ms" if worst else
+             f"with lag p99 {worst['lag_p99_ms']:.1f} ms ({worst.get('late', '?')} of {worst['requests']:,} sends late)"
+             if worst else
              f"overall lag p99 {summary.get('client_lag_p99_ms') or 0:.1f} ms")
     return (
         f"WARNING: the client fell behind its schedule {where} (limit {summary['client_limited_threshold_ms']:g} ms, "

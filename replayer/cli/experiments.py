@@ -21,15 +21,15 @@ from replayer.run.replay import OUTPUT_FAILED
 CAPACITY_EXAMPLES = """\
 examples:
   # how fast can the bundled Azure conversation trace come before TTFT p99 passes 2 s (built-in simulator)?
-  replayer capacity --trace sample:azure-2023-conv --duration 300 --slo ttft_p99<=2s --max-time 600
+  replayer capacity --trace sample:azure-2023-conv --duration 300 --slo 'ttft_p99<=2s' --max-time 600
 
   # the acceptance workload: Poisson at 1 req/s for 30 s, its rate multiplied per probe
   replayer capacity --synthetic "arrivals=poisson,rate=1,duration=30,input=fixed:100,output=fixed:100" \\
-      --slo ttft_p99<=1s --max-running 8 --decode-base-ms 10 --decode-ms-per-seq 0
+      --slo 'ttft_p99<=1s' --max-running 8 --decode-base-ms 10 --decode-ms-per-seq 0
 
   # a vLLM server, 95% of requests within TTFT 500 ms and TPOT 50 ms, three trials per probe
   replayer capacity --trace sample:burstgpt-3 --low 500 --base-url http://127.0.0.1:8000 \\
-      --slo ttft<=500ms --slo tpot<=50ms --slo attainment>=95% --trials 3 --out runs/capacity
+      --slo 'ttft<=500ms' --slo 'tpot<=50ms' --slo 'attainment>=95%' --trials 3 --out runs/capacity
 
   # how many closed-loop users (--concurrency) hold TTFT p99 under 1 s, 120 requests per probe
   replayer capacity --trace sample:azure-2023-conv --max-requests 120 --vary concurrency --low 4 \\
@@ -38,9 +38,9 @@ examples:
 
 SWEEP_EXAMPLES = """\
 examples:
-  replayer sweep --trace sample:azure-2023-conv --duration 120 --speedups 1,2,4,8 --slo ttft<=1s
+  replayer sweep --trace sample:azure-2023-conv --duration 120 --speedups 1,2,4,8 --slo 'ttft<=1s'
   replayer sweep --synthetic "rate=1,duration=60" --rates 2:32:5 --base-url http://127.0.0.1:8000
-  replayer sweep --trace sample:azure-2023-conv --max-requests 500 --concurrencies 1,4,16,64 --slo ttft<=1s
+  replayer sweep --trace sample:azure-2023-conv --max-requests 500 --concurrencies 1,4,16,64 --slo 'ttft<=1s'
 """
 
 

@@ -155,8 +155,10 @@ def add_compare(commands: argparse._SubParsersAction) -> None:
         "bootstrap interval (resampling requests, and trials when BASE or NEW is a --trials directory). Latencies "
         "and the error rate regress when they rise, throughputs, goodput and attainment when they fall; a change "
         "is a regression only when its whole interval lies beyond the limit, else it is within noise. "
-        f"Without --max-regression the limits are {', '.join(f'{k}={v:.0%}' for k, v in DEFAULT_LIMITS.items())} "
-        "(error_rate in percentage points).",
+        f"The default limits are {', '.join(f'{k}={v:.0%}' for k, v in DEFAULT_LIMITS.items())} "
+        "(error_rate in percentage points); each --max-regression replaces its metric's limit or adds one, and "
+        "the other defaults stay. Runs of different workloads (trace, shaping or speedup) have throughputs "
+        "that differ by construction: those are marked not comparable and never regress.",
         epilog=COMPARE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -180,7 +182,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if not comparison.same_workload:
         Console(stderr=True).print(
             "[yellow]note:[/] the two runs replayed different workloads (trace, shaping or "
-            "speedup), so throughputs are not comparable"
+            "speedup), so throughputs are not comparable and are not judged"
         )
     if args.format == "json":
         print(
@@ -207,8 +209,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 CHECK_EXAMPLES = """\
 examples:
-  replayer check runs/nightly --slo ttft_p99<=500ms --slo error_rate<=1%
-  replayer check runs/nightly --slo ttft<=500ms --slo tpot<=50ms --slo attainment>=90% --junit slo.xml
+  replayer check runs/nightly --slo 'ttft_p99<=500ms' --slo 'error_rate<=1%'
+  replayer check runs/nightly --slo 'ttft<=500ms' --slo 'tpot<=50ms' --slo 'attainment>=90%' --junit slo.xml
   replayer check runs/nightly                  # the SLOs the run was given with run --slo
 """
 

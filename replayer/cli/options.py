@@ -37,15 +37,18 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_INPUT, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _number(kind: Callable[[str], N], minimum: float, *, strict: bool) -> Callable[[str], N]:
-    """An argparse type: a finite number of `kind`, greater than (strict) or at least `minimum`."""
+def _number(kind: Callable[[str], N], minimum: float, *, strict: bool, infinite: bool = False) -> Callable[[str], N]:
+    """An argparse type: a finite number of `kind` (or `inf`, where `infinite`), greater than (strict)
+    or at least `minimum`."""
 
     def parse(text: str) -> N:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not {'an integer' if kind is int else 'a number'}: {text!r}") from None
-        if not math.isfinite(value) or value < minimum or (strict and value == minimum):
+        if math.isnan(value) or (math.isinf(value) and not (infinite and value > 0)):
+            raise argparse.ArgumentTypeError(f"must be a finite number{' or inf' if infinite else ''}, got {text}")
+        if value < minimum or (strict and value == minimum):
             raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {minimum:g}, got {text}")
         return value
 
@@ -54,6 +57,7 @@ def _number(kind: Callable[[str], N], minimum: float, *, strict: bool) -> Callab
 
 positive_float = _number(float, 0, strict=True)
 non_negative_float = _number(float, 0, strict=False)
+seconds_or_forever = _number(float, 0, strict=False, infinite=True)
 positive_int = _number(int, 0, strict=True)
 non_negative_int = _number(int, 0, strict=False)
 
@@ -134,7 +138,7 @@ def add_simulator_options(parser: argparse.ArgumentParser, title: str) -> None:
     for fault in FAULT_NAMES:
         group.add_argument(f"--{fault}-rate", type=non_negative_float, default=getattr(faults, rate_field(fault)),
                            metavar="F", help=f"fraction of {_FAULT_HELP[fault]}")
-    group.add_argument("--stall-s", type=non_negative_float, default=faults.stall_s, metavar="S",
+    group.add_argument("--stall-s", type=seconds_or_forever, default=faults.stall_s, metavar="S",
                        help="length of an injected stall; inf stalls forever (default %(default)s)")
     group.add_argument("--drip-s", type=non_negative_float, default=faults.drip_s, metavar="S",
                        help="the gap before each token of a dripping stream (default %(default)s)")

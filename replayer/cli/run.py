@@ -226,7 +226,8 @@ def add_run_options(parser: argparse.ArgumentParser, single_run: bool) -> None:
         metavar="METRIC<=VALUE",
         help="a service-level objective, repeatable: per request (ttft<=500ms, tpot<=50ms, e2e<=20s: "
         "goodput and attainment) or for the run (ttft_p99<=500ms, tpot_p90<=50ms, error_rate<=1%%, "
-        "output_throughput>=2000, attainment>=90%%); the run exits 1 when one is violated",
+        "output_throughput>=2000, attainment>=90%%); the run exits 1 when one is violated. Quote it in a "
+        "shell: --slo 'ttft_p99<=500ms' (unquoted, <= is a redirection)",
     )
     output.add_argument("--warmup", type=non_negative_float, default=0.0, metavar="S",
                         help="requests due in the first S seconds are sent and recorded (marked warmup) but kept out "
@@ -368,7 +369,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
 
 def run_exit_code(result: RunResult) -> int:
     """130/143 for an interrupted run, 74 when its output failed, 70 when a worker died, 1 when an SLO
-    was violated, else 0."""
+    was violated or no request succeeded, else 0."""
     reason = result.stop_reason or ""
     for prefix, code in (
         *EXIT_SIGNALS.items(),
@@ -377,7 +378,7 @@ def run_exit_code(result: RunResult) -> int:
     ):
         if reason.startswith(prefix):
             return code
-    return 0 if result.slo_passed else EXIT_FAILED_VERDICT
+    return 0 if result.slo_passed and not result.nothing_succeeded else EXIT_FAILED_VERDICT
 
 
 def points_exit_code(results: Sequence[RunResult]) -> int:
@@ -408,6 +409,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
             f"records: {result.out_dir / 'records.jsonl'}  summary: {result.out_dir / 'summary.json'}  "
             f"report: {result.out_dir / 'report.html'}"
         )
+    if result.nothing_succeeded:
+        assert result.summary is not None
+        kinds = ", ".join(f"{kind} {count:,}" for kind, count in result.summary["failures"].items())
+        errors.print(f"[red]error:[/] none of the {result.summary['requests_sent']:,} requests sent succeeded "
+                     f"({kinds}): check --base-url, --model and --api (exit 1)")
     return run_exit_code(result)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from replayer.analysis.text import describe_fit, render_trace_stats
+from replayer.analysis.text import fit_lines, render_trace_stats
 from replayer.cli.options import add_format_options, plot_path
 
 INSPECT_EXAMPLES = """\
@@ -106,7 +106,6 @@ def add_synth(commands: argparse._SubParsersAction) -> None:
 def _cmd_synth(args: argparse.Namespace) -> int:
     from replayer.traces.formats import read_trace
     from replayer.traces.mapped import ColumnMap
-    from replayer.traces.stats import arrival_fits
     from replayer.traces.synthetic import parse_spec, synthesize, write_trace_csv
 
     console = Console(stderr=True)
@@ -114,9 +113,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     if args.fit:
         columns = ColumnMap.parse(args.columns, args.time_unit) if args.columns else None
         fit = read_trace(args.fit, args.format, columns, args.block_tokens)
-        for name, result in arrival_fits(fit.arrival_s[1:] - fit.arrival_s[:-1]).items():
-            if result:
-                console.print(f"{fit.source}: {name.capitalize()} fit {describe_fit(result)}", soft_wrap=True)
+        for line in fit_lines(fit):
+            console.print(line, soft_wrap=True)
     spec = parse_spec(args.spec, fit)
     trace = synthesize(spec, fit)
     write_trace_csv(trace, args.output)

@@ -12,6 +12,7 @@ from replayer.run.replay import (
     TIME_LIMIT,
     Replay,
     RunOutcome,
+    announce_start,
     live_display,
     observing,
     records_header,
@@ -40,6 +41,8 @@ async def _replay(replay: Replay, console: Console, server: ServerMetrics | None
                       f"{workload.span_s:,.1f} s at speedup {workload.speedup:g}")
     settle_heap()
     t0_ns, t0_wall_ns = start_instant(replay.scale.start_at_ns)
+    if not replay.quiet:
+        announce_start(console, replay.scale.start_at_ns)
     writer = RecordWriter(replay.records_path, records_header(replay, t0_ns, t0_wall_ns))
     progress, stop = Progress(), StopControl()
     live = live_display(replay, console, progress, t0_ns)

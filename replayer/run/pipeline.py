@@ -17,6 +17,7 @@ from rich.console import Console
 
 from replayer.analysis.runs import summarize_run, write_run_outputs
 from replayer.analysis.summary import Summary
+from replayer.analysis.text import fit_lines
 from replayer.errors import OutputError
 from replayer.records import append_trailer, read_records, write_server_metrics
 from replayer.run.config import RunConfig, ScaleConfig, WorkloadSource
@@ -63,6 +64,11 @@ class RunResult:
         """False when an aggregate SLO was violated (True without SLOs)."""
         return self.summary is None or self.summary.get("slo", {}).get("passed", True)
 
+    @property
+    def nothing_succeeded(self) -> bool:
+        """True when requests were sent and not one succeeded: a wrong URL, model or API, most likely."""
+        return self.summary is not None and self.summary["requests_sent"] > 0 and self.summary["completed"] == 0
+
 
 def execute(config: RunConfig, console: Console | None = None) -> RunResult:
     """Run the whole pipeline and write `records.jsonl`, `summary.json` and the reports."""
@@ -104,6 +110,9 @@ def load_workload(source: WorkloadSource, shaping: Shaping, console: Console, qu
         trace = read_trace(source.trace_or_default, source.format, columns, source.block_tokens)
     else:
         fit = read_trace(source.fit, source.format, columns, source.block_tokens) if source.fit else None
+        if fit is not None and not quiet:
+            for line in fit_lines(fit):
+                console.print(line, soft_wrap=True)
         trace = synthesize(parse_spec(source.synthetic, fit), fit)
     for warning in trace.warnings:
         console.print(f"[yellow]warning:[/] {warning}")

@@ -157,6 +157,17 @@ def start_instant(start_at_ns: int | None, lead_s: float = START_LEAD_S) -> tupl
     return time.perf_counter_ns() + int(lead_s * 1e9), time.time_ns() + int(lead_s * 1e9)
 
 
+def announce_start(console: Console, start_at_ns: int | None) -> None:
+    """For `--start-at`, say when the replay will begin (a shard waits silently otherwise)."""
+    if start_at_ns is None:
+        return
+    wait_s = (start_at_ns - time.time_ns()) / 1e9
+    when = dt.datetime.fromtimestamp(start_at_ns / 1e9, dt.timezone.utc).isoformat(timespec="milliseconds")
+    console.print(f"waiting for --start-at {when.replace('+00:00', 'Z')}: starts in {wait_s:,.1f} s" if wait_s > 0
+                  else f"--start-at {when.replace('+00:00', 'Z')} passed {-wait_s:,.1f} s ago: starting at once, "
+                       "late by that much")
+
+
 def save_plan(plan: RequestPlan, path: Path, console: Console) -> None:
     """Write every body to `path` ahead of the run (see `RequestPlan.built_ahead` for session turns)."""
     ahead = plan.built_ahead()

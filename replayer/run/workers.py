@@ -35,6 +35,7 @@ from replayer.run.replay import (
     Replay,
     RunOutcome,
     ShardJob,
+    announce_start,
     live_display,
     observing,
     prepare_shard,
@@ -98,6 +99,8 @@ def run_workers(replay: Replay, console: Console, server: ServerMetrics | None =
                 f"replaying {workload.span_s:,.1f} s at speedup {workload.speedup:g}"
             )
         t0_ns, t0_wall_ns = start_instant(replay.scale.start_at_ns, T0_LEAD_S)
+        if not replay.quiet:
+            announce_start(console, replay.scale.start_at_ns)
         for pipe in pipes:
             pipe.send(t0_ns)
         header = records_header(replay, t0_ns, t0_wall_ns, workers=n)

@@ -312,8 +312,9 @@ class Simulator:
                         return response
                     if fault == "malformed":
                         await response.write(frames.cut())
-                    if fault == "huge":
+                    if fault == "huge":  # (this token's text, made enormous: the token count stays right)
                         await response.write(frames.token(json.dumps("x" * faults.huge_bytes).encode()))
+                        continue
                 if fault == "drip":
                     await asyncio.sleep(faults.drip_s)
                 await response.write(frames.token(self.piece(index)))

@@ -62,6 +62,23 @@ def test_trials_widen_the_interval_by_their_spread():
     assert wide.high - wide.low > 2 * (narrow.high - narrow.low)
 
 
+def test_runs_of_different_workloads_show_throughputs_as_not_comparable_and_never_regress():
+    base, new = run_of([100.0] * 400), run_of([100.0] * 400, failed=200)  # a third fewer completions per second
+    judged = {d.metric: d for d in compare_runs([base], [new])}
+    assert judged["request_throughput"].regressed
+    shown = {d.metric: d for d in compare_runs([base], [new], rates_comparable=False)}
+    assert shown["request_throughput"].verdict == shown["output_throughput"].verdict == "not comparable"
+    assert shown["request_throughput"].change == judged["request_throughput"].change
+    assert shown["error_rate"].regressed  # (the rest is judged as before)
+
+
+def test_a_given_limit_replaces_its_metrics_default_and_keeps_the_others():
+    base, new = run_of([100.0] * 400), run_of([160.0] * 400, failed=40)
+    limits = {d.metric: d.limit for d in compare_runs([base], [new], {"ttft_p99": 0.80, "tpot_p90": 0.2})}
+    assert limits["ttft_p99"] == 0.80 and limits["tpot_p90"] == 0.2
+    assert limits["ttft_p50"] == limits["e2e_p99"] == 0.10 and limits["error_rate"] == 0.01
+
+
 @pytest.mark.parametrize(("text", "expected"), [("ttft_p99=10%", ("ttft_p99", 0.10)),
                                                 ("error_rate=0.5%", ("error_rate", 0.005)),
                                                 ("OUTPUT_THROUGHPUT=0.2", ("output_throughput", 0.2))])
@@ -92,6 +109,10 @@ def test_the_same_configuration_is_within_noise_and_twice_the_decode_time_a_regr
     assert {"tpot_p50", "tpot_p99"} <= set(regressed) and "error_rate" not in regressed
     assert main(["compare", str(tmp_path / "slow"), str(tmp_path / "fast"), "--max-regression", "tpot_p99=5%"]) == 0
     capsys.readouterr()
+    assert main(["compare", str(tmp_path / "fast"), str(tmp_path / "slow"), "--max-regression", "tpot_p99=500%",
+                 "--format", "json"]) == 1  # tpot_p50 keeps its default limit
+    regressed = json.loads(capsys.readouterr().out)["regressed"]
+    assert "tpot_p50" in regressed and "tpot_p99" not in regressed
     assert main(["compare", str(tmp_path / "fast"), str(tmp_path / "again"), "--format", "json"]) == 0
     metrics = {m["metric"]: m for m in json.loads(capsys.readouterr().out)["metrics"]}
     assert metrics["ttft_p99"]["verdict"] == "within noise"

@@ -80,6 +80,20 @@ def test_junit_has_one_case_per_aggregate_slo_and_a_failure_for_each_violation()
     assert failed.get("name") == "ttft_max<300ms" and "measured 300.00 ms" in failed.find("failure").get("message")
 
 
+def test_junit_has_a_case_per_per_request_slo_failing_only_with_the_gate_over_them():
+    summary = summarize(RECORDS)
+    gated = evaluate(parse_slos(["ttft<=250ms", "tpot<=50ms", "attainment>=50%"]), RECORDS, summary)
+    assert gated["missed"] == {"ttft<=250ms": 2, "tpot<=50ms": 2}  # (the failure misses both)
+    suite = ElementTree.fromstring(junit_xml(gated, "runs/x").split("?>", 1)[1])
+    cases = {case.get("name"): case for case in suite}
+    assert set(cases) == {"ttft<=250ms (per request)", "tpot<=50ms (per request)", "attainment>=50%"}
+    assert (suite.get("tests"), suite.get("failures")) == ("3", "3")
+    assert "missed by 2 requests" in cases["ttft<=250ms (per request)"].find("failure").get("message")
+    alone = evaluate(parse_slos(["ttft<=250ms"]), RECORDS, summary)  # no gate: reported, never failed
+    [case] = ElementTree.fromstring(junit_xml(alone, "runs/x").split("?>", 1)[1])
+    assert case.find("failure") is None and "missed by 2 requests" in case.find("system-out").text
+
+
 def test_run_exits_1_on_a_violated_slo_and_check_gives_the_same_verdict_from_the_files(tmp_path, capsys):
     base = RunConfig(
         workload=WorkloadSource(trace="sample:azure-2023-conv"),

@@ -47,10 +47,13 @@ def test_hand_computed_summary():
     assert s["client_limited"] is False
 
 
-def test_lag_above_threshold_marks_the_run_client_limited():
-    s = summarize(RECORDS, client_limited_lag_ms=3.0)
+def test_lag_above_threshold_marks_the_run_client_limited_given_three_late_sends():
+    late = [*RECORDS, ok(4, 3500, 3504, 3600, 3700, 2, [100.0])]  # lags 0, 2, 4, 0, 4 ms
+    s = summarize(late, client_limited_lag_ms=1.5)
     assert s["client_limited"] is True
-    assert [(w["start_s"], w["end_s"], w["requests"]) for w in s["client_behind_windows"]] == [(0.0, 5.0, 4)]
+    assert [(w["start_s"], w["end_s"], w["requests"], w["late"]) for w in s["client_behind_windows"]] == [
+        (0.0, 5.0, 5, 3)]
+    assert summarize(late, client_limited_lag_ms=3.0)["client_limited"] is False  # two late sends: a hiccup
 
 
 def test_a_burst_the_client_fell_behind_in_is_not_hidden_by_a_calm_run():
@@ -116,10 +119,9 @@ def test_the_report_names_the_window_where_the_client_fell_behind():
 
     from replayer.analysis.text import render_summary
     console = Console(record=True, width=300)
-    render_summary(summarize(RECORDS, client_limited_lag_ms=3.0), console)
-    assert (
-        "fell behind its schedule in 1 window(s) of the schedule, worst 0-5 s with lag p99 3.9" in console.export_text()
-    )
+    render_summary(summarize(RECORDS, client_limited_lag_ms=-1.0), console)  # (every send counts as late)
+    assert ("fell behind its schedule in 1 window(s) of the schedule, worst 0-5 s with lag p99 3.9 ms (4 of 4 sends "
+            "late)" in console.export_text())
 
 
 def test_breakdowns_group_requests_by_turns_and_input_length():

@@ -30,6 +30,27 @@ def test_vllm_key_names_carry_our_values():
     assert flat["ttft_ms"] == summary["ttft_ms"]  # our own keys stay
 
 
+def test_the_terminal_report_never_cuts_a_number_or_a_verdict_at_80_columns():
+    from rich.console import Console
+
+    from replayer.analysis.text import render_summary
+
+    slow = [RequestRecord(id=i, intended_ns=i * 1000 * MS, input_tokens=10_000 * i, output_tokens=3,
+                          sent_ns=i * 1000 * MS, first_token_ns=(i * 1000 + 279_220) * MS,
+                          end_ns=(i * 1000 + 279_220 + 40) * MS, served_input_tokens=10_000 * i,
+                          served_output_tokens=3, itl_us=[20_000, 20_000], labels={"model": f"model-{i}" * 3})
+            for i in range(3)]
+    summary = summarize(slow)
+    summary["slo"] = evaluate(parse_slos(["ttft<=250ms", "tpot<=50ms", "attainment>=90%", "ttft_p99<=2s",
+                                          "error_rate<=1%"]), slow, summary)
+    console = Console(record=True, width=80)
+    render_summary(summary, console)
+    text = console.export_text()
+    assert "…" not in text
+    assert "TTFT (s)" in text and "279.22" in text and "TPOT " in text  # long latencies in seconds, short in ms
+    assert text.count("FAIL") == 2 and "pass" in text
+
+
 def test_markdown_has_the_latency_table_and_the_slo_verdict():
     summary = summarize(RECORDS)
     summary["slo"] = evaluate(parse_slos(["ttft_p50<=150ms"]), RECORDS, summary)

@@ -134,6 +134,27 @@ def test_generic_csv_runs_with_a_column_mapping(write_file, tmp_path, replayer, 
         (0, 30), (250_000_000, 40), (500_000_000, 50)]
 
 
+def test_a_run_in_which_nothing_succeeded_exits_1_and_says_so(tmp_path, replayer, fast_engine):
+    result = replayer("run", "--synthetic", "rate=20,requests=10", "--error-rate", "404=1", "--out",
+                      str(tmp_path / "run"), *fast_engine)
+    assert result.returncode == 1
+    assert "none of the 10 requests sent succeeded (http_404 10): check --base-url, --model and --api" in \
+        " ".join(result.stderr.split())
+    some = replayer("run", "--synthetic", "rate=20,requests=10", "--error-rate", "404=0.5", "--seed", "3", "--out",
+                    str(tmp_path / "some"), *fast_engine)
+    assert some.returncode == 0, some.stderr  # (failures alone, with some successes, are the report's business)
+
+
+def test_stall_s_inf_stalls_forever_so_the_first_token_timeout_ends_each_request(tmp_path, replayer, fast_engine):
+    out = tmp_path / "run"
+    result = replayer("run", "--synthetic", "rate=20,requests=3", "--stall-rate", "1", "--stall-s", "inf",
+                      "--first-token-timeout", "0.3", "--out", str(out), *fast_engine)
+    assert result.returncode == 1, result.stderr  # (nothing succeeded)
+    assert {r.status for r in read_records(out / "records.jsonl").records} == {"timeout_first_token"}
+    refused = replayer("run", "--stall-s", "nan")
+    assert refused.returncode == 2 and "must be a finite number or inf, got nan" in refused.stderr
+
+
 def test_existing_run_directory_is_not_overwritten(tmp_path, replayer):
     (tmp_path / "old.txt").write_text("keep me")
     result = replayer("run", "--trace", "sample:burstgpt-1", "--max-requests", "1", "--out", str(tmp_path), "--quiet")
@@ -151,6 +172,11 @@ def test_run_synthetic_replays_the_generated_workload_and_records_the_spec(tmp_p
     assert record_file.header["config"]["workload"]["synthetic"] == spec
     assert sorted(r.intended_ns for r in record_file.records) == [i * 20_000_000 for i in range(40)]
     assert {(r.served_input_tokens, r.served_output_tokens) for r in record_file.records} == {(64, 8)}
+    fitted = replayer("run", "--synthetic", "rate=50,requests=20", "--fit", "sample:azure-2023-conv", "--out",
+                      str(tmp_path / "fitted"), *fast_engine)
+    assert fitted.returncode == 0, fitted.stderr
+    for name in ("Gamma", "Weibull"):  # both fits printed, as synth --fit prints them
+        assert f"AzureLLMInferenceTrace_conv.csv: {name} fit shape" in fitted.stderr
 
 
 def test_sigint_mid_replay_leaves_valid_records_summary_and_report(tmp_path, report_without_summary):

@@ -3,6 +3,7 @@ import json
 import math
 import os
 import shutil
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -331,6 +332,37 @@ def test_qwen_bailian_follow_ups_leave_after_their_parent_and_carry_its_conversa
     assert set(result.summary["breakdowns"]["type"]) == {"text", "search", "image", "file"}
 
 
+def _stalled_run(out: Path, monkeypatch, stalled_sends: range) -> dict:
+    """A sparse schedule (7 requests/s for 10 s) whose client blocks its event loop for 6 ms just
+    before each send in `stalled_sends` (counted from 0), so those sends leave about 6 ms late."""
+    from replayer.send.client import Client
+
+    send, calls = Client.send, [0]
+
+    async def stalling(self, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] - 1 in stalled_sends:
+            time.sleep(0.006)  # (blocking on purpose: the loop itself stalls)
+        return await send(self, *args, **kwargs)
+
+    monkeypatch.setattr(Client, "send", stalling)
+    config = RunConfig(
+        workload=WorkloadSource(synthetic="arrivals=constant,rate=7,duration=10,input=fixed:20,output=fixed:4"),
+        output=OutputConfig(out_dir=out, quiet=True),
+        simulator=SimulatorConfig(engine=FAST_ENGINE),
+    )
+    return execute(config).summary
+
+
+def test_one_late_send_in_a_sparse_window_is_no_verdict_but_a_sustained_stall_is(tmp_path, monkeypatch):
+    hiccup = _stalled_run(tmp_path / "hiccup", monkeypatch, range(20, 21))
+    assert hiccup["schedule_lag_ms"]["max"] >= 6.0  # the one send was late, its window's p99 over 5 ms...
+    assert not hiccup["client_limited"]  # ...but one late send is not a client that cannot keep up
+    sustained = _stalled_run(tmp_path / "sustained", monkeypatch, range(10, 60))
+    assert sustained["client_limited"]
+    assert all(window["late"] >= 3 for window in sustained["client_behind_windows"])
+
+
 def test_a_capped_run_reports_the_cap_wait_apart_from_the_clients_lag(tmp_path):
     config = RunConfig(
         workload=WorkloadSource(synthetic="arrivals=poisson,rate=40,duration=1,input=fixed:20,output=fixed:10,seed=2"),
@@ -450,6 +482,8 @@ def test_every_fault_mode_ends_each_request_in_its_own_kind(tmp_path, faults, ti
     assert all(message is None or message in r.error for r in records)
     if kind in ("stream", "timeout_between_tokens") and not faults.wrong_type_rate:
         assert all(r.first_token_ns is not None and r.served_output_tokens for r in records)  # partial timings kept
+    if faults.huge_rate:  # the huge chunk is one token's text: no output-token mismatch
+        assert summary["token_mismatch"]["output"]["checked"] and not summary["token_mismatch"]["output"]["mismatched"]
 
 
 def test_a_mix_of_every_fault_still_balances_the_books(tmp_path):

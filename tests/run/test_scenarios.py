@@ -63,6 +63,8 @@ def test_the_ci_smoke_scenario_passes_its_slos_against_the_simulator(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["slo"]["passed"] and len(summary["slo"]["checks"]) == 4
     assert summary["completed"] == summary["requests_sent"] > 0
+    assert main(["run", "ci-smoke", "--out", str(tmp_path / "gated"), "--quiet", "--duration", "3",
+                 "--slo", "ttft_p99<=1us"]) == 1  # the gate does fail a run that misses an SLO
 
 
 def test_command_line_options_override_the_scenario():

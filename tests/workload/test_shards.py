@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 import time
@@ -44,10 +45,12 @@ def test_shards_started_at_one_instant_merge_into_the_single_process_run(simulat
         start_at = f"{time.time() + 8:.3f}"  # time for both processes to start and prepare
         shards = [subprocess.Popen([sys.executable, "-m", "replayer", "run", *SHAPING, "--base-url", sim.base_url,
                                     "--shard", f"{k}/2", "--start-at", start_at, "--out", str(tmp_path / f"s{k}"),
-                                    "--quiet"], stderr=subprocess.PIPE, text=True)
+                                    *(("--quiet",) if k else ())], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                   text=True)
                   for k in range(2)]
-        for shard in shards:
-            assert shard.wait(timeout=120) == 0, shard.stderr.read()
+        errors = [shard.communicate(timeout=120)[1] for shard in shards]
+        assert [shard.returncode for shard in shards] == [0, 0], errors
+        assert re.search(r"waiting for --start-at \S+Z: starts in \d+\.\d s", errors[0]), errors[0]
     merged = subprocess.run([sys.executable, "-m", "replayer", "report", str(tmp_path / "s0"), str(tmp_path / "s1"),
                              "--merge-to", str(tmp_path / "merged"), "--format", "json"],
                             capture_output=True, text=True, timeout=60)
