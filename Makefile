@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint test-real clean
+.PHONY: demo test lint browser test-real clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10) and "replayer needs Python >= 3.10")'
@@ -20,8 +20,17 @@ demo: $(STAMP)
 	$(BIN)/replayer run --trace sample:azure-2023-conv --duration 120 --speedup 2
 
 ## test: lint and type checks, then the whole test suite
-test: lint
+test: lint browser
 	$(BIN)/python -m pytest
+
+## browser: Debian's Chromium, which the report-page tests render in (they skip without it). It is
+## installed when missing on a Debian machine where we are root, as on CI's.
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+		  { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; }; } && \
+		echo "installed Debian's chromium for the report-page tests"; } || \
+		echo "note: no chromium here; the report-page rendering tests will be skipped"
 
 ## lint: ruff (lint and import order) and mypy (typed defs) over the package, tests and benchmarks
 lint: $(STAMP)

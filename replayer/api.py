@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,9 @@ class Comparison:
     same_workload: bool
     """False when the runs replayed different workloads (trace, shaping, speedup): throughputs then differ
     by construction."""
+    base_runs: tuple[RecordFile, ...] = field(default=(), repr=False)
+    new_runs: tuple[RecordFile, ...] = field(default=(), repr=False)
+    """Each side's records (several: the trials of a --trials directory), for the compare page."""
 
     @property
     def regressed(self) -> list[str]:
@@ -85,4 +88,5 @@ def compare(base: Path | str, new: Path | str, limits: Sequence[str] = ()) -> Co
     new_files = [read_runs(run) for run in trial_dirs(Path(new))]
     workloads = {json.dumps(f.header.get("workload"), sort_keys=True) for f in (*base_files, *new_files)}
     same = len(workloads) == 1
-    return Comparison(compare_runs(base_files, new_files, parsed, rates_comparable=same), same)
+    return Comparison(compare_runs(base_files, new_files, parsed, rates_comparable=same), same, tuple(base_files),
+                      tuple(new_files))

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import http.server
 import json
+import math
 import re
 import shutil
 import struct
@@ -14,6 +15,8 @@ import sys
 import threading
 import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -162,7 +165,136 @@ def render_in_chromium(page: Path, shot: Path) -> bytes:
     return png_pixels(shot)
 
 
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync")
+
+
+def dom_in_chromium(page: Path) -> str:
+    """The DOM of `page` after headless Chromium loaded and laid it out (skipping without Chromium)."""
+    if shutil.which("chromium") is None:
+        pytest.skip("needs Debian's chromium package (apt install chromium)")
+    result = subprocess.run(["chromium", *CHROMIUM_FLAGS, "--dump-dom", page.as_uri()], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0 and "<html" in result.stdout, result.stderr[-2000:]
+    return result.stdout
+
+
+@pytest.fixture
+def chromium_dom() -> Callable[[Path], str]:
+    """`chromium_dom(page)`: the page's DOM as Chromium built it (see `dom_in_chromium`)."""
+    return dom_in_chromium
+
+
 @pytest.fixture
 def chromium() -> Callable[[Path, Path], bytes]:
     """`chromium(page, shot)`: render an HTML page into a PNG and return its pixel data (see `render_in_chromium`)."""
     return render_in_chromium
+
+
+# Report pages read back as their structure: what tests check of the run, compare and experiment
+# pages, from the DOM (the file itself, or Chromium's DOM after rendering).
+
+
+@dataclass
+class Chart:
+    title: str = ""
+    lines: int = 0
+    hover: int = 0
+    x_ticks: list[float] = field(default_factory=list)
+    y_ticks: list[float] = field(default_factory=list)
+    empty: bool = False
+
+
+@dataclass
+class Page:
+    h1: str = ""
+    header: dict[str, str] = field(default_factory=dict)
+    verdict: list[tuple[str, str]] = field(default_factory=list)
+    tables: list[list[list[str]]] = field(default_factory=list)
+    charts: list[Chart] = field(default_factory=list)
+    scripts: int = 0
+
+
+class _Reader(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.page = Page()
+        self.stack: list[tuple[str, dict, int]] = []
+        self.text: list[str] = []
+        self.term = ""
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        attributes = dict(attrs)
+        if tag not in ("polyline", "circle", "rect", "line", "meta", "br"):  # (void or self-closed in the pages)
+            self.stack.append((tag, attributes, len(self.text)))
+        if tag == "script":
+            self.page.scripts += 1
+        elif tag == "figure":
+            self.page.charts.append(Chart(empty="empty" in (attributes.get("class") or "")))
+        elif tag == "table":
+            self.page.tables.append([])
+        elif tag == "tr" and self.page.tables:
+            self.page.tables[-1].append([])
+        elif tag == "polyline" and self.page.charts:
+            self.page.charts[-1].lines += 1
+        elif tag == "title" and self._inside("svg"):
+            self.page.charts[-1].hover += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if not any(name == tag for name, _, _ in self.stack):
+            return  # (the end of a void element)
+        while self.stack[-1][0] != tag:
+            self.stack.pop()
+        _, opened, start = self.stack.pop()
+        text = "".join(self.text[start:]).strip()
+        classes = opened.get("class") or ""
+        if tag == "h1":
+            self.page.h1 = text
+        elif tag == "dt":
+            self.term = text
+        elif tag == "dd":
+            self.page.header[self.term] = text
+        elif tag == "li" and self._inside("section"):
+            self.page.verdict.append((classes, text))
+        elif tag in ("td", "th") and self.page.tables and self.page.tables[-1]:
+            self.page.tables[-1][-1].append(text)
+        elif tag == "h3" and self._inside("figure"):
+            self.page.charts[-1].title = text
+        elif tag == "text" and classes in ("xtick", "ytick"):
+            ticks = self.page.charts[-1].x_ticks if classes == "xtick" else self.page.charts[-1].y_ticks
+            ticks.append(float(text.replace(",", "")))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    def _inside(self, tag: str) -> bool:
+        return any(name == tag for name, _, _ in self.stack)
+
+
+def read_page(text: str) -> Page:
+    reader = _Reader()
+    reader.feed(text)
+    return reader.page
+
+
+def is_round(ticks: list[float]) -> bool:
+    """Evenly spaced by 1, 2 or 5 times a power of ten, each a multiple of that step."""
+    if len(ticks) < 2:
+        return False
+    step = ticks[1] - ticks[0]
+    mantissa = step / 10 ** math.floor(math.log10(step))
+    return (any(math.isclose(mantissa, m) for m in (1, 2, 5))
+            and all(math.isclose(b - a, step, rel_tol=1e-6) for a, b in zip(ticks, ticks[1:]))
+            and all(math.isclose(t / step, round(t / step), abs_tol=1e-6) for t in ticks))
+
+
+@pytest.fixture
+def page_of() -> Callable[[str], Page]:
+    """`page_of(html)`: the page's header, verdict, tables and charts (see `Page`)."""
+    return read_page
+
+
+@pytest.fixture
+def round_ticks() -> Callable[[list[float]], bool]:
+    """`round_ticks(values)`: whether axis ticks are 1-2-5 steps (see `is_round`)."""
+    return is_round

@@ -92,13 +92,15 @@ def write_run_outputs(out_dir: Path, record_file: RecordFile, summary: Summary) 
     (out_dir / "summary.json").write_text(summary_json(summary))
     samples = read_server_metrics(out_dir / "server_metrics.csv")
     (out_dir / "report.html").write_text(render_html(summary, record_file.records, series, f"replayer run {out_dir}",
-                                                     samples, streamed), encoding="utf-8")
+                                                     samples, streamed, record_file.header), encoding="utf-8")
 
 
 def merge_record_files(files: list[tuple[Path, RecordFile]]) -> RecordFile:
     """One run from several shards' records (`--shard K/N`): times shifted onto the first file's t0
-    (by the difference of their wall-clock t0s), ids checked to be disjoint, and one trailer whose
-    stop reason is the first shard's that stopped early and whose CPU time is the shards' sum."""
+    (by the difference of their wall-clock t0s), ids checked to be disjoint, a header naming the
+    shards (`shards`; `shard` None: the merged run is all of them) and their workers summed, and one
+    trailer whose stop reason is the first shard's that stopped early and whose CPU time is the
+    shards' sum."""
     base = files[0][1]
     base_t0 = base.header.get("t0_wall_ns")
     records, seen = [], set()
@@ -118,8 +120,9 @@ def merge_record_files(files: list[tuple[Path, RecordFile]]) -> RecordFile:
                     setattr(record, name, value + shift)
             records.append(record)
     records.sort(key=lambda record: record.intended_ns)
-    header = {**base.header, "merged_from": [str(path) for path, _ in files],
-              "shards": [record_file.header.get("shard") for _, record_file in files]}
+    header = {**base.header, "shard": None, "merged_from": [str(path) for path, _ in files],
+              "shards": [record_file.header.get("shard") for _, record_file in files],
+              "workers": sum(int(record_file.header.get("workers") or 1) for _, record_file in files)}
     return RecordFile(header, records, any(record_file.torn_last_line for _, record_file in files),
                       _merged_trailer([record_file.trailer for _, record_file in files]))
 

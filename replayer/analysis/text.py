@@ -11,6 +11,7 @@ from replayer.analysis.wording import (
     GLOSSARY,
     LATENCY_ROWS,
     client_behind_warning,
+    delta_cells,
     fmt,
     recorded_e2e_line,
     slo_value,
@@ -175,13 +176,7 @@ def compare_table(deltas: list, base_name: str, new_name: str) -> Table:
         table.add_column(name, justify=justify, no_wrap=True)
     styles = {"regression": "[red]REGRESSION[/]", "improvement": "[green]improvement[/]", "worse": "[yellow]worse[/]"}
     for d in deltas:
-        fraction = d.metric in ("error_rate", "attainment")
-        unit = " pt" if fraction else "%"
-        shown = (lambda v: "–" if v is None else f"{v * 100:.2f}%") if fraction else (lambda v: fmt(v, 2))
-        change = "–" if d.change is None else f"{d.change * 100:+.2f}{unit}"
-        interval = "–" if d.low is None else f"{d.low * 100:+.1f} .. {d.high * 100:+.1f}{unit}"
-        limit = "" if d.limit is None else f"{d.limit * 100:g}{unit}"
-        table.add_row(d.metric, shown(d.base), shown(d.new), change, interval, limit, styles.get(d.verdict, d.verdict))
+        table.add_row(d.metric, *delta_cells(d), styles.get(d.verdict, d.verdict))
     return table
 
 

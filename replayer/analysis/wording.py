@@ -4,6 +4,8 @@ values and verdicts, the client-behind warning."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from replayer.analysis.summary import Summary
 
 LATENCY_ROWS = (
@@ -65,3 +67,19 @@ def client_behind_warning(summary: Summary) -> str:
         f"WARNING: the client fell behind its schedule {where} (limit {summary['client_limited_threshold_ms']:g} ms, "
         "session waits excluded): there the client, not the server, limited this run."
     )
+
+
+def delta_cells(delta: Any) -> tuple[str, str, str, str, str]:
+    """A compared metric's base, new, change, 95 % interval and limit as shown (a
+    `replayer.analysis.compare.Delta`; fractions in percent and their changes in points)."""
+    fraction = delta.metric in ("error_rate", "attainment")
+    unit = " pt" if fraction else "%"
+
+    def shown(value: float | None) -> str:
+        if value is None:
+            return "–"
+        return f"{value * 100:.2f}%" if fraction else fmt(value, 2)
+    change = "–" if delta.change is None else f"{delta.change * 100:+.2f}{unit}"
+    interval = "–" if delta.low is None else f"{delta.low * 100:+.1f} .. {delta.high * 100:+.1f}{unit}"
+    limit = "" if delta.limit is None else f"{delta.limit * 100:g}{unit}"
+    return shown(delta.base), shown(delta.new), change, interval, limit

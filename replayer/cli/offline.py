@@ -12,10 +12,12 @@ from pathlib import Path
 from rich.console import Console
 
 from replayer.analysis.compare import DEFAULT_LIMITS
+from replayer.analysis.compare_html import render_compare
 from replayer.analysis.html import render_html
 from replayer.analysis.json_report import summary_json
 from replayer.analysis.markdown import junit_xml, markdown_report
-from replayer.analysis.runs import records_path, run_settings, summarize_run, write_record_file
+from replayer.analysis.openmetrics import openmetrics_text, run_labels
+from replayer.analysis.runs import records_path, run_settings, summarize_run, write_record_file, write_run_outputs
 from replayer.analysis.summary import Summary
 from replayer.analysis.text import compare_table, render_summary, slo_table, sweep_table, trials_table
 from replayer.analysis.timeseries import time_series, write_series_csv
@@ -32,6 +34,7 @@ examples:
   replayer report runs/20260101-120000
   replayer report runs/20260101-120000/records.jsonl --format json
   replayer report runs/nightly --format markdown -o report.md      # for a CI comment
+  replayer report runs/nightly --format prometheus -o /var/lib/node_exporter/replayer.prom
   replayer report runs/nightly --timeseries series.csv --bin 10    # 10 s intervals
   replayer report shard-0 shard-1 shard-2 --merge-to runs/merged  # shards of one run (--shard K/N)
   replayer report runs/capacity        # an experiment (capacity, sweep, --trials): JSON and report rebuilt
@@ -50,11 +53,13 @@ def add_report(commands: argparse._SubParsersAction) -> None:
                         help="run directory or records.jsonl; several are the shards of one run (--shard K/N), "
                              "merged on their shared start instant")
     report.add_argument("--merge-to", type=Path, metavar="DIR",
-                        help="with several runs: also write the merged records.jsonl and summary.json into DIR")
-    report.add_argument("--format", choices=["text", "json", "markdown", "html"], default="text",
+                        help="with several runs: also write the merged records.jsonl, summary.json, timeseries.csv "
+                             "and report.html into DIR")
+    report.add_argument("--format", choices=["text", "json", "markdown", "html", "prometheus"], default="text",
                         help="text (the terminal table), json (summary.json's content, with vLLM bench serve's key "
-                             "names too), markdown (for CI comments) or html (one self-contained file with the "
-                             "plots, as run writes to report.html); default text")
+                             "names too), markdown (for CI comments), html (one self-contained file with the "
+                             "plots, as run writes to report.html) or prometheus (OpenMetrics text with the run's "
+                             "labels, for a textfile collector or a pushgateway); default text")
     report.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the report to FILE instead of stdout")
     report.add_argument("--timeseries", type=Path, metavar="FILE.csv",
                         help="also write per-interval series (sent, completed, in flight, tokens/s, latency, lag)")
@@ -76,10 +81,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if args.format == "text" and args.output is None:
         render_summary(summary, Console(), title=title)
     else:
-        text = (summary_json(summary) if args.format == "json" else
-                markdown_report(summary, title) if args.format == "markdown" else
-                _html_report(summary, record_file, path, title) if args.format == "html" else
-                _rendered_text(summary, title))
+        text = _report_text(args.format, summary, record_file, path, title)
         _write_or_print(text, args.output)
     if args.timeseries:
         try:
@@ -90,6 +92,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if record_file.torn_last_line:
         Console(stderr=True).print("[yellow]note:[/] the last line of the records file was incomplete and was skipped")
     return 0
+
+
+def _report_text(fmt: str, summary: Summary, record_file: RecordFile, path: Path, title: str) -> str:
+    """The report of one run in `fmt` (any --format)."""
+    if fmt == "json":
+        return summary_json(summary)
+    if fmt == "markdown":
+        return markdown_report(summary, title)
+    if fmt == "html":
+        return _html_report(summary, record_file, path, title)
+    if fmt == "prometheus":
+        return openmetrics_text(summary, run_labels(record_file.header, str(path.parent)))
+    return _rendered_text(summary, title)
 
 
 def _report_experiment(folder: Path) -> int:
@@ -108,11 +123,12 @@ def _report_experiment(folder: Path) -> int:
 
 
 def _write_merged(folder: Path, record_file: RecordFile, summary: Summary) -> None:
-    """The merged run's records.jsonl and summary.json, as a single run would have left them."""
+    """The merged run's records.jsonl, summary.json, timeseries.csv and report.html, as a single run
+    would have left them."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         write_record_file(folder / "records.jsonl", record_file)
-        (folder / "summary.json").write_text(summary_json(summary))
+        write_run_outputs(folder, record_file, summary)
     except OSError as exc:
         raise OutputError(f"--merge-to {folder}: {exc.strerror}") from None
     Console(stderr=True).print(f"merged {len(record_file.header['merged_from'])} runs into {folder}")
@@ -121,7 +137,7 @@ def _write_merged(folder: Path, record_file: RecordFile, summary: Summary) -> No
 def _html_report(summary: Summary, record_file: RecordFile, path: Path, title: str) -> str:
     streamed = run_settings(record_file)["streamed"]
     return render_html(summary, record_file.records, time_series(record_file.records, streamed=streamed), title,
-                       read_server_metrics(path.parent / "server_metrics.csv"), streamed)
+                       read_server_metrics(path.parent / "server_metrics.csv"), streamed, record_file.header)
 
 
 def _rendered_text(summary: Summary, title: str) -> str:
@@ -144,6 +160,7 @@ COMPARE_EXAMPLES = """\
 examples:
   replayer compare runs/release-1.4 runs/release-1.5          # default limits: latencies and throughputs 10%
   replayer compare base new --max-regression ttft_p99=5% --max-regression error_rate=0.5%
+  replayer compare runs/release-1.4 runs/release-1.5 --format html -o compare.html
 """
 
 
@@ -172,7 +189,11 @@ def add_compare(commands: argparse._SubParsersAction) -> None:
         metavar="METRIC=PCT",
         help="largest tolerated worsening of a metric, repeatable (e.g. ttft_p99=10%%)",
     )
-    compare.add_argument("--format", choices=["text", "json"], default="text", help="output format (default text)")
+    compare.add_argument("--format", choices=["text", "json", "html"], default="text",
+                         help="text (the table), json (for scripts) or html (a self-contained page: both runs' "
+                              "curves and CDFs overlaid, and the changes with their verdicts); default text")
+    compare.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the comparison to FILE instead "
+                                                                           "of stdout")
     compare.set_defaults(handler=_cmd_compare)
 
 
@@ -185,17 +206,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             "speedup), so throughputs are not comparable and are not judged"
         )
     if args.format == "json":
-        print(
-            json.dumps(
-                {
-                    "base": str(args.base),
-                    "new": str(args.new),
-                    "regressed": regressed,
-                    "metrics": [asdict(d) for d in comparison.deltas],
-                },
-                indent=2,
-            )
-        )
+        _write_or_print(json.dumps({"base": str(args.base), "new": str(args.new), "regressed": regressed,
+                                    "metrics": [asdict(d) for d in comparison.deltas]}, indent=2) + "\n",
+                        args.output)
+    elif args.format == "html":
+        _write_or_print(render_compare(str(args.base), str(args.new), comparison.deltas, comparison.base_runs,
+                                       comparison.new_runs, comparison.same_workload), args.output)
     else:
         console = Console()
         console.print(compare_table(comparison.deltas, str(args.base), str(args.new)))

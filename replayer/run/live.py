@@ -1,6 +1,8 @@
-"""The live progress display of a run: counts, elapsed vs trace time, recent TTFT percentiles, and
-the schedule guard: the client's lag p99 over the last window of sends, with a warning while it is
-over the limit (the same test `summary.json`'s `client_limited` applies per window afterwards).
+"""The live progress display of a run: on a terminal a progress bar of the trace's time, done and
+left, with the ETA, and under it the live counters (elapsed vs trace time, recent TTFT percentiles,
+the schedule guard); without a terminal, the counters as a line every 10 s. The schedule guard is
+the client's lag p99 over the last window of sends, with a warning while it is over the limit (the
+summary's `client_limited` applies the same test per window afterwards, given enough late sends).
 
 It is refreshed from the event loop a few times a second (never from a thread of its own), and only
 looks at counters and bounded windows of recent values, so it costs the dispatcher little.
@@ -14,8 +16,10 @@ from collections import deque
 from collections.abc import Callable
 
 import numpy as np
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
 from rich.text import Text
 
 from replayer.analysis.summary import CLIENT_LIMITED_LAG_MS, LAG_WINDOW_S
@@ -74,6 +78,26 @@ class LiveDisplay:
             line.append(f" | lag p99 {lag:.1f} ms")
         return line
 
+    def bar(self) -> RenderableType:
+        """The progress bar of the trace's time: done, left, and the ETA (by sends for a closed loop,
+        which has no schedule)."""
+        elapsed = max(0.0, (time.perf_counter_ns() - self.t0_ns) / 1e9)
+        p = self.progress
+        left_s: float | None
+        if self.span_s > 0:
+            total, done = self.span_s, min(elapsed, self.span_s)
+            left_s = self.span_s - done
+            text = (f"trace {done * self.speedup:,.0f}/{self.span_s * self.speedup:,.0f} s done, "
+                    f"{left_s * self.speedup:,.0f} s left · ETA {_clock(left_s)}")
+        else:
+            total, done = float(p.planned or 1), float(p.sent)
+            rate = p.sent / elapsed if elapsed > 0 else 0.0
+            left_s = (p.planned - p.sent) / rate if rate else None
+            text = f"sent {p.sent:,}/{p.planned:,}" + (f" · ETA {_clock(left_s)}" if left_s is not None else "")
+        grid = Table.grid(padding=(0, 1))
+        grid.add_row(ProgressBar(total=total, completed=done, width=40), Text(text))
+        return grid
+
     async def run(self) -> None:
         """Refresh until cancelled; without a terminal, log a line every LOG_EVERY_S instead."""
         if not self.console.is_terminal:
@@ -84,11 +108,22 @@ class LiveDisplay:
             except asyncio.CancelledError:
                 self.console.print(self.render())
                 raise
-        with Live(self.render(), console=self.console, auto_refresh=False, transient=False) as live:
+        with Live(self.view(), console=self.console, auto_refresh=False, transient=False) as live:
             try:
                 while True:
                     await asyncio.sleep(REFRESH_S)
-                    live.update(self.render(), refresh=True)
+                    live.update(self.view(), refresh=True)
             except asyncio.CancelledError:
-                live.update(self.render(), refresh=True)
+                live.update(self.view(), refresh=True)
                 raise
+
+    def view(self) -> RenderableType:
+        """What a terminal shows: the bar, and the counters under it."""
+        return Group(self.bar(), self.render())
+
+
+def _clock(seconds: float) -> str:
+    """`1:02:03` or `2:03`."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

@@ -215,7 +215,8 @@ def live_display(replay: Replay, console: Console, progress: Progress, t0_ns: in
     if replay.quiet:
         return None
     workload = replay.job.workload
-    return LiveDisplay(console, progress, t0_ns, workload.span_s, workload.speedup, replay.lag_limit_ms, lag_p99)
+    span_s = 0.0 if replay.job.concurrency else workload.span_s  # (a closed loop follows no clock: by sends)
+    return LiveDisplay(console, progress, t0_ns, span_s, workload.speedup, replay.lag_limit_ms, lag_p99)
 
 
 @contextlib.contextmanager

@@ -92,7 +92,9 @@ def test_bad_limits_are_one_line_errors(text):
         parse_limit(text)
 
 
-def test_the_same_configuration_is_within_noise_and_twice_the_decode_time_a_regression(tmp_path, capsys):
+def test_the_same_configuration_is_within_noise_and_twice_the_decode_time_a_regression(tmp_path, capsys, page_of,
+                                                                                       round_ticks, chromium_dom):
+    read_page, is_round = page_of, round_ticks
     shaping = Shaping(duration_s=6, speedup=5)
     for name, decode_ms in (("fast", 10.0), ("again", 10.0), ("slow", 20.0)):
         execute(
@@ -118,3 +120,16 @@ def test_the_same_configuration_is_within_noise_and_twice_the_decode_time_a_regr
     assert metrics["ttft_p99"]["verdict"] == "within noise"
     main(["compare", str(tmp_path / "fast"), str(tmp_path / "again")])
     assert "within noise" in capsys.readouterr().out
+    assert main(["compare", str(tmp_path / "fast"), str(tmp_path / "slow"), "--format", "html", "-o",
+                 str(tmp_path / "compare.html")]) == 1
+    page = read_page((tmp_path / "compare.html").read_text())
+    assert page.scripts == 0 and page.h1.startswith("replayer compare")
+    level, text = page.verdict[0]
+    assert level == "bad" and "tpot_p50" in text and "tpot_p99" in text
+    deltas = next(rows for rows in page.tables if rows[0][:2] == ["metric", "base"])
+    assert {row[0]: row[-1] for row in deltas[1:]}["tpot_p99"] == "REGRESSION"
+    assert [c.title for c in page.charts][:4] == ["TTFT p99 by send time", "E2E p99 by send time",
+                                                  "TPOT p99 by send time", "Completed per second"]
+    assert all(c.lines >= 2 and is_round(c.x_ticks) and is_round(c.y_ticks) for c in page.charts)  # both runs
+    laid_out = read_page(chromium_dom(tmp_path / "compare.html"))  # and as Chromium built the page
+    assert laid_out.verdict == page.verdict and len(laid_out.charts) == len(page.charts) and laid_out.tables

@@ -25,3 +25,17 @@ def test_the_guard_warns_while_the_last_windows_lag_is_over_the_limit():
 def test_sends_older_than_the_window_no_longer_count():
     display = _display([9.0] * 5, age_s=30.0)
     assert display.lag_p99_ms() is None and "lag" not in display.render().plain
+
+
+def test_a_terminal_shows_a_bar_of_the_trace_time_done_and_left_with_its_eta():
+    display = _display([1.0] * 5, age_s=10.0)  # 10 s into a 60 s trace
+    console = Console(record=True, width=120)
+    console.print(display.view())
+    text = console.export_text()
+    assert "trace 10/60 s done, 50 s left · ETA 0:50" in text and "━" in text
+    assert "sent 5/10" in text  # the counters under it
+    closed = LiveDisplay(Console(file=None, quiet=True), display.progress, t0_ns=display.t0_ns, span_s=0.0,
+                         speedup=1.0)  # a closed loop: by sends, 5 of 10 in 10 s
+    console = Console(record=True, width=120)
+    console.print(closed.bar())
+    assert "sent 5/10 · ETA 0:10" in console.export_text()

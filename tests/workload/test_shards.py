@@ -61,6 +61,8 @@ def test_shards_started_at_one_instant_merge_into_the_single_process_run(simulat
     assert request_set(records.records) == request_set(one) and single.summary["completed"] == len(one)
     assert summary["completed"] == len(one) and summary["accounting"]["balanced"]
     assert sorted(records.header["shards"]) == [[0, 2], [1, 2]]
+    assert (records.header["shard"], records.header["workers"]) == (None, 2)
+    assert all((tmp_path / "merged" / name).is_file() for name in ("summary.json", "timeseries.csv", "report.html"))
     assert all(0 <= r.sent_ns - r.intended_ns < 200_000_000 for r in records.records)  # both started on time
 
 
