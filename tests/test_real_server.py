@@ -127,7 +127,8 @@ def test_prompts_over_the_context_window_fail_as_the_server_answers_and_the_run_
                              "--input-tokens", f"{N_CTX + 200}:{N_CTX * 3}", "--output-tokens", "4:32",
                              "--max-requests", "3", "--speedup", "200", "--base-url", base_url, stream,
                              "--out", str(tmp_path / "long"), "--quiet"], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # (every request failed: the run says so and exits 1)
+    assert "none of the 3 requests sent succeeded" in " ".join(result.stderr.split())
     records = read_records(tmp_path / "long" / "records.jsonl").records
     assert len(records) == 3 and all(r.first_token_ns is None for r in records)
     if stream == "--no-stream":  # HTTP 400 with the server's own message

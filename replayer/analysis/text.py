@@ -173,7 +173,7 @@ def compare_table(deltas: list, base_name: str, new_name: str) -> Table:
         ("limit", "right"), ("verdict", "left"),
     )
     for name, justify in columns:
-        table.add_column(name, justify=justify, no_wrap=True)
+        table.add_column(name, justify=justify, overflow="fold")
     styles = {"regression": "[red]REGRESSION[/]", "improvement": "[green]improvement[/]", "worse": "[yellow]worse[/]"}
     for d in deltas:
         table.add_row(d.metric, *delta_cells(d), styles.get(d.verdict, d.verdict))
@@ -189,7 +189,7 @@ def trials_table(result: dict) -> Table:
     point = result["point"]
     table = Table(title=f"{len(point['trials'])} trials", title_justify="left", show_edge=False, pad_edge=False)
     for name in ("metric", "mean", "95% interval", "min", "max"):
-        table.add_column(name, justify="left" if name == "metric" else "right", no_wrap=True)
+        table.add_column(name, justify="left" if name == "metric" else "right", overflow="fold")
     for name in TRIALS_SHOWN:
         spread = (point.get("spread") or {}).get(name)
         if spread:
@@ -206,7 +206,7 @@ def sweep_table(result: dict) -> Table:
     knee = result.get("knee") or {}
     table = Table(title="sweep", title_justify="left", show_edge=False, pad_edge=False)
     for name in ("load", "req/s", "TTFT p50", "p99", "TPOT p99", "E2E p99", "goodput", "errors"):
-        table.add_column(name, justify="left" if name == "load" else "right", no_wrap=True)
+        table.add_column(name, justify="left" if name == "load" else "right", overflow="fold")
     for index, point in enumerate(result["points"]):
         m = point["metrics"]
         load = {"speedup": f"{point['value']:.4g}x", "rate": f"{point['value']:.4g}/s"}.get(

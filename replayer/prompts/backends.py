@@ -6,7 +6,7 @@ sequence token, so that the output is exactly the trace's length:
 
 | backend  | forces the length with | usage in a stream | notes |
 |----------|------------------------|-------------------|-------|
-| vllm     | `ignore_eos`           | yes               | also accepts `min_tokens` |
+| vllm     | `ignore_eos`           | yes               | also accepts `min_tokens`; its `/v1/messages` takes neither |
 | sglang   | `ignore_eos`           | yes               | the same OpenAI extensions as vLLM |
 | llamacpp | `ignore_eos`           | yes               | llama-server takes its native sampling fields in the OpenAI body |
 | llama-cpp-python | `min_tokens` = `max_tokens` | no    | ignores ignore_eos and stream_options; its /v1/models says owned_by "me" |
@@ -36,16 +36,19 @@ class Backend:
     """Honours `stream_options.include_usage` (a usage chunk before `[DONE]`)."""
     chat_length_field: str = "max_tokens"
     """The chat API's cap on output tokens (OpenAI's own API wants `max_completion_tokens`)."""
+    unforced_apis: tuple[str, ...] = ()
+    """APIs whose request takes no `force_with` field here, so their outputs end where the model stops
+    (vLLM's Anthropic-style `/v1/messages` request has neither `ignore_eos` nor `min_tokens`)."""
 
-    @property
-    def forces_length(self) -> bool:
-        return self.force_with is not None
+    def forces_length(self, api: str) -> bool:
+        """Whether outputs of `api` can be made to run to `max_tokens` exactly."""
+        return self.force_with is not None and api not in self.unforced_apis
 
 
 BACKENDS: dict[str, Backend] = {
     b.name: b
     for b in (
-        Backend("vllm", force_with="ignore_eos"),
+        Backend("vllm", force_with="ignore_eos", unforced_apis=("messages",)),
         Backend("sglang", force_with="ignore_eos"),
         Backend("llamacpp", force_with="ignore_eos"),
         Backend("llama-cpp-python", force_with="min_tokens", stream_usage=False),

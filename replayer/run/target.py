@@ -78,7 +78,7 @@ def prompt_seed(prompts: PromptConfig) -> int:
 def request_options(target: TargetConfig, model: str, backend: str) -> RequestOptions:
     """Request fields in the backend's dialect (see `replayer.prompts.backends`)."""
     dialect = BACKENDS[backend]
-    ignore_eos = target.ignore_eos if target.ignore_eos is not None else dialect.forces_length
+    ignore_eos = target.ignore_eos if target.ignore_eos is not None else dialect.forces_length(target.api)
     return RequestOptions(api=target.api, model=model, stream=target.stream, ignore_eos=ignore_eos,
                           force_with=dialect.force_with or "ignore_eos", stream_usage=dialect.stream_usage,
                           length_field=dialect.chat_length_field if target.api == "chat" else "max_tokens",

@@ -49,6 +49,13 @@ def test_the_terminal_report_never_cuts_a_number_or_a_verdict_at_80_columns():
     assert "…" not in text
     assert "TTFT (s)" in text and "279.22" in text and "TPOT " in text  # long latencies in seconds, short in ms
     assert text.count("FAIL") == 2 and "pass" in text
+    from replayer.analysis.compare import compare_runs
+    from replayer.analysis.text import compare_table
+    from replayer.records import RecordFile
+    deltas = compare_runs([RecordFile({}, slow, trailer={})], [RecordFile({}, slow, trailer={})])
+    console = Console(record=True, width=80)
+    console.print(compare_table(deltas, "runs/release-2026.11-base", "runs/release-2026.12-candidate"))
+    assert "…" not in console.export_text()
 
 
 def test_markdown_has_the_latency_table_and_the_slo_verdict():

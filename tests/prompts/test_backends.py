@@ -51,13 +51,15 @@ def test_auto_detection_asks_the_engine_endpoints_in_turn():
 
 
 def test_each_dialect_shapes_its_bodies():
-    assert {name for name, backend in BACKENDS.items() if backend.forces_length} == {
+    assert {name for name, backend in BACKENDS.items() if backend.forces_length("chat")} == {
         "vllm", "sglang", "llamacpp", "llama-cpp-python", "replayer"}
+    assert not BACKENDS["vllm"].forces_length("messages")  # (vLLM's Anthropic request has no ignore_eos)
 
     def body(backend: str, api: str = "chat") -> dict:
         return json.loads(build_body(request_options(TargetConfig(api=api), "m", backend), "hi", 7))
 
     assert body("vllm")["ignore_eos"] and body("vllm")["stream_options"] == {"include_usage": True}
+    assert "ignore_eos" not in body("vllm", "messages") and "min_tokens" not in body("vllm", "messages")
     python = body("llama-cpp-python")
     assert python["min_tokens"] == python["max_tokens"] == 7 and "ignore_eos" not in python
     openai = body("openai")
