@@ -120,11 +120,23 @@ def merge_record_files(files: list[tuple[Path, RecordFile]]) -> RecordFile:
                     setattr(record, name, value + shift)
             records.append(record)
     records.sort(key=lambda record: record.intended_ns)
-    header = {**base.header, "shard": None, "merged_from": [str(path) for path, _ in files],
-              "shards": [record_file.header.get("shard") for _, record_file in files],
-              "workers": sum(int(record_file.header.get("workers") or 1) for _, record_file in files)}
+    shards = [record_file.header.get("shard") for _, record_file in files]
+    header = {**base.header, "shard": None, "merged_from": [str(path) for path, _ in files], "shards": shards,
+              "workers": sum(int(record_file.header.get("workers") or 1) for _, record_file in files),
+              **shard_completeness(shards, [(str(path), record_file) for path, record_file in files])}
     return RecordFile(header, records, any(record_file.torn_last_line for _, record_file in files),
                       _merged_trailer([record_file.trailer for _, record_file in files]))
+
+
+def shard_completeness(shards: list[Any], files: list[tuple[str, RecordFile]]) -> dict[str, list]:
+    """Which of the N shards (`--shard K/N`) are not among the merged ones (`shards_missing`), and which
+    merged ones did not finish (`shards_incomplete`: no trailer, or a last line cut short, as a killed
+    pod leaves them; their finished records are all kept)."""
+    counts = {int(shard[1]) for shard in shards if shard}
+    present = {int(shard[0]) for shard in shards if shard}
+    missing = sorted(set(range(max(counts))) - present) if counts else []
+    incomplete = [path for path, record_file in files if record_file.trailer is None or record_file.torn_last_line]
+    return {"shards_missing": missing, "shards_incomplete": incomplete}
 
 
 def _merged_trailer(trailers: list[dict[str, Any] | None]) -> dict[str, Any] | None:

@@ -131,7 +131,16 @@ def _write_merged(folder: Path, record_file: RecordFile, summary: Summary) -> No
         write_run_outputs(folder, record_file, summary)
     except OSError as exc:
         raise OutputError(f"--merge-to {folder}: {exc.strerror}") from None
-    Console(stderr=True).print(f"merged {len(record_file.header['merged_from'])} runs into {folder}")
+    console = Console(stderr=True)
+    console.print(f"merged {len(record_file.header['merged_from'])} runs into {folder}")
+    missing = record_file.header.get("shards_missing") or []
+    incomplete = record_file.header.get("shards_incomplete") or []
+    if missing:
+        console.print(f"[yellow]warning:[/] shards {', '.join(map(str, missing))} of "
+                      f"{max(int(s[1]) for s in record_file.header['shards'] if s)} are missing from the merge")
+    for path in incomplete:
+        console.print(f"[yellow]warning:[/] {path} did not finish (no trailer or a cut last line): its finished "
+                      "records are kept, its in-flight requests are not in them")
 
 
 def _html_report(summary: Summary, record_file: RecordFile, path: Path, title: str) -> str:

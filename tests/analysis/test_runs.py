@@ -1,11 +1,13 @@
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
-from replayer.analysis.runs import merge_record_files, read_run, summarize_run
+from replayer.analysis.runs import merge_record_files, read_run, summarize_run, write_record_file
 from replayer.api import RunConfig, run
-from replayer.records import read_records
+from replayer.cli import main
+from replayer.records import RecordFile, RequestRecord, read_records
 from replayer.run.config import OutputConfig, PromptConfig, ScaleConfig, WorkloadSource
 from replayer.sim.engine import EngineModel
 from replayer.sim.server import SimulatorConfig
@@ -54,6 +56,27 @@ def test_shards_merged_keep_one_trailer_with_the_first_early_stop_and_the_summed
     assert merged.trailer is not None and merged.trailer["stop_reason"] is None
     assert merged.trailer["client_cpu_s"] == pytest.approx(sum(f.trailer["client_cpu_s"] for _, f in files))
     assert summarize_run(merged)["requests_sent"] == 60
+
+
+def test_a_merge_names_the_shards_missing_and_those_that_did_not_finish(tmp_path, capsys):
+    def shard(k: int, n: int, trailer: dict | None) -> RecordFile:
+        record = RequestRecord(k, 0, 10, 2, sent_ns=0, first_token_ns=1, end_ns=2, served_output_tokens=2)
+        return RecordFile({"shard": [k, n], "t0_wall_ns": 1, "workers": 1}, [record], trailer=trailer)
+
+    merged = merge_record_files([(Path("s0"), shard(0, 4, {})), (Path("s2"), shard(2, 4, None)),
+                                 (Path("s3"), shard(3, 4, {}))])
+    assert (merged.header["shards_missing"], merged.header["shards_incomplete"]) == ([1], ["s2"])
+    assert [r.id for r in merged.records] == [0, 2, 3]  # (what the unfinished shard finished is kept)
+    whole = merge_record_files([(Path(f"s{k}"), shard(k, 2, {})) for k in range(2)])
+    assert (whole.header["shards_missing"], whole.header["shards_incomplete"]) == ([], [])
+    for k, trailer in ((0, {}), (2, None)):  # and `report --merge-to` says so
+        (tmp_path / f"s{k}").mkdir()
+        write_record_file(tmp_path / f"s{k}" / "records.jsonl", shard(k, 4, trailer))
+    assert main(["report", str(tmp_path / "s0"), str(tmp_path / "s2"), "--merge-to", str(tmp_path / "m"),
+                 "--format", "json"]) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert "shards 1, 3 of 4 are missing from the merge" in said and f"{tmp_path / 's2'}" in said
+    assert "did not finish" in said
 
 
 def test_the_warmup_is_sent_and_recorded_but_kept_out_of_statistics_and_slos(tmp_path):

@@ -62,6 +62,7 @@ def test_shards_started_at_one_instant_merge_into_the_single_process_run(simulat
     assert summary["completed"] == len(one) and summary["accounting"]["balanced"]
     assert sorted(records.header["shards"]) == [[0, 2], [1, 2]]
     assert (records.header["shard"], records.header["workers"]) == (None, 2)
+    assert (records.header["shards_missing"], records.header["shards_incomplete"]) == ([], [])
     assert all((tmp_path / "merged" / name).is_file() for name in ("summary.json", "timeseries.csv", "report.html"))
     assert all(0 <= r.sent_ns - r.intended_ns < 200_000_000 for r in records.records)  # both started on time
 
