@@ -25,9 +25,11 @@ def test_trace_loading_benchmark_prints_each_size_and_its_targets(tmp_path):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("importing replayer.traces.formats: ")
-    assert any(line.startswith("20,000 rows: load ") and "inspect (load and statistics)" in line for line in lines)
+    for columns in ("v1", "v3"):  # BurstGPT_1's columns and BurstGPT_3's
+        assert any(line.startswith(f"20,000 rows ({columns}): load ") and "inspect (load and statistics)" in line
+                   for line in lines), lines
     targets = [line for line in lines if line.startswith("target: ")]
-    assert [line.split(":")[1].split()[0] for line in targets] == ["inspect"]  # (load targets: full sizes only)
+    assert [line.split(":")[1].split()[0] for line in targets] == ["inspect"] * 2  # (load targets: full sizes only)
     assert all(line.endswith((": met", ": NOT met")) for line in targets)
 
 

@@ -288,6 +288,10 @@ class CategoryBuilder:
     def add(self, values: list | Labels) -> None:
         index = self._index
         if isinstance(values, Labels):
+            if not index:  # (Arrow's unified dictionary is unique: its codes are ours as they are)
+                index.update(zip(values.labels, range(len(values.labels))))
+                self._codes.append(values.codes)
+                return
             codes = np.asarray([index.setdefault(label, len(index)) for label in values.labels], dtype=np.int32)
             self._codes.append(codes[values.codes] if codes.size else values.codes)
             return
@@ -295,7 +299,11 @@ class CategoryBuilder:
 
     def build(self) -> Categorical:
         codes = np.concatenate(self._codes) if self._codes else np.zeros(0, np.int32)
-        return Categorical(codes, tuple(cell_text(label).strip() for label in self._index))
+        try:
+            labels = tuple(map(str.strip, self._index))  # type: ignore[arg-type]  # (text, from Arrow or JSON)
+        except TypeError:  # (bytes, from the block reader)
+            labels = tuple(cell_text(label).strip() for label in self._index)
+        return Categorical(codes, labels)
 
 
 TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
