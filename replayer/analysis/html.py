@@ -21,7 +21,7 @@ import numpy as np
 
 from replayer.analysis.charts import cdf_chart, line_chart, shaded_spans
 from replayer.analysis.summary import PERCENTILES, Summary, latency_samples, request_latencies, summary_entry
-from replayer.analysis.wording import client_behind_warning, slo_value, slo_verdict
+from replayer.analysis.wording import client_behind_warning, group_name, slo_value, slo_verdict
 from replayer.records import RequestRecord
 
 STYLE = """
@@ -173,7 +173,7 @@ def _breakdowns(summary: Summary) -> str:
         if len(groups) < 2:
             continue
         for name, stats in groups.items():
-            rows.append((f"{kind.replace('_', ' ')} {name}", f"{stats['requests']:,}", f"{stats['failed']:,}",
+            rows.append((group_name(kind, name), f"{stats['requests']:,}", f"{stats['failed']:,}",
                          number(stats["ttft_ms"]["p50"]), number(stats["ttft_ms"]["p99"]),
                          number(stats["tpot_ms"]["p99"]), number(stats["e2e_ms"]["p99"])))
     if not rows:

@@ -13,6 +13,7 @@ from replayer.analysis.wording import (
     client_behind_warning,
     delta_cells,
     fmt,
+    group_name,
     recorded_e2e_line,
     slo_value,
     slo_verdict,
@@ -114,10 +115,6 @@ def render_summary(summary: Summary, console: Console, title: str = "replayer su
     console.print(Group(*parts))
 
 
-_GROUP_KINDS = {"turns": "turns", "input_tokens": "input tokens", "model": "model", "log_type": "log type",
-                "type": "request type", "recorded": "recorded as"}
-
-
 def breakdown_table(summary: Summary) -> Table | None:
     """Requests and key percentiles per group, for the kinds of grouping with more than one group."""
     kinds = {kind: groups for kind, groups in (summary.get("breakdowns") or {}).items() if len(groups) > 1}
@@ -132,7 +129,7 @@ def breakdown_table(summary: Summary) -> Table | None:
         for name, stats in groups.items():
             ratio = (stats.get("e2e_vs_recorded") or {}).get("p50")
             table.add_row(
-                f"{_GROUP_KINDS.get(kind, kind)} {name}",
+                group_name(kind, name),
                 f"{stats['requests']:,}",
                 f"{stats['failed']:,}",
                 fmt(stats["ttft_ms"]["p50"], grouping=""),

@@ -83,3 +83,13 @@ def delta_cells(delta: Any) -> tuple[str, str, str, str, str]:
     interval = "–" if delta.low is None else f"{delta.low * 100:+.1f} .. {delta.high * 100:+.1f}{unit}"
     limit = "" if delta.limit is None else f"{delta.limit * 100:g}{unit}"
     return shown(delta.base), shown(delta.new), change, interval, limit
+
+
+GROUP_KINDS = {"turns": "turns", "input_tokens": "input tokens", "model": "model", "log_type": "log type",
+               "type": "request type", "recorded": "recorded as"}
+"""How each kind of breakdown group is named on every report."""
+
+
+def group_name(kind: str, name: str) -> str:
+    """A breakdown group as the reports show it: `request type search`, `input tokens 0-255`."""
+    return f"{GROUP_KINDS.get(kind, kind)} {name}"
